@@ -1,0 +1,508 @@
+"""Automatic Gradient Descent (Bernstein et al. 2023, Algorithm 1) and a factory for baselines.
+
+For weights W_1..W_L (W_k of shape d_k x d_{k-1}, PyTorch's (out, in)) with scale_k = sqrt(d_k/d_{k-1}):
+
+    init:    W_k semi-orthogonal, every singular value = scale_k                          (Alg. 1, init)
+    summary: G = (1/L) sum_k scale_k ||grad W_k||_F                                        (Alg. 1, line 3)
+    step:    eta = log((1 + sqrt(1 + 4G)) / 2)                                            (Alg. 1, line 4)
+    update:  W_k <- W_k - gain * (eta/L) * scale_k * grad W_k / ||grad W_k||_F             (Alg. 1, line 5)
+
+A 4-D conv kernel (out, in, kh, kw) is treated as kh*kw matrices W[:, :, i, j], each with
+scale = sqrt(out/in) / sqrt(kh*kw): every slice adds scale*||grad slice||_F to the sum in G and is
+normalised by its own gradient norm. L counts weight tensors, not slices.
+
+`AGD` follows the layout of torch/optim/adam.py: a thin Optimizer over the functional `agd_update`,
+which has a readable per-parameter loop and a multi-tensor (foreach) path. Neither path copies a
+number to the host, so a training loop can call `step_tensors()` every step without a sync.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "AGD",
+    "agd_update",
+    "agd_scale",
+    "init_agd_",
+    "OPTIMIZERS",
+    "OptimizerEntry",
+    "OptSpec",
+    "register_optimizer",
+    "parse_optimizer",
+    "make_optimizer",
+    "optimizer_lr",
+    "optimizer_state_bytes",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes, scales and initialisation
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_weight(p: Tensor) -> None:
+    """Refuse tensors AGD has no scale for; biases are the usual culprit."""
+    shape = tuple(p.shape)
+    if p.dim() == 1:
+        raise ValueError(
+            f"AGD got a 1-D parameter of shape {shape}: AGD networks are bias-free; "
+            "build layers with bias=False"
+        )
+    if p.dim() not in (2, 4):
+        raise ValueError(
+            f"AGD got a {p.dim()}-D parameter of shape {shape}: AGD handles 2-D weight matrices "
+            "(out, in) and 4-D conv kernels (out, in, kh, kw) only"
+        )
+    if not p.is_floating_point():
+        raise ValueError(f"AGD got a parameter of dtype {p.dtype}; weights must be floating point")
+    if p.numel() == 0:
+        raise ValueError(f"AGD got an empty parameter of shape {shape}")
+
+
+def agd_scale(p: Tensor) -> float:
+    """scale = sqrt(d_out/d_in) for a matrix; sqrt(out/in)/sqrt(kh*kw) per slice of a conv kernel."""
+    _check_weight(p)
+    scale = math.sqrt(p.shape[0] / p.shape[1])
+    if p.dim() == 4:
+        scale /= math.sqrt(p.shape[2] * p.shape[3])
+    return scale
+
+
+def _semi_orthogonal(
+    batch: int, rows: int, cols: int, generator: torch.Generator | None, device, dtype
+) -> Tensor:
+    """`batch` random (rows, cols) matrices with every singular value 1, via QR of a Gaussian.
+
+    QR of a tall Gaussian gives orthonormal columns; the sign fix by diag(R) makes the draw
+    Haar-distributed rather than biased by the QR convention. Wide matrices are transposed tall ones.
+    """
+    tall, short = max(rows, cols), min(rows, cols)
+    # float32 QR is accurate to ~1e-6, enough for init; float64 params keep float64.
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    gauss = torch.randn(batch, tall, short, generator=generator, device=device, dtype=work)
+    q, r = torch.linalg.qr(gauss)
+    signs = torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))
+    q = q * torch.where(signs == 0, torch.ones_like(signs), signs).unsqueeze(-2)
+    return q if rows >= cols else q.transpose(-2, -1)
+
+
+@torch.no_grad()
+def init_agd_(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """AGD init in place: W semi-orthogonal with all singular values = agd_scale(W) (per conv slice).
+
+    The Gaussian is drawn on the generator's device (the param's device without one), so a seed
+    gives the same weights whatever device the model later lives on.
+    """
+    _check_weight(p)
+    scale = agd_scale(p)
+    device = generator.device if generator is not None else p.device
+    out_f, in_f = p.shape[0], p.shape[1]
+    if p.dim() == 2:
+        w = _semi_orthogonal(1, out_f, in_f, generator, device, p.dtype)[0]
+    else:
+        kh, kw = p.shape[2], p.shape[3]
+        slices = _semi_orthogonal(kh * kw, out_f, in_f, generator, device, p.dtype)
+        w = slices.reshape(kh, kw, out_f, in_f).permute(2, 3, 0, 1)
+    p.copy_(w * scale)
+    return p
+
+
+# --------------------------------------------------------------------------------------------------
+# The functional update
+# --------------------------------------------------------------------------------------------------
+
+
+def _eta_from_G(G: Tensor) -> Tensor:
+    """eta = log((1 + sqrt(1 + 4G)) / 2), the step that minimises the paper's majorisation."""
+    return torch.log((1 + torch.sqrt(1 + 4 * G)) / 2)
+
+
+def _inverse_or_zero(norm: Tensor) -> Tensor:
+    """1/norm, but 0 where norm is 0: a zero gradient then moves nothing instead of making NaN."""
+    return torch.where(norm > 0, norm.reciprocal(), torch.zeros_like(norm))
+
+
+def _slice_norms(g: Tensor) -> Tensor:
+    """||g||_F for a matrix (0-d), ||g[:, :, i, j]||_F for a conv kernel (shape (kh, kw))."""
+    return torch.linalg.vector_norm(g, dim=(0, 1))
+
+
+def _agd_update_loop(params, grads, scales, gains, L):
+    """Reference path, one parameter at a time: read it next to Algorithm 1.
+
+    G   = (1/L) sum_k scale_k ||grad_k||_F          (conv: summed over slices)
+    eta = log((1 + sqrt(1 + 4G)) / 2)
+    W_k -= gain_k * (eta/L) * scale_k * grad_k / ||grad_k||_F   (conv: per-slice norm)
+    """
+    norms = [_slice_norms(g) for g in grads]
+    G = sum(scale * norm.sum() for scale, norm in zip(scales, norms)) / L
+    eta = _eta_from_G(G)
+    for p, g, norm, scale, gain in zip(params, grads, norms, scales, gains):
+        # For a conv kernel the (kh, kw) factor broadcasts over the trailing dims: one norm per slice.
+        p.sub_(g * (eta * _inverse_or_zero(norm)) * (gain * scale / L))
+    return eta, G
+
+
+def _agd_update_foreach(params, grads, scales, gains, L):
+    """Same equations as `_agd_update_loop`, batched with torch._foreach_* ops.
+
+    Matrix gradient norms come from one _foreach_norm; every coefficient stays a 0-d device tensor,
+    so a step is a handful of kernel launches and never waits on the device.
+    """
+    mat = [i for i, g in enumerate(grads) if g.dim() == 2]
+    conv = [i for i, g in enumerate(grads) if g.dim() == 4]
+    norms: list[Tensor | None] = [None] * len(grads)
+    if mat:
+        for i, n in zip(mat, torch._foreach_norm([grads[i] for i in mat])):
+            norms[i] = n
+    for i in conv:
+        norms[i] = _slice_norms(grads[i])
+
+    terms = []
+    if mat:
+        terms.append(torch.stack(torch._foreach_mul([norms[i] for i in mat], [scales[i] for i in mat])))
+    terms += [norms[i].sum().unsqueeze(0) * scales[i] for i in conv]
+    G = torch.cat(terms).sum() / L
+    eta = _eta_from_G(G)
+
+    coef: list[Tensor] = [None] * len(grads)  # type: ignore[list-item]
+    if mat:
+        inv = _inverse_or_zero(torch.stack([norms[i] for i in mat]))
+        for i, c in zip(mat, (eta * inv).unbind(0)):
+            coef[i] = c
+    for i in conv:
+        coef[i] = eta * _inverse_or_zero(norms[i])
+    update = torch._foreach_mul(grads, coef)
+    torch._foreach_mul_(update, [-gain * scale / L for gain, scale in zip(gains, scales)])
+    torch._foreach_add_(params, update)
+    return eta, G
+
+
+def _foreach_ok(params: list[Tensor]) -> bool:
+    return len({(p.device, p.dtype) for p in params}) <= 1
+
+
+def agd_update(
+    params: list[Tensor],
+    grads: list[Tensor | None],
+    scales: list[float],
+    gains: list[float],
+    L: int,
+    foreach: bool | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One AGD step in place over `params`; returns (eta, G) as 0-d tensors on the params' device.
+
+    G = (1/L) sum_k scale_k ||grad W_k||_F,  eta = log((1 + sqrt(1+4G))/2),
+    W_k <- W_k - gain_k * (eta/L) * scale_k * grad W_k / ||grad W_k||_F   (conv: per spatial slice).
+
+    A None grad skips its param, which still counts in L (the caller passes L). foreach=None picks
+    the multi-tensor path whenever every param shares one device and dtype.
+    """
+    if not (len(params) == len(grads) == len(scales) == len(gains)):
+        raise ValueError("agd_update: params, grads, scales and gains must have equal length")
+    if L < 1:
+        raise ValueError(f"agd_update: L must be >= 1, got {L}")
+    live = [i for i, g in enumerate(grads) if g is not None]
+    if not live:
+        device = params[0].device if params else None
+        dtype = params[0].dtype if params else torch.float32
+        G = torch.zeros((), device=device, dtype=dtype)
+        return _eta_from_G(G), G
+    p_live = [params[i] for i in live]
+    g_live = [grads[i] for i in live]
+    s_live = [float(scales[i]) for i in live]
+    k_live = [float(gains[i]) for i in live]
+    if foreach is None:
+        foreach = _foreach_ok(p_live + g_live)
+    elif foreach and not _foreach_ok(p_live + g_live):
+        raise ValueError("AGD foreach=True needs every parameter on one device with one dtype")
+    impl = _agd_update_foreach if foreach else _agd_update_loop
+    with torch.no_grad():
+        return impl(p_live, g_live, s_live, k_live, L)
+
+
+# --------------------------------------------------------------------------------------------------
+# The optimiser
+# --------------------------------------------------------------------------------------------------
+
+
+class AGD(torch.optim.Optimizer):
+    """Automatic Gradient Descent: a learning-rate-free optimiser for bias-free deep networks.
+
+    Every parameter must be a 2-D weight (out, in) or a 4-D conv kernel. `gain` (per param group)
+    scales the update, not eta; L counts weight tensors over all groups, and G sums over all of them,
+    because the paper's bound is a property of the whole network. AGD keeps no per-parameter state.
+    """
+
+    def __init__(self, params, gain: float = 1.0, foreach: bool | None = None):
+        _check_gain(gain)
+        super().__init__(params, {"gain": gain, "foreach": foreach})
+        self.last_eta: Tensor | None = None
+        self.last_G: Tensor | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("gain", 1.0)
+            group.setdefault("foreach", None)
+        self.__dict__.setdefault("last_eta", None)
+        self.__dict__.setdefault("last_G", None)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # Validate here, not in __init__, so groups added later are held to the same rules.
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif not isinstance(params, set):  # the base class explains why sets are refused
+            params = list(params)  # a generator would be spent by the checks below
+        for p in params:
+            p = p[1] if isinstance(p, tuple) and len(p) == 2 else p  # named parameters
+            if isinstance(p, Tensor):
+                _check_weight(p)
+        if "gain" in param_group:
+            _check_gain(param_group["gain"])
+        super().add_param_group({**param_group, "params": params})
+
+    @torch.no_grad()
+    def init_weights(self, generator: torch.Generator | None = None) -> None:
+        """AGD init of every parameter, in param-group order, from `generator`."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                init_agd_(p, generator)
+
+    def _foreach(self) -> bool | None:
+        flags = [g["foreach"] for g in self.param_groups]
+        if any(f is False for f in flags):
+            return False
+        return True if any(f for f in flags) else None
+
+    def step_tensors(self, closure: Callable[[], Any] | None = None) -> tuple[Tensor, Tensor]:
+        """One AGD step; returns (eta, G) as 0-d tensors without a host sync."""
+        if closure is not None:
+            with torch.enable_grad():
+                closure()
+        params, grads, scales, gains = [], [], [], []
+        for group in self.param_groups:
+            for p in group["params"]:
+                params.append(p)
+                grads.append(p.grad)
+                scales.append(agd_scale(p))
+                gains.append(group["gain"])
+        eta, G = agd_update(params, grads, scales, gains, L=len(params), foreach=self._foreach())
+        self.last_eta, self.last_G = eta, G
+        return eta, G
+
+    def step(self, closure: Callable[[], Any] | None = None) -> float:  # type: ignore[override]
+        """One AGD step; returns eta as a float (one host sync; use `step_tensors` in hot loops)."""
+        eta, _ = self.step_tensors(closure)
+        return float(eta)
+
+
+def _check_gain(gain) -> None:
+    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain <= 0:
+        raise ValueError(f"AGD gain must be a finite number > 0, got {gain!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Optimiser registry and spec strings ("adam:lr=1e-3,weight_decay=0")
+# --------------------------------------------------------------------------------------------------
+
+
+class OptimizerEntry(NamedTuple):
+    """factory(params, **kwargs) -> Optimizer, and the keys it accepts with their defaults."""
+
+    factory: Callable[..., torch.optim.Optimizer]
+    defaults: dict[str, Any]
+
+
+OPTIMIZERS: dict[str, OptimizerEntry] = {}
+
+# Range checks by key name, shared by every optimiser that uses the key; a key without one only
+# has to parse and be finite.
+_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (lambda v: v > 0, "> 0"),
+    "gain": (lambda v: v > 0, "> 0"),
+    "eps": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "dampening": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+_INITS = ("agd", "default")
+_MAX_SPEC_LEN = 500
+
+
+def register_optimizer(name: str, factory: Callable[..., torch.optim.Optimizer], defaults: dict) -> None:
+    """Add an optimiser to OPTIMIZERS. Default values fix each key's type (float, int or bool)."""
+    if not name.isidentifier() or name != name.lower():
+        raise ValueError(f"optimiser name must be a lower-case identifier, got {name!r}")
+    if "init" in defaults:
+        raise ValueError("'init' is a key of every optimiser; do not declare it")
+    OPTIMIZERS[name] = OptimizerEntry(factory, dict(defaults))
+
+
+def _adam(params, lr, beta1, beta2, eps, weight_decay):
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+def _adamw(params, lr, beta1, beta2, eps, weight_decay):
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+def _sgd(params, lr, momentum, nesterov, weight_decay):
+    if nesterov and momentum == 0:
+        raise ValueError("sgd: nesterov=true needs momentum > 0")
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+
+
+register_optimizer("agd", lambda params, gain: AGD(params, gain=gain), {"gain": 1.0})
+register_optimizer("adam", _adam, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0})
+register_optimizer("adamw", _adamw, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01})
+register_optimizer("sgd", _sgd, {"lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
+
+
+def _fmt(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class OptSpec:
+    """A parsed optimiser spec: registry name, every factory kwarg (defaults filled in), legend label.
+
+    `kwargs` may also hold "init" ("agd" | "default"), which selects the weight init and is never
+    passed to the factory.
+    """
+
+    name: str
+    kwargs: dict
+    label: str
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.kwargs.items())), self.label))
+
+    @property
+    def is_agd(self) -> bool:
+        return self.name == "agd"
+
+    @property
+    def init(self) -> str:
+        return self.kwargs.get("init", "agd" if self.is_agd else "default")
+
+    @property
+    def factory_kwargs(self) -> dict:
+        return {k: v for k, v in self.kwargs.items() if k != "init"}
+
+    @property
+    def spec(self) -> str:
+        """Canonical spec string (non-default keys only); parse_optimizer(s.spec) == s."""
+        defaults = OPTIMIZERS[self.name].defaults
+        parts = [f"{k}={_fmt(v)}" for k, v in self.kwargs.items() if k == "init" or defaults.get(k) != v]
+        return self.name + (":" + ",".join(parts) if parts else "")
+
+
+def _parse_value(opt: str, key: str, text: str, default):
+    if key == "init":
+        if text.lower() not in _INITS:
+            raise ValueError(f"{opt}: init must be one of {', '.join(_INITS)}, got {text!r}")
+        return text.lower()
+    if isinstance(default, bool):
+        low = text.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{opt}: {key} must be true or false, got {text!r}")
+    try:
+        value = int(text) if isinstance(default, int) else float(text)
+    except ValueError:
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ValueError(f"{opt}: {key} must be {kind}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{opt}: {key} must be finite, got {text!r}")
+    check = _CHECKS.get(key)
+    if check is not None and not check[0](value):
+        raise ValueError(f"{opt}: {key} must be {check[1]}, got {text!r}")
+    return value
+
+
+def _label(name: str, kwargs: Mapping[str, Any]) -> str:
+    """Legend text: the name, the learning rate always (baselines are compared by it), then every
+    other key whose value differs from its default, in registry order so equal specs label alike."""
+    defaults = dict(OPTIMIZERS[name].defaults, init="agd" if name == "agd" else "default")
+    shown = ["lr"] if "lr" in kwargs else []
+    shown += [k for k in kwargs if k != "lr" and kwargs[k] != defaults[k]]
+    return " ".join([name] + [f"{k}={_fmt(kwargs[k])}" for k in shown])
+
+
+def parse_optimizer(spec: str | OptSpec) -> OptSpec:
+    """Parse "name" or "name:key=value,key=value" (e.g. "sgd:lr=0.1,momentum=0.9") into an OptSpec."""
+    if isinstance(spec, OptSpec):
+        return spec
+    if not isinstance(spec, str):
+        raise ValueError(f"optimiser spec must be a string, got {type(spec).__name__}")
+    text = spec.strip()
+    if len(text) > _MAX_SPEC_LEN:
+        raise ValueError(f"optimiser spec is too long ({len(text)} characters, at most {_MAX_SPEC_LEN})")
+    name, _, rest = text.partition(":")
+    name = name.strip().lower()
+    if name not in OPTIMIZERS:
+        shown = repr(name) if name else "''"
+        raise ValueError(f"unknown optimiser {shown}; valid: {', '.join(sorted(OPTIMIZERS))}")
+    defaults = OPTIMIZERS[name].defaults
+    valid = sorted(defaults) + ["init"]
+    kwargs: dict[str, Any] = dict(defaults)
+    given: list[str] = []
+    for item in rest.split(","):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not eq or not key or not value:
+            raise ValueError(f"{name}: expected key=value, got {item.strip()!r}")
+        if key not in valid:
+            raise ValueError(f"unknown key {key!r} for optimiser {name!r}; valid keys: {', '.join(valid)}")
+        if key in given:
+            raise ValueError(f"{name}: key {key!r} given twice")
+        given.append(key)
+        kwargs[key] = _parse_value(name, key, value, defaults.get(key))
+    return OptSpec(name=name, kwargs=kwargs, label=_label(name, kwargs))
+
+
+def make_optimizer(spec: str | OptSpec, params: Iterable[Tensor] | Iterable[dict]) -> torch.optim.Optimizer:
+    """Build the optimiser a spec names over `params` (the "init" key is not passed on)."""
+    parsed = parse_optimizer(spec)
+    return OPTIMIZERS[parsed.name].factory(params, **parsed.factory_kwargs)
+
+
+def optimizer_lr(opt: torch.optim.Optimizer) -> float:
+    """Current learning rate of the first param group, or nan for optimisers without one (AGD)."""
+    if not opt.param_groups or "lr" not in opt.param_groups[0]:
+        return math.nan
+    return float(opt.param_groups[0]["lr"])
+
+
+def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes held in tensors of the optimiser's per-parameter state (Adam: ~2x the weights; AGD: 0)."""
+
+    def walk(obj) -> int:
+        if isinstance(obj, Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, Mapping):
+            return sum(walk(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(walk(v) for v in obj)
+        return 0
+
+    return sum(walk(s) for s in opt.state.values())
