@@ -1,0 +1,415 @@
+"""Figure builders: what a user sees on the charts (colours, smoothing, markers, sizes)."""
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from agd_viz import charts
+from agd_viz.charts import (
+    RunData,
+    all_live_figures,
+    color_for,
+    decision_boundary_figure,
+    downsample,
+    ema,
+    eta_curve_figure,
+    eta_of_G,
+    layer_heatmap,
+    layer_heatmaps,
+    layer_lines_figure,
+    loss_figure,
+    rel_update_figure,
+    step_size_figure,
+    sweep_heatmap,
+    sweep_heatmaps,
+)
+
+SCALARS = ["loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr"]
+LAYER_METRICS = ["w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update"]
+
+
+def scalar_frame(steps, *, agd, seed=0, eval_every=50, lr=1e-3):
+    """A run-store-shaped scalar frame: batch metrics every step, evals every k steps."""
+    rng = np.random.default_rng(seed)
+    step = np.arange(steps)
+    loss = 2.3 * np.exp(-step / max(steps / 4, 1)) + 0.05 * rng.random(steps)
+    df = pd.DataFrame({"step": step, "t": step * 0.01})
+    df["loss"] = loss
+    df["acc"] = np.clip(1 - loss / 2.3, 0, 1)
+    is_eval = step % eval_every == 0
+    for col, val in [("train_loss", loss), ("train_acc", df["acc"]), ("test_loss", loss * 1.1),
+                     ("test_acc", df["acc"] * 0.95)]:
+        df[col] = np.where(is_eval, val, np.nan)
+    G = 0.5 + rng.random(steps)
+    df["eta"] = np.log((1 + np.sqrt(1 + 4 * G)) / 2) if agd else np.nan
+    df["G"] = G if agd else np.nan
+    df["lr"] = np.nan if agd else lr
+    return df[["step", "t"] + SCALARS]
+
+
+def layer_frame(steps, n_layers, *, seed=0, every=1):
+    """Long per-layer frame ordered by (step, layer), as the store returns it."""
+    rng = np.random.default_rng(seed)
+    step = np.repeat(np.arange(0, steps, every), n_layers)
+    layer = np.tile(np.arange(n_layers), len(step) // n_layers)
+    n = len(step)
+    df = pd.DataFrame({"step": step, "t": step * 0.01, "layer": layer})
+    for name in LAYER_METRICS:
+        df[name] = 1.0 + rng.random(n)
+    df["rel_update"] = 10.0 ** (-3 + rng.random(n))
+    df.loc[df["step"] == 0, "rel_update"] = np.nan  # no update before the first step
+    return df
+
+
+def make_runs(steps=300, n_layers=4, specs=("agd", "adam:lr=1e-3", "sgd:lr=0.1", "adamw:lr=1e-3"),
+              layer_every=1):
+    runs = []
+    for i, spec in enumerate(specs):
+        agd = spec.startswith("agd")
+        lr = float(spec.split("lr=")[1]) if "lr=" in spec else 1e-3
+        runs.append(RunData(
+            run_id=i + 1, label=spec.replace(":", " "), optimizer=spec,
+            scalars=scalar_frame(steps, agd=agd, seed=i, lr=lr),
+            layers=layer_frame(steps, n_layers, seed=i, every=layer_every),
+            status="finished",
+        ))
+    return runs
+
+
+def valid(fig):
+    """Re-validate the whole figure through plotly (the builders skip validation for speed)."""
+    go.Figure(fig.to_dict())
+    return fig
+
+
+def line_traces(fig):
+    return [t for t in fig.data if t.type in ("scatter", "scattergl") and t.mode == "lines"]
+
+
+def is_waiting(fig):
+    return any(a.text == charts.WAITING for a in fig.layout.annotations)
+
+
+# ---------------------------------------------------------------------------------------- colours
+
+
+def test_colour_families_are_fixed_and_deterministic():
+    agd = color_for("agd")
+    assert agd == color_for("AGD") == color_for("agd:gain=1") == "#1565c0"
+    assert color_for("adam") == color_for("adam:lr=1e-3") == color_for("adam lr=0.001")
+    assert color_for("sgd") == color_for("sgd:lr=0.1,momentum=0")
+    families = {color_for(o) for o in ("agd", "adam", "sgd", "adamw")}
+    assert len(families) == 4
+    # Adam learning rates: different shades, all from the orange family.
+    shades = [color_for(f"adam:lr={lr}") for lr in ("1e-4", "3e-4", "1e-3", "3e-3", "1e-2")]
+    assert len(set(shades)) == 5
+    assert set(shades) <= set(charts._FAMILY_SHADES["adam"])
+    # Unknown optimisers: a stable colour, not one of the four families' colours.
+    lion = color_for("lion:lr=1e-4")
+    assert lion == color_for("lion") and lion in charts._HASH_PALETTE
+
+
+def test_each_run_has_the_same_colour_on_every_chart():
+    runs = make_runs()
+    figs = [loss_figure(runs), loss_figure(runs, "acc", "test", smoothing=0.5),
+            step_size_figure(runs), rel_update_figure(runs), rel_update_figure(runs, layer=2)]
+    for fig in figs:
+        named = [t for t in line_traces(fig) if t.showlegend is not False]
+        for run in runs:
+            mine = [t for t in named if t.legendgroup == str(run.run_id)]
+            assert mine, f"{run.label} missing"
+            assert {t.line.color for t in mine} == {color_for(run.optimizer)}
+            assert any(t.name.startswith(run.label) for t in mine)
+    # Layer lines shade per layer, but the last layer (the legend entry) is the run's colour.
+    fig = layer_lines_figure(runs)
+    for run in runs:
+        legend = [t for t in fig.data if t.legendgroup == str(run.run_id) and t.showlegend]
+        assert [t.line.color for t in legend] == [color_for(run.optimizer)]
+
+
+def test_baselines_show_lr_dashed_and_agd_eta_with_G_panel():
+    runs = make_runs()
+    fig = valid(step_size_figure(runs))
+    by_name = {t.name: t for t in fig.data}
+    assert by_name["agd η"].line.dash == "solid"
+    assert by_name["agd G"].yaxis == "y2"
+    for label in ("adam lr=1e-3", "sgd lr=0.1", "adamw lr=1e-3"):
+        assert by_name[f"{label} lr"].line.dash == "dash"
+    assert fig.layout.yaxis2.title.text == "G"
+
+
+# ---------------------------------------------------------------------------------------- numerics
+
+
+def test_ema_matches_the_debiased_recursion():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    a = 0.5
+    s, w, expected = 0.0, 0.0, []
+    for v in x:
+        s = a * s + (1 - a) * v
+        w = a * w + (1 - a)
+        expected.append(s / w)
+    np.testing.assert_allclose(ema(x, a), expected)
+    np.testing.assert_allclose(ema(x, 0.0), x)
+    assert ema(x, 0.9)[0] == 1.0  # starts at the first value, not pulled towards 0
+
+
+def test_ema_skips_gaps_and_infinities():
+    x = np.array([1.0, np.nan, 3.0, np.inf, 5.0])
+    out = ema(x, 0.5)
+    assert np.isnan(out[1]) and np.isnan(out[3])
+    np.testing.assert_allclose(out[[0, 2, 4]], ema([1.0, 3.0, 5.0], 0.5))
+    assert ema([], 0.5).size == 0
+
+
+def test_downsample_caps_points_and_keeps_first_last_and_extremes():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    x = np.arange(n)
+    y = rng.normal(size=n)
+    y[7_777] = 50.0  # a spike a naive stride would miss
+    y[12_345] = -50.0
+    xs, ys = downsample(x, y, max_points=500)
+    assert len(xs) <= 500
+    assert xs[0] == 0 and xs[-1] == n - 1
+    assert ys.max() == 50.0 and ys.min() == -50.0
+    assert np.all(np.diff(xs) > 0)
+    np.testing.assert_array_equal(ys, y[xs])
+    short_x, short_y = downsample(x[:100], y[:100], max_points=500)
+    assert len(short_x) == 100
+
+
+def test_downsample_survives_nan_runs():
+    y = np.arange(5000, dtype=float)
+    y[1000:2000] = np.nan
+    xs, ys = downsample(np.arange(5000), y, max_points=100)
+    assert len(xs) <= 100 and ys[-1] == 4999 and np.nanmax(ys) == 4999
+
+
+# ---------------------------------------------------------------------------------------- builders
+
+
+EMPTY_BUILDERS = {
+    "loss": lambda runs: loss_figure(runs),
+    "acc_test": lambda runs: loss_figure(runs, "acc", "test", smoothing=0.6, x="time"),
+    "step_size": lambda runs: step_size_figure(runs),
+    "rel_update": lambda runs: rel_update_figure(runs),
+    "layer_lines": lambda runs: layer_lines_figure(runs),
+    "heatmaps": lambda runs: layer_heatmaps(runs, "g_srank"),
+    "heatmap": lambda runs: layer_heatmap(runs[0] if runs else None, "w_srank"),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY_BUILDERS))
+def test_builders_on_no_runs_and_on_runs_without_rows(name):
+    build = EMPTY_BUILDERS[name]
+    assert is_waiting(valid(build([])))
+    blank = RunData(1, "agd", "agd", scalars=scalar_frame(0, agd=True), layers=None)
+    fig = valid(build([blank]))
+    assert is_waiting(fig)
+    assert fig.layout.height and fig.layout.uirevision
+
+
+def test_other_builders_on_empty_inputs():
+    assert is_waiting(valid(sweep_heatmap(pd.DataFrame())))
+    assert is_waiting(valid(sweep_heatmaps(pd.DataFrame(), "final_train_acc")))
+    assert is_waiting(valid(decision_boundary_figure([], [], [], [], [], [])))
+    figs = all_live_figures([])
+    assert set(figs) == set(charts.LIVE_FIGURES) and all(is_waiting(f) for f in figs.values())
+
+
+@pytest.mark.parametrize("x", ["step", "time"])
+def test_every_line_builder_on_data(x):
+    runs = make_runs()
+    for fig in [loss_figure(runs, x=x, smoothing=0.8, log_y=True),
+                loss_figure(runs, "acc", "train", x=x), loss_figure(runs, "loss", "test", x=x),
+                step_size_figure(runs, x=x), rel_update_figure(runs, x=x),
+                rel_update_figure(runs, layer=[0, 3], x=x),
+                layer_lines_figure(runs, "w_spec_scaled", x=x),
+                layer_lines_figure(runs, "g_fro", layers=[1], x=x, log_y=True)]:
+        fig = valid(fig)
+        assert fig.data and fig.layout.height and fig.layout.uirevision
+        assert fig.layout.xaxis.title.text == ("step" if x == "step" else "wall time (s)") or \
+            fig.layout.xaxis2.title.text == ("step" if x == "step" else "wall time (s)")
+
+
+def test_zoom_survives_a_refresh_with_more_data():
+    """Same uirevision and height before and after new steps arrive; a new view resets zoom."""
+    before, after = make_runs(steps=100), make_runs(steps=300)
+    for build in (loss_figure, step_size_figure, rel_update_figure, layer_lines_figure,
+                  layer_heatmaps):
+        old, new = build(before), build(after)
+        assert old.layout.uirevision == new.layout.uirevision
+        assert old.layout.height == new.layout.height
+    assert loss_figure(after).layout.uirevision != loss_figure(after, x="time").layout.uirevision
+    assert loss_figure([]).layout.height == loss_figure(after).layout.height
+
+
+def test_loss_figure_smoothing_draws_faint_raw_line_behind_and_hover_is_unified():
+    runs = make_runs()
+    fig = valid(loss_figure(runs, smoothing=0.9))
+    assert fig.layout.hovermode == "x unified"
+    for run in runs:
+        raw, smooth = [t for t in fig.data if t.legendgroup == str(run.run_id)]
+        assert raw.opacity < 0.5 and raw.showlegend is False and raw.hoverinfo == "skip"
+        assert smooth.name == run.label and smooth.line.color == raw.line.color
+        assert np.std(np.diff(smooth.y)) < np.std(np.diff(raw.y))
+    # Eval metrics (every 50 steps) are plotted at their own steps only.
+    test = valid(loss_figure(runs, "acc", "test"))
+    assert list(test.data[0].x) == list(range(0, 300, 50))
+
+
+def test_diverged_run_gets_an_x_marker_and_a_note():
+    runs = make_runs()
+    bad = runs[1]
+    bad.scalars = bad.scalars.iloc[:120].copy()
+    bad.scalars.loc[119, "loss"] = np.inf
+    bad.status, bad.diverged_step = "diverged", 119
+    for log_y in (False, True):
+        fig = valid(loss_figure(runs, smoothing=0.5, log_y=log_y))
+        markers = [t for t in fig.data if t.mode == "markers"]
+        assert len(markers) == 1
+        assert markers[0].marker.symbol == "x" and markers[0].x[0] == 119
+        assert markers[0].marker.color == color_for(bad.optimizer)
+        assert [a.text for a in fig.layout.annotations] == ["diverged"]
+    # Status alone is enough: the last logged step is where it stopped.
+    bad.diverged_step = None
+    fig = loss_figure(runs)
+    assert [t.x[0] for t in fig.data if t.mode == "markers"] == [119]
+
+
+def test_rel_update_default_is_mean_line_in_a_min_max_band_on_log_axis():
+    runs = make_runs(n_layers=5)
+    fig = valid(rel_update_figure(runs))
+    assert fig.layout.yaxis.type == "log"
+    M = runs[0].layers.pivot(index="step", columns="layer", values="rel_update").to_numpy()
+    band, mean = [t for t in fig.data if t.legendgroup == "1"]
+    assert band.fill == "toself"
+    np.testing.assert_allclose(mean.y, np.nanmean(M[1:], axis=1), rtol=1e-6)
+    assert min(band.y) == pytest.approx(np.nanmin(M), rel=1e-6)
+    assert max(band.y) == pytest.approx(np.nanmax(M), rel=1e-6)
+
+
+def test_layer_lines_reference_at_one_and_irregular_frames():
+    runs = make_runs(n_layers=3)
+    # Rows in layer-major order with a layer missing at some steps still pivot correctly.
+    df = runs[0].layers.sort_values(["layer", "step"])
+    df = df[~((df["layer"] == 2) & (df["step"] % 2 == 1))]
+    runs[0].layers = df
+    fig = valid(layer_lines_figure(runs[:1], layers=[0, 2]))
+    assert fig.layout.shapes[0].y0 == 1
+    last = [t for t in fig.data if "layer 2" in t.hovertemplate][0]
+    assert len(last.x) == 300 and np.isnan(np.asarray(last.y, dtype=float)[1])
+
+
+def test_heatmap_layers_by_steps_with_readable_colourbar_and_binning():
+    run = make_runs(steps=3000, n_layers=6, specs=("agd",))[0]
+    fig = valid(layer_heatmap(run, "w_srank"))
+    (hm,) = fig.data
+    z = np.asarray(hm.z)
+    assert z.shape == (6, 500)
+    assert list(hm.y) == list(range(6))
+    assert hm.colorbar.title.text == "weight stable rank"
+    full = run.layers.pivot(index="step", columns="layer", values="w_srank").to_numpy()
+    np.testing.assert_allclose(z[:, 0], full[:6].mean(axis=0), rtol=1e-5)
+
+
+def test_layer_heatmaps_share_one_colour_scale():
+    runs = make_runs()
+    runs[1].layers["g_srank"] *= 10  # Adam's ranks on a different range
+    fig = valid(layer_heatmaps(runs, "g_srank"))
+    assert len(fig.data) == 4
+    assert len({(t.zmin, t.zmax) for t in fig.data}) == 1
+    assert fig.data[0].zmax == pytest.approx(runs[1].layers["g_srank"].max(), rel=1e-6)
+    assert sum(bool(t.showscale) for t in fig.data) == 1
+
+
+def sweep_frame():
+    rows = []
+    for opt, good in (("agd", 0.95), ("adam lr=0.001", 0.6)):
+        for depth in (2, 4, 8):
+            for width in (32, 64, 128):
+                acc = good - 0.02 * depth if opt != "agd" else good
+                rows.append(dict(optimizer=opt, depth=depth, width=width, final_train_acc=acc))
+    return pd.DataFrame(rows)
+
+
+def test_sweep_heatmaps_one_panel_per_optimiser_with_shared_scale():
+    df = sweep_frame()
+    fig = valid(sweep_heatmaps(df, "final_train_acc", ["agd", "adam lr=0.001"]))
+    assert len(fig.data) == 2
+    assert {(t.zmin, t.zmax) for t in fig.data} == {(df.final_train_acc.min(),
+                                                      df.final_train_acc.max())}
+    agd = fig.data[0]
+    assert list(agd.y) == ["2", "4", "8"] and list(agd.x) == ["32", "64", "128"]
+    assert agd.text[0][0] == "0.95"
+    single = valid(sweep_heatmap(df, optimizer="adam lr=0.001"))
+    assert np.asarray(single.data[0].z).shape == (3, 3)
+
+
+def test_decision_boundary_and_eta_curve():
+    g = np.linspace(-1, 1, 30)
+    xx, yy = np.meshgrid(g, g)
+    probs = np.stack([xx > 0, xx <= 0], axis=-1).astype(float)
+    pts = np.random.default_rng(0).uniform(-1, 1, size=(50, 2))
+    labels = (pts[:, 0] <= 0).astype(int)
+    fig = valid(decision_boundary_figure(xx, yy, probs, pts[:, 0], pts[:, 1], labels, "moons"))
+    grid = np.asarray(fig.data[0].z)
+    assert grid.shape == (30, 30) and grid[0, 0] == 1 and grid[0, -1] == 0
+    assert sum(t.type == "scatter" and t.mode == "markers" for t in fig.data) == 2
+    fig = valid(decision_boundary_figure(g, g, (xx > 0).astype(int), pts[:, 0], pts[:, 1], labels,
+                                         "labels"))
+    assert np.asarray(fig.data[0].z)[0, -1] == 1
+
+    assert eta_of_G(0.0) == 0.0
+    assert eta_of_G(2.0) == pytest.approx(np.log(2.0))  # (1 + sqrt(9)) / 2 = 2
+    fig = valid(eta_curve_figure(10, {"AGD at init": 2.0, "late": 12.0}))
+    marks = [t for t in fig.data if t.mode == "markers+text"][0]
+    assert list(marks.text) == ["AGD at init", "late"]
+    assert max(fig.data[0].x) >= 12.0
+
+
+# ---------------------------------------------------------------------------------------- scale
+
+
+@pytest.fixture(scope="module")
+def big_runs():
+    """4 runs x 20k steps x 32 layers, layer metrics every step: the benchmark's worst case."""
+    return make_runs(steps=20_000, n_layers=32,
+                     specs=("agd", "adam:lr=1e-3", "adam:lr=1e-2", "sgd:lr=0.1"))
+
+
+def test_long_traces_use_webgl_and_are_downsampled(big_runs):
+    fig = loss_figure(big_runs, smoothing=0.6)
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert all(len(t.x) <= 2000 for t in fig.data)
+    short = loss_figure(make_runs(steps=300))
+    assert {t.type for t in short.data} == {"scatter"}
+
+
+def test_live_figures_for_4_runs_20k_steps_32_layers_fit_the_budget(big_runs):
+    def build(x):
+        # A live page gets fresh frames from the store on every refresh: time it uncached.
+        for run in big_runs:
+            run._cache.clear()
+        start = time.perf_counter()
+        figs = all_live_figures(big_runs, x=x)
+        return time.perf_counter() - start, figs
+
+    seconds = min(build("step")[0] for _ in range(3))
+    for x in ("step", "time"):
+        _, figs = build(x)
+        sizes = {name: len(pio.to_json(fig, validate=False)) for name, fig in figs.items()}
+        total = sum(sizes.values())
+        print(f"\nall_live_figures 4 runs x 20k steps x 32 layers, x={x}: "
+              f"build {seconds * 1e3:.0f} ms, JSON {total / 1e6:.3f} MB {sizes}")
+        assert total < 1_000_000  # what st.plotly_chart sends per refresh
+        assert set(figs) == set(charts.LIVE_FIGURES)
+        for fig in figs.values():
+            assert not is_waiting(fig)
+            json.loads(pio.to_json(fig, validate=False))
