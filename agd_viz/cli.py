@@ -1,0 +1,417 @@
+"""Headless command line: `python -m agd_viz train|runs|export`.
+
+The app's background worker is this same entry (`train --run-id N --db PATH`), so what the app runs
+and what a user scripts are one code path. Bad arguments end with one line on stderr and exit code 2,
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage + error over several lines; we want one
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_store_args(p):
+    p.add_argument("--db", default=None, help="run store file (default: $AGD_VIZ_DB or ./agd_viz_runs.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="agd_viz", description="AGD Explorer: train and inspect runs from the shell.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train one or more optimisers side by side")
+    t.add_argument("--dataset", default=None)
+    t.add_argument("--depth", type=int, default=None)
+    t.add_argument("--width", type=int, default=None)
+    t.add_argument("--optimizer", action="append", default=None, metavar="SPEC",
+                   help="agd, agd:gain=10, adam:lr=1e-3, sgd:lr=0.1,momentum=0.9, adamw:lr=..,weight_decay=..; repeat to compare")
+    t.add_argument("--steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"])
+    t.add_argument("--metrics", default=None, choices=["full", "none"])
+    t.add_argument("--eval-every", type=int, default=None)
+    t.add_argument("--layer-every", type=int, default=None)
+    t.add_argument("--same-init", action="store_true", help="give baselines AGD's orthogonal init too")
+    t.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="dataset option, e.g. noise=0.2 (repeatable)")
+    t.add_argument("--name", default=None, help="a name for this comparison")
+    t.add_argument("--json", action="store_true", help="print one JSON document (a list of runs) on stdout")
+    t.add_argument("--no-store", action="store_true", help="do not record the runs in the store")
+    t.add_argument("--run-id", type=int, action="append", default=None,
+                   help="train runs already queued in the store (the app's worker mode)")
+    t.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_store_args(t)
+
+    r = sub.add_parser("runs", help="list stored runs")
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--status", default=None)
+    _add_store_args(r)
+
+    e = sub.add_parser("export", help="export one run's metrics")
+    e.add_argument("run_id", type=int)
+    e.add_argument("--format", choices=["csv", "json"], default="csv")
+    e.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
+    _add_store_args(e)
+    return parser
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _parse_value(text: str):
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _data_options(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"agd_viz train: --data-option expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _open_store(path):
+    from agd_viz.store import Store, StoreError
+
+    try:
+        return Store(path)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _spec_from_args(args):
+    from agd_viz.train import RunSpec, SpecError
+
+    fields = {
+        "dataset": args.dataset, "depth": args.depth, "width": args.width, "steps": args.steps,
+        "batch_size": args.batch_size, "seed": args.seed, "device": args.device, "metrics": args.metrics,
+        "eval_every": args.eval_every, "layer_every": args.layer_every,
+    }
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if args.optimizer:
+        fields["optimizers"] = tuple(args.optimizer)
+    if args.same_init:
+        fields["same_init"] = True
+    if args.data_option:
+        fields["data_options"] = _data_options(args.data_option)
+    try:
+        return RunSpec(**fields)
+    except SpecError as exc:
+        raise UsageError(f"agd_viz train: {exc}") from None
+
+
+def _clean(x):
+    """JSON has no NaN: missing or non-finite numbers become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _run_json(run_id, spec, opt_text, end) -> dict:
+    from agd_viz.optim import parse_optimizer
+
+    summary = (end or {}).get("summary") or {}
+    return {
+        "run_id": run_id,
+        "optimizer": opt_text,
+        "label": parse_optimizer(opt_text).label,
+        "status": (end or {}).get("status", "failed"),
+        "steps": summary.get("steps", 0),
+        "final_train_loss": _clean(summary.get("final_train_loss")),
+        "final_train_acc": _clean(summary.get("final_train_acc")),
+        "final_test_loss": _clean(summary.get("final_test_loss")),
+        "final_test_acc": _clean(summary.get("final_test_acc")),
+        "mean_eta": _clean(summary.get("mean_eta")),
+        "elapsed_s": summary.get("elapsed_s"),
+        "dataset": spec.dataset,
+        "depth": spec.depth,
+        "width": spec.width,
+        "device": summary.get("device"),
+        "error": (end or {}).get("error"),
+    }
+
+
+class _StopFlags:
+    """Why each run should stop: SIGTERM/SIGINT, a cancel request in the store, or a vanished parent."""
+
+    def __init__(self, store, run_ids, parent_pid):
+        self.store, self.run_ids, self.parent_pid = store, run_ids, parent_pid
+        self.signalled = False
+        self.parent_gone = False
+        self._last_check = 0.0
+
+    def on_signal(self, signum, frame):
+        self.signalled = True
+
+    def __call__(self, i: int) -> bool:
+        if self.signalled or self.parent_gone:
+            return True
+        now = time.monotonic()
+        if self.parent_pid is not None and now - self._last_check > 0.5:
+            self._last_check = now
+            if not _pid_alive(self.parent_pid) or os.getppid() != self.parent_pid:
+                self.parent_gone = True
+                return True
+        if self.store is not None and self.run_ids[i] is not None:
+            return self.store.cancel_requested(self.run_ids[i])
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from agd_viz.train import RunSpec, SpecError
+
+    store = None
+    if args.run_id:
+        if args.no_store:
+            raise UsageError("agd_viz train: --run-id needs the store; drop --no-store")
+        store = _open_store(args.db)
+        rows = []
+        for rid in args.run_id:
+            row = store.get_run(rid)
+            if row is None:
+                raise UsageError(f"agd_viz train: no run with id {rid} in {store.path}")
+            rows.append(row)
+        try:
+            specs = [RunSpec.from_dict(r["spec"]) for r in rows]
+            base = specs[0]
+            if any(s.replace(optimizers=base.optimizers) != base for s in specs[1:]):
+                raise UsageError("agd_viz train: runs trained together must share every setting but the optimiser")
+            spec = base.replace(optimizers=tuple(o for s in specs for o in s.optimizers))
+        except SpecError as exc:
+            for rid in args.run_id:
+                store.finish_run(rid, "failed", error=f"invalid spec: {exc}")
+            raise UsageError(f"agd_viz train: stored spec is invalid: {exc}") from None
+        run_ids = list(args.run_id)
+        _device_or_exit(spec, store, run_ids)
+    else:
+        spec = _spec_from_args(args)
+        _device_or_exit(spec, None, [])
+        run_ids = [None] * len(spec.optimizers)
+        if not args.no_store:
+            store = _open_store(args.db)
+            gid = store.create_group("compare", args.name, spec.to_dict())
+            run_ids = [
+                store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid, name=args.name)
+                for o in spec.optimizers
+            ]
+
+    from agd_viz.train import resolve_device
+
+    device = str(resolve_device(spec.device))
+    flags = _StopFlags(store, run_ids, args.parent_pid)
+    signal.signal(signal.SIGTERM, flags.on_signal)
+    signal.signal(signal.SIGINT, flags.on_signal)
+    ends = _train_loop(spec, store, run_ids, device, flags, show_progress=not args.quiet)
+
+    results = [_run_json(run_ids[i], spec, spec.optimizers[i], ends.get(i)) for i in range(len(spec.optimizers))]
+    if args.json:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        for r in results:
+            acc = r["final_train_acc"]
+            acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
+            loss = r["final_train_loss"]
+            loss_s = f"{loss:.4f}" if loss is not None else "n/a"
+            rid = f"run {r['run_id']}" if r["run_id"] is not None else "run"
+            print(f"{rid:>8}  {r['label']:<18} {r['status']:<10} steps {r['steps']:<6} "
+                  f"train loss {loss_s:<8} train acc {acc_s:<7} {r['elapsed_s'] or 0:.1f}s")
+    failed = any(r["status"] == "failed" for r in results)
+    return 1 if failed else 0
+
+
+def _device_or_exit(spec, store, run_ids):
+    from agd_viz.train import SpecError, resolve_device
+
+    try:
+        resolve_device(spec.device)
+    except SpecError as exc:
+        for rid in run_ids:  # worker mode: the queued runs must not stay queued forever
+            store.finish_run(rid, "failed", error=str(exc))
+        raise UsageError(f"agd_viz train: {exc}") from None
+
+
+def _train_loop(spec, store, run_ids, device, flags, show_progress=True) -> dict:
+    """Drive train.run, writing each batch of records to the store in one transaction per run."""
+    from agd_viz import train
+
+    n = len(spec.optimizers)
+    pid = os.getpid()
+    if store is not None:
+        for rid in run_ids:
+            store.start_run(rid, device, pid)
+    bar = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=spec.steps, file=sys.stderr, unit="step", mininterval=0.5, leave=False,
+                   desc=", ".join(spec.optimizers)[:40])
+    buffers = [[] for _ in range(n)]
+    ends: dict[int, dict] = {}
+    start = time.perf_counter()
+    shown = 0
+    snapshot = None
+    info = train.data_mod.DATASETS.get(spec.dataset)
+    if store is not None and str(store.path) != ":memory:" and getattr(info, "input_kind", "") == "2d":
+        from agd_viz.snapshots import Snapshotter
+
+        # The Live page draws a 2-D model's decision boundary from these weight files.
+        snapshot = Snapshotter(store.path, run_ids, spec.steps)
+    try:
+        for rec in train.run(spec, stop=flags, snapshot=snapshot):
+            kind = rec["type"]
+            if kind == "step":
+                buffers[rec["opt"]].append(rec)
+            elif kind == "sync":
+                top = _write(store, run_ids, buffers, spec, start)
+                if bar is not None:
+                    if top > shown:
+                        bar.update(top - shown)
+                        shown = top
+            elif kind == "end":
+                i = rec["opt"]
+                _write(store, run_ids, buffers, spec, start)
+                status, error = rec["status"], rec["error"]
+                if status == "cancelled" and flags.parent_gone:
+                    status, error = "interrupted", "the app that started this run exited"
+                elif status == "cancelled" and flags.signalled and not (
+                    store is not None and store.cancel_requested(run_ids[i])
+                ):  # the job manager sends SIGTERM with a user's cancel: that is no error
+                    error = "stopped by a signal"
+                rec = {**rec, "status": status, "error": error}
+                ends[i] = rec
+                if store is not None:
+                    store.finish_run(run_ids[i], status, summary=rec["summary"], error=error)
+    except BaseException as exc:  # a crash marks every unfinished run failed, with the reason
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if isinstance(exc, KeyboardInterrupt):
+            text = "interrupted from the keyboard"
+        _write(store, run_ids, buffers, spec, start)
+        for i in range(n):
+            if i not in ends:
+                ends[i] = {"status": "failed", "error": text, "summary": {}}
+                if store is not None:
+                    store.finish_run(run_ids[i], "failed", error=text)
+        if bar is not None:
+            bar.close()
+        if not isinstance(exc, Exception):
+            raise
+        print(f"agd_viz train: training failed: {text}", file=sys.stderr)
+        return ends
+    if bar is not None:
+        bar.close()
+    return ends
+
+
+def _write(store, run_ids, buffers, spec, start) -> int:
+    """Flush buffered records (one transaction per run); returns the furthest step written."""
+    top = 0
+    for i, buf in enumerate(buffers):
+        if not buf:
+            continue
+        last = buf[-1]
+        top = max(top, last["step"])
+        if store is not None:
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            progress = {"step": last["step"], "steps": spec.steps, "last_loss": last.get("loss"),
+                        "steps_per_s": last["step"] / elapsed}
+            store.append_metrics(run_ids[i], buf, progress=progress)
+        buf.clear()
+    return top
+
+
+def cmd_runs(args) -> int:
+    store = _open_store(args.db)
+    runs = store.list_runs(status=args.status)
+    if args.json:
+        out = []
+        for r in runs:
+            spec = r.get("spec") or {}
+            summary = r.get("summary") or {}
+            out.append({
+                "run_id": r["id"], "group_id": r.get("group_id"), "name": r.get("name"),
+                "optimizer": r["optimizer"], "status": r["status"], "dataset": spec.get("dataset"),
+                "depth": spec.get("depth"), "width": spec.get("width"), "steps": r.get("step"),
+                "final_train_acc": _clean(summary.get("final_train_acc")),
+                "final_train_loss": _clean(summary.get("final_train_loss")),
+                "created": r.get("created"), "error": r.get("error"),
+            })
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return 0
+    if not runs:
+        print(f"no runs in {store.path}")
+        return 0
+    print(f"{'id':>5}  {'status':<11} {'optimizer':<22} {'dataset':<9} {'depth':>5} {'width':>6} {'step':>7}  train acc")
+    for r in runs:
+        spec = r.get("spec") or {}
+        acc = _clean((r.get("summary") or {}).get("final_train_acc"))
+        acc_s = f"{100 * acc:.1f}%" if acc is not None else ""
+        print(f"{r['id']:>5}  {r['status']:<11} {r['optimizer']:<22.22} {str(spec.get('dataset')):<9} "
+              f"{spec.get('depth', ''):>5} {spec.get('width', ''):>6} {r.get('step') or 0:>7}  {acc_s}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    store = _open_store(args.db)
+    if store.get_run(args.run_id) is None:
+        raise UsageError(f"agd_viz export: no run with id {args.run_id} in {store.path}")
+    text = store.export_run(args.run_id, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "export": cmd_export}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(str(exc).splitlines()[0] if str(exc) else "agd_viz: bad arguments", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,422 @@
+"""The training loop: a `RunSpec` in, a stream of metric records out.
+
+It knows no UI and no database. Several optimisers in one spec are trained side by side: one model
+each, the same initial weights where their init kinds agree, the same minibatches in the same order.
+
+Cost discipline (DESIGN.md, "What is measured each step"): per-step values stay on the device as
+tensors and are copied to the host in one batch every few steps, so a GPU run does not stall on a
+sync per step; per-layer metrics use multi-tensor ops and a warm-started power iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from agd_viz import data as data_mod
+from agd_viz import nets, spectra
+from agd_viz.optim import AGD, OptSpec, make_optimizer, optimizer_lr, parse_optimizer
+
+SCALARS = ("loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr")
+LAYER_METRICS = ("w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+METRICS_MODES = ("full", "none")
+ARCHS = ("mlp",)
+
+# Ranges a spec must fall in. Wide enough for the paper's grids (depth 2-32, width 64-2048) with room
+# to explore; narrow enough that a typo (width 10**9) is refused with a sentence, not an OOM.
+LIMITS = {
+    "depth": (1, 256),
+    "width": (1, 16384),
+    "batch_size": (1, 65536),
+    "steps": (1, 1_000_000),
+    "seed": (0, 2**31 - 1),
+}
+
+# Host copies happen at most this often (steps) and at least this often (seconds), so live charts
+# refresh several times a second without a per-step sync.
+SYNC_EVERY_STEPS = 64
+SYNC_EVERY_S = 0.2
+
+
+class SpecError(ValueError):
+    """A run specification that cannot be trained; the message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    dataset: str = data_mod.DEFAULT_DATASET
+    depth: int = 8
+    width: int = 128
+    optimizers: tuple[str, ...] = ("agd",)
+    steps: int = 300
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    metrics: str = "full"
+    eval_every: int = 0  # 0: about 25 evaluations per run
+    layer_every: int = 0  # 0: every step up to 1000 steps, then about 1000 records per run
+    same_init: bool = False  # give baselines AGD's orthogonal init too
+    arch: str = "mlp"
+    data_options: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self):
+        # Accept lists/dicts from JSON and widgets but store hashable, immutable values.
+        if isinstance(self.optimizers, str):
+            object.__setattr__(self, "optimizers", (self.optimizers,))
+        else:
+            object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        opts = self.data_options
+        if isinstance(opts, dict):
+            opts = opts.items()
+        object.__setattr__(self, "data_options", tuple(sorted((str(k), v) for k, v in opts)))
+        self.validate()
+
+    def validate(self) -> "RunSpec":
+        for name, (lo, hi) in LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SpecError(f"{name} must be a whole number, got {value!r}.")
+            if not lo <= value <= hi:
+                raise SpecError(f"{name} must be between {lo} and {hi:,}, got {value:,}.")
+        for name in ("eval_every", "layer_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise SpecError(f"{name} must be a whole number ≥ 0 (0 = automatic), got {value!r}.")
+        if self.dataset not in data_mod.DATASETS:
+            valid = ", ".join(sorted(data_mod.DATASETS))
+            raise SpecError(f"unknown dataset {self.dataset!r}; valid datasets: {valid}.")
+        if self.device not in DEVICES:
+            raise SpecError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}.")
+        if self.metrics not in METRICS_MODES:
+            raise SpecError(f"metrics must be 'full' or 'none', got {self.metrics!r}.")
+        if self.arch not in ARCHS:
+            raise SpecError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}.")
+        if not isinstance(self.same_init, bool):
+            raise SpecError(f"same_init must be true or false, got {self.same_init!r}.")
+        if not self.optimizers:
+            raise SpecError("choose at least one optimiser.")
+        for text in self.optimizers:
+            try:
+                parse_optimizer(text)
+            except ValueError as exc:
+                raise SpecError(str(exc)) from None
+        return self
+
+    # -- conversions -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["optimizers"] = list(self.optimizers)
+        d["data_options"] = dict(self.data_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"unknown spec field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}.")
+        return cls(**d)
+
+    def replace(self, **changes) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
+
+    def with_optimizer(self, optimizer: str) -> "RunSpec":
+        return self.replace(optimizers=(optimizer,))
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def opt_specs(self) -> list[OptSpec]:
+        return [parse_optimizer(o) for o in self.optimizers]
+
+    def resolved_eval_every(self) -> int:
+        return self.eval_every or max(1, self.steps // 25)
+
+    def resolved_layer_every(self) -> int:
+        return self.layer_every or max(1, self.steps // 1000)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` picks cuda if available, else mps, else cpu; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError("device 'cuda' was asked for but this machine has no usable CUDA GPU; use auto or cpu.")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise SpecError("device 'mps' was asked for but this machine has no Apple GPU; use auto or cpu.")
+    if name not in DEVICES:
+        raise SpecError(f"device must be one of {', '.join(DEVICES)}, got {name!r}.")
+    return torch.device(name)
+
+
+def load_dataset(spec: RunSpec) -> data_mod.Dataset:
+    try:
+        return data_mod.load(spec.dataset, seed=spec.seed, **dict(spec.data_options))
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def build_models(spec: RunSpec, ds: data_mod.Dataset, device: torch.device) -> list[torch.nn.Module]:
+    """One model per optimiser; models with the same init kind start from identical weights."""
+    models = []
+    for opt in spec.opt_specs:
+        model = nets.build_model(spec.arch, ds.d_in, ds.d_out, spec.depth, spec.width)
+        gen = torch.Generator().manual_seed(spec.seed + 1)
+        if spec.same_init or opt.init == "agd":
+            nets.init_agd_model_(model, gen)
+        else:
+            nets.init_default_(model, gen)
+        models.append(model.to(device))
+    return models
+
+
+class _Batches:
+    """Minibatch indices in epochs of a seeded permutation: every optimiser sees the same order."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device):
+        self.n, self.b, self.device = n, min(batch_size, n), device
+        self.gen = torch.Generator().manual_seed(seed + 2)
+        self.perm, self.pos = None, n
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.b > self.n:
+            self.perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+            self.pos = 0
+        idx = self.perm[self.pos : self.pos + self.b]
+        self.pos += self.b
+        return idx
+
+
+class _LayerProbe:
+    """Per-layer metrics of one model, computed with multi-tensor ops and no host sync."""
+
+    def __init__(self, weights: list[torch.Tensor]):
+        self.weights = weights
+        self.prev = [w.detach().clone() for w in weights]
+        self.w_power = spectra.PowerIteration()
+        self.g_power = spectra.PowerIteration()
+        self.target = torch.tensor(
+            [math.sqrt(spectra.as_matrix(w).shape[0] / spectra.as_matrix(w).shape[1]) for w in weights],
+            device=weights[0].device,
+        )
+
+    def before_step(self):
+        torch._foreach_copy_(self.prev, [w.detach() for w in self.weights])
+
+    def after_step(self) -> torch.Tensor:
+        """Returns a (7, L) tensor in the order of LAYER_METRICS."""
+        ws = [w.detach() for w in self.weights]
+        L = len(ws)
+        zeros = [torch.zeros_like(w) for w in ws] if any(w.grad is None for w in self.weights) else None
+        gs = [w.grad if w.grad is not None else zeros[i] for i, w in enumerate(self.weights)]
+        w_fro = torch.stack(torch._foreach_norm(ws))
+        g_fro = torch.stack(torch._foreach_norm(gs))
+        delta = torch._foreach_sub(ws, self.prev)
+        d_fro = torch.stack(torch._foreach_norm(delta))
+        w_spec = self.w_power([spectra.as_matrix(w) for w in ws])
+        g_spec = self.g_power([spectra.as_matrix(g) for g in gs])
+        w_srank = spectra.stable_rank_from(w_fro, w_spec)
+        g_srank = spectra.stable_rank_from(g_fro, g_spec)
+        rel = d_fro / w_fro.clamp_min(torch.finfo(w_fro.dtype).tiny)
+        out = torch.stack([w_fro, w_spec, w_srank, w_spec / self.target, g_fro, g_srank, rel])
+        assert out.shape == (7, L)
+        return out
+
+    def at_init(self) -> torch.Tensor:
+        """Weight metrics before the first step; gradient and update columns are NaN."""
+        ws = [w.detach() for w in self.weights]
+        w_fro = torch.stack(torch._foreach_norm(ws))
+        w_spec = self.w_power([spectra.as_matrix(w) for w in ws])
+        nan = torch.full_like(w_fro, float("nan"))
+        srank = spectra.stable_rank_from(w_fro, w_spec)
+        return torch.stack([w_fro, w_spec, srank, w_spec / self.target, nan, nan, nan])
+
+
+@torch.no_grad()
+def _evaluate(model, x, y, loss_fn, task, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over (a capped subset of) a split, as 0-d tensors."""
+    n = min(x.shape[0], 8192)  # a fixed prefix keeps evaluation cheap on large datasets
+    losses, accs, sizes = [], [], []
+    for i in range(0, n, chunk):
+        xb, yb = x[i : min(n, i + chunk)], y[i : min(n, i + chunk)]
+        out = model(xb)
+        losses.append(loss_fn(out, yb))
+        accs.append(data_mod.accuracy(out, yb, task))
+        sizes.append(xb.shape[0])
+    w = torch.tensor(sizes, dtype=torch.float32, device=x.device) / n
+    return (torch.stack(losses) * w).sum(), (torch.stack(accs) * w).sum()
+
+
+def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
+        snapshot: Callable[[int, int, torch.nn.Module], None] | None = None) -> Iterator[dict]:
+    """Train every optimiser of `spec` side by side and yield metric records.
+
+    Records: {"type": "step", "opt": i, "step": k, "t": s, <scalars>, ["layers": {...}]},
+    {"type": "sync"} after each batch of host copies (a natural point to write to a store), and one
+    {"type": "end", "opt": i, "status": ..., "step": k, "error": ..., "summary": {...}} per optimiser.
+    `stop(i)` is polled at every sync; returning True ends optimiser i with status "cancelled".
+    `snapshot(i, step, model)`, if given, is called after every sync for each optimiser still
+    training (the caller decides how often to act; the worker saves small 2-D models with it).
+    A non-finite loss ends that optimiser with status "diverged"; the others carry on.
+    """
+    spec.validate()
+    torch.manual_seed(spec.seed)
+    device = resolve_device(spec.device)
+    ds = load_dataset(spec).to(device)
+    loss_fn = data_mod.loss_fn(ds.task)
+    models = build_models(spec, ds, device)
+    opt_specs = spec.opt_specs
+    optimizers = [make_optimizer(o, m.parameters()) for o, m in zip(opt_specs, models)]
+    weights = [[p for p in m.parameters()] for m in models]
+    full = spec.metrics == "full"
+    probes = [_LayerProbe(w) for w in weights] if full else [None] * len(models)
+    eval_every, layer_every = spec.resolved_eval_every(), spec.resolved_layer_every()
+    batches = _Batches(ds.n_train, spec.batch_size, spec.seed, device)
+    n_params = sum(p.numel() for p in models[0].parameters())
+
+    active = list(range(len(models)))
+    last_eval: list[dict] = [{} for _ in models]
+    last_step = [0] * len(models)
+    eta_sum = [0.0] * len(models)
+    eta_count = [0] * len(models)
+    nan = torch.tensor(float("nan"), device=device)
+    # pending[i]: list of (step, t, scalars tensor, eval tensor or None, layers tensor or None)
+    pending: list[list[tuple]] = [[] for _ in models]
+    start = time.perf_counter()
+    last_sync = start
+
+    def evaluate(i):
+        m = models[i]
+        tl, ta = _evaluate(m, ds.x_train, ds.y_train, loss_fn, ds.task)
+        vl, va = _evaluate(m, ds.x_test, ds.y_test, loss_fn, ds.task)
+        return torch.stack([tl, ta, vl, va])
+
+    def end_record(i, status, error=None):
+        summary = {
+            "steps": last_step[i],
+            "elapsed_s": round(time.perf_counter() - start, 4),
+            "final_train_loss": last_eval[i].get("train_loss"),
+            "final_train_acc": last_eval[i].get("train_acc"),
+            "final_test_loss": last_eval[i].get("test_loss"),
+            "final_test_acc": last_eval[i].get("test_acc"),
+            "mean_eta": (eta_sum[i] / eta_count[i]) if eta_count[i] else None,
+            "params": n_params,
+            "device": str(device),
+        }
+        return {"type": "end", "opt": i, "status": status, "step": last_step[i], "error": error, "summary": summary}
+
+    def flush() -> Iterator[dict]:
+        """Copy every pending value to the host in one go and turn them into records."""
+        tensors = []
+        for rows in pending:
+            for _, _, sc, ev, ly in rows:
+                tensors.append(sc)
+                if ev is not None:
+                    tensors.append(ev)
+                if ly is not None:
+                    tensors.append(ly.flatten())
+        host = torch.cat([t.reshape(-1).float() for t in tensors]).cpu().tolist() if tensors else []
+        pos = 0
+        for i, rows in enumerate(pending):
+            diverged = False
+            for step, t, sc, ev, ly in rows:
+                loss, acc, eta, G, lr = host[pos : pos + 5]
+                pos += 5
+                rec = {"type": "step", "opt": i, "step": step, "t": t, "loss": loss, "acc": acc}
+                if opt_specs[i].is_agd:
+                    rec["eta"], rec["G"] = eta, G
+                else:
+                    rec["lr"] = lr
+                if ev is not None:
+                    ev_rec = dict(zip(("train_loss", "train_acc", "test_loss", "test_acc"), host[pos : pos + 4]))
+                    pos += 4
+                    rec.update(ev_rec)
+                if ly is not None:
+                    n = ly.numel()
+                    flat = host[pos : pos + n]
+                    pos += n
+                    L = n // len(LAYER_METRICS)
+                    rec["layers"] = {name: flat[k * L : (k + 1) * L] for k, name in enumerate(LAYER_METRICS)}
+                if diverged:
+                    continue  # values after the divergence are noise; keep the offsets moving only
+                if ev is not None:
+                    last_eval[i] = ev_rec
+                if opt_specs[i].is_agd and math.isfinite(eta):
+                    eta_sum[i] += eta
+                    eta_count[i] += 1
+                last_step[i] = step
+                yield rec
+                bad = step > 0 and not math.isfinite(loss)
+                bad = bad or (ev is not None and not math.isfinite(ev_rec["train_loss"]))
+                if bad and i in active:
+                    diverged = True
+                    active.remove(i)
+                    yield end_record(i, "diverged", f"loss became non-finite at step {step}")
+            rows.clear()
+        yield {"type": "sync"}
+
+    # Step 0: the state at initialisation, so charts start where training starts.
+    for i in active:
+        ly = probes[i].at_init() if full else None
+        sc = torch.stack([nan, nan, nan, nan, nan])
+        pending[i].append((0, 0.0, sc, evaluate(i), ly))
+    yield from flush()
+    if snapshot is not None:
+        for i in active:
+            snapshot(i, 0, models[i])
+
+    lrs = [torch.tensor(optimizer_lr(o), device=device) for o in optimizers]
+    for step in range(1, spec.steps + 1):
+        if not active:
+            break
+        idx = batches.next()
+        xb, yb = ds.x_train[idx], ds.y_train[idx]
+        t = time.perf_counter() - start
+        for i in active:
+            model, opt = models[i], optimizers[i]
+            log_layers = full and (step % layer_every == 0 or step == spec.steps or step == 1)
+            if log_layers:
+                probes[i].before_step()
+            opt.zero_grad(set_to_none=False)
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            if isinstance(opt, AGD):
+                eta, G = opt.step_tensors()
+                lr = nan
+            else:
+                opt.step()
+                eta = G = nan
+                lr = lrs[i]
+            acc = data_mod.accuracy(out.detach(), yb, ds.task)
+            sc = torch.stack([loss.detach(), acc, eta, G, lr])
+            ev = evaluate(i) if (step % eval_every == 0 or step == spec.steps) else None
+            ly = probes[i].after_step() if log_layers else None
+            pending[i].append((step, t, sc, ev, ly))
+        now = time.perf_counter()
+        if step == spec.steps or len(pending[active[0]]) >= SYNC_EVERY_STEPS or now - last_sync >= SYNC_EVERY_S:
+            last_sync = now
+            yield from flush()
+            if snapshot is not None:
+                for i in active:
+                    snapshot(i, step, models[i])
+            if stop is not None:
+                for i in list(active):
+                    if stop(i):
+                        active.remove(i)
+                        yield end_record(i, "cancelled")
+
+    for i in list(active):
+        yield end_record(i, "finished")

@@ -1,0 +1,37 @@
+"""AGD Explorer: `streamlit run app.py`.
+
+The entry script: page config, then navigation over the page files that exist in pages/ (pages
+added later appear without touching this file). Each page is thin: widgets -> agd_viz.
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+st.set_page_config(page_title="AGD Explorer", page_icon=":material/neurology:", layout="wide")
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+# Known pages in menu order: file, title, icon. Any other page file is listed after them, titled
+# from its name, so a new page shows up by merely existing.
+KNOWN = (
+    ("live.py", "Live training", ":material/monitoring:"),
+    ("sweep.py", "Depth × width sweep", ":material/grid_on:"),
+    ("runs.py", "Runs", ":material/table_rows:"),
+    ("how_agd_works.py", "How AGD works", ":material/school:"),
+)
+
+
+def _pages() -> list:
+    known = {name for name, _, _ in KNOWN}
+    found = [(name, title, icon) for name, title, icon in KNOWN if (PAGES_DIR / name).is_file()]
+    for path in sorted(PAGES_DIR.glob("*.py")):
+        if path.name not in known and not path.name.startswith("_"):
+            found.append((path.name, path.stem.replace("_", " ").capitalize(), None))
+    return [
+        st.Page(f"pages/{name}", title=title, icon=icon, default=(i == 0))
+        for i, (name, title, icon) in enumerate(found)
+    ]
+
+
+st.navigation(_pages()).run()
