@@ -1,0 +1,209 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from agd_viz import data
+
+TOY = ["spirals", "moons", "circles", "xor"]
+
+
+def row_norms(x):
+    return torch.linalg.vector_norm(x, dim=1)
+
+
+def test_registry_lists_every_dataset_with_its_defaults():
+    assert set(data.DATASETS) >= {"digits", "spirals", "moons", "circles", "xor", "teacher"}
+    assert data.DEFAULT_DATASET == "digits"
+    for name, info in data.DATASETS.items():
+        assert info.name == name and info.title and info.description
+        assert info.task in ("classification", "regression")
+        assert info.input_kind in ("vector", "2d")
+        assert data.validate_options(name) == dict(info.options)
+        for key, default in info.options.items():
+            lo, hi = info.limits[key]
+            assert lo <= default <= hi
+    assert data.DATASETS["teacher"].task == "regression"
+    assert {n for n, i in data.DATASETS.items() if i.input_kind == "2d"} == set(TOY)
+
+
+def test_digits_default_split_and_prepared_inputs():
+    ds = data.load("digits")
+    assert (ds.n_train, ds.n_test) == (1797 - 359, 359)
+    assert (ds.d_in, ds.d_out, ds.task) == (64, 10, "classification")
+    assert ds.classes == [str(i) for i in range(10)]
+    assert ds.x_train.dtype == torch.float32 and ds.y_train.dtype == torch.int64
+    assert ds.x_train.shape == (ds.n_train, 64) and ds.y_test.shape == (ds.n_test,)
+    torch.testing.assert_close(row_norms(ds.x_train), torch.full((ds.n_train,), 8.0))
+    torch.testing.assert_close(row_norms(ds.x_test), torch.full((ds.n_test,), 8.0))
+    assert set(ds.y_train.tolist()) == set(range(10))
+
+
+def test_centring_uses_the_train_split_only_and_transform_reproduces_inputs():
+    ds = data.load("digits", seed=3)
+    np.testing.assert_allclose(ds.input_transform.mean, ds.raw_train.mean(axis=0), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ds.transform(ds.raw_train), ds.x_train)
+    torch.testing.assert_close(ds.transform(ds.raw_test), ds.x_test)
+
+
+@pytest.mark.parametrize("name", ["digits", "moons", "teacher"])
+def test_same_seed_same_data_other_seed_other_split(name):
+    a, b, c = data.load(name, seed=7), data.load(name, seed=7), data.load(name, seed=8)
+    for field in ("x_train", "y_train", "x_test", "y_test"):
+        assert torch.equal(getattr(a, field), getattr(b, field))
+    assert not torch.equal(a.x_test, c.x_test)
+
+
+def test_test_fraction_option_sets_the_split():
+    ds = data.load("digits", test_fraction=0.5)
+    assert ds.n_test == round(1797 * 0.5) and ds.n_train + ds.n_test == 1797
+    ds = data.load("moons", n_samples=100, test_fraction=0.1)
+    assert (ds.n_train, ds.n_test) == (90, 10)
+
+
+@pytest.mark.parametrize("name", TOY)
+def test_toy_sets_are_3d_on_the_sphere_and_learnable(name):
+    ds = data.load(name)
+    assert (ds.d_in, ds.d_out, ds.input_kind) == (3, 2, "2d")
+    assert ds.raw_train.shape == (ds.n_train, 2) and ds.n_train + ds.n_test == 1000
+    torch.testing.assert_close(row_norms(ds.x_train), torch.full((ds.n_train,), math.sqrt(3)))
+    # The prepared 3-D inputs still separate the classes: a nearest-neighbour rule generalises.
+    knn = KNeighborsClassifier(5).fit(ds.x_train.numpy(), ds.y_train.numpy())
+    assert knn.score(ds.x_test.numpy(), ds.y_test.numpy()) > 0.85
+
+
+def test_circles_keep_the_radius():
+    # Scaling (x, y) alone to a fixed norm would put both circles on one circle (chance accuracy);
+    # with the constant feature the radius becomes the height on the sphere, linearly separable.
+    ds = data.load("circles", noise=0.05)
+    clf = LogisticRegression().fit(ds.x_train.numpy(), ds.y_train.numpy())
+    assert clf.score(ds.x_test.numpy(), ds.y_test.numpy()) > 0.95
+
+
+def test_transform_maps_a_plane_grid_like_the_training_points():
+    ds = data.load("spirals")
+    g = np.stack(np.meshgrid(np.linspace(-2, 2, 30), np.linspace(-2, 2, 30)), axis=-1).reshape(-1, 2)
+    x = ds.transform(g)
+    assert x.shape == (900, 3) and x.dtype == torch.float32
+    torch.testing.assert_close(row_norms(x), torch.full((900,), math.sqrt(3)))
+    # Different plane points stay different (nothing collapses onto a circle).
+    assert torch.unique(x, dim=0).shape[0] == 900
+    with pytest.raises(ValueError, match=r"\(n, 2\)"):
+        ds.transform(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        ds.transform(np.array([[np.nan, 0.0]]))
+
+
+def test_spirals_class_option():
+    ds = data.load("spirals", classes=3, n_samples=300)
+    assert ds.d_out == 3 and len(ds.classes) == 3
+    counts = torch.bincount(torch.cat([ds.y_train, ds.y_test]))
+    assert counts.tolist() == [100, 100, 100]
+
+
+def test_option_errors_are_clear():
+    with pytest.raises(ValueError, match="available: digits, spirals"):
+        data.load("mnistt")
+    with pytest.raises(ValueError, match="unknown option.*noize.*valid options: n_samples, noise"):
+        data.load("moons", noize=0.1)
+    with pytest.raises(ValueError, match="n_samples must be between 10"):
+        data.load("moons", n_samples=5)
+    with pytest.raises(ValueError, match="noise must be between 0"):
+        data.load("circles", noise=-0.1)
+    with pytest.raises(ValueError, match="noise must be a number"):
+        data.load("xor", noise=float("nan"))
+    with pytest.raises(ValueError, match="classes must be between 2"):
+        data.load("spirals", classes=1)
+    with pytest.raises(ValueError, match="n_samples must be an integer"):
+        data.load("moons", n_samples=100.5)
+    with pytest.raises(ValueError, match="must be an integer"):
+        data.load("moons", n_samples=True)
+    with pytest.raises(ValueError, match="seed"):
+        data.load("moons", seed=-1)
+    # Values arriving as text (query parameters, the CLI) are accepted when they parse.
+    assert data.load("moons", n_samples="200", noise="0.2").n_train == 160
+
+
+def test_from_arrays_rejects_non_finite_values_and_says_how_many():
+    x = np.random.default_rng(0).normal(size=(50, 4))
+    x[3, 1] = np.nan
+    x[7, 0] = np.inf
+    x[9, 2] = -np.inf
+    with pytest.raises(ValueError, match="'bad': inputs contain 3 non-finite"):
+        data.from_arrays("bad", x, np.zeros(50, dtype=int), "classification")
+    y = np.ones((50, 2))
+    y[0, 0] = np.nan
+    with pytest.raises(ValueError, match="'bad': targets contain 1 non-finite"):
+        data.from_arrays("bad", np.ones((50, 4)), y, "regression")
+    with pytest.raises(ValueError, match="50 inputs but 49 targets"):
+        data.from_arrays("bad", np.ones((50, 4)), np.zeros(49, dtype=int), "classification")
+    with pytest.raises(ValueError, match="integers"):
+        data.from_arrays("bad", np.ones((50, 4)), np.full(50, 0.5), "classification")
+
+
+def test_a_row_equal_to_the_train_mean_becomes_zero_not_nan():
+    x = np.array([[1.0, 2.0], [3.0, 4.0], [2.0, 3.0], [5.0, 1.0]])
+    ds = data.from_arrays("tiny", x, np.array([0, 1, 0, 1]), "classification", test_fraction=0.25)
+    mean = ds.input_transform.mean
+    out = ds.transform(mean[None, :])
+    assert torch.equal(out, torch.zeros(1, 2))
+    assert torch.isfinite(ds.x_train).all()
+
+
+def test_teacher_targets_are_the_teachers_outputs():
+    ds = data.load("teacher", n_samples=500)
+    assert (ds.d_in, ds.d_out, ds.task) == (16, 4, "regression")
+    assert ds.y_train.dtype == torch.float32 and ds.y_train.shape == (400, 4)
+    weights = ds.meta["teacher_weights"]
+    assert [tuple(w.shape) for w in weights] == [(32, 16), (32, 32), (4, 32)]
+    h = ds.x_test
+    for w in weights[:-1]:
+        h = torch.relu(h @ w.T) * math.sqrt(2)
+    torch.testing.assert_close(h @ weights[-1].T, ds.y_test)
+    # Targets of order one: predicting zero costs a loss of order one, not 1e-4 or 1e4.
+    zero_loss = data.loss_fn("regression")(torch.zeros_like(ds.y_train), ds.y_train)
+    assert 0.05 < zero_loss.item() < 5
+
+
+def test_teacher_noise_perturbs_targets_only():
+    clean = data.load("teacher", n_samples=300)
+    noisy = data.load("teacher", n_samples=300, noise=0.5)
+    assert torch.equal(clean.x_train, noisy.x_train)
+    diff = (noisy.y_train - clean.y_train).std().item()
+    assert 0.4 < diff < 0.6
+
+
+def test_teacher_size_is_capped():
+    with pytest.raises(ValueError, match="exceeds the limit"):
+        data.load("teacher", d_in=1024, n_samples=100_000)
+
+
+def test_loss_and_accuracy():
+    out = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, -1.0]])
+    y = torch.tensor([0, 0, 0])
+    acc = data.accuracy(out, y, "classification")
+    assert acc.dim() == 0 and acc.item() == pytest.approx(2 / 3)
+    torch.testing.assert_close(
+        data.loss_fn("classification")(out, y), torch.nn.functional.cross_entropy(out, y)
+    )
+    f = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    t = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    # (1/B) Σ_b (1/(2 d_out)) ||f − y||² = ((4 + 9) / 6 + 3 / 6) / 2
+    assert data.loss_fn("regression")(f, t).item() == pytest.approx((13 / 6 + 3 / 6) / 2)
+    r = data.accuracy(f, t, "regression")
+    assert r.dim() == 0 and math.isnan(r.item())
+    with pytest.raises(ValueError, match="task"):
+        data.loss_fn("ranking")
+
+
+def test_to_device_keeps_values_and_counts():
+    ds = data.load("moons", n_samples=100)
+    moved = ds.to("cpu")
+    assert moved.n_train == 80 and moved.n_test == 20
+    assert torch.equal(moved.x_train, ds.x_train) and torch.equal(moved.y_test, ds.y_test)
+    meta = ds.to("meta")
+    assert meta.x_train.device.type == "meta" and meta.y_test.device.type == "meta"
+    assert "train 80×3" in repr(ds)
