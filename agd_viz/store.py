@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,6 +141,35 @@ _SCHEMA_V1 = (
     ) WITHOUT ROWID""",
 )
 MIGRATIONS: dict[int, Sequence[str] | Callable[[sqlite3.Connection], None]] = {0: _SCHEMA_V1}
+
+
+# Files this process holds open through a Store, by (device, inode) -> count. Closing *any*
+# descriptor of a file drops every POSIX lock the process holds on it, SQLite's included; a worker
+# closing its connection then believes it is the last one, checkpoints and deletes the WAL under
+# this process's live connections (lost writes, "disk I/O error"). So the header is peeked at with
+# Python's open() only while no Store of this process has the file open; otherwise it is known to
+# be ours already.
+_OPEN_FILES: dict[tuple[int, int], int] = {}
+_OPEN_FILES_LOCK = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _forget_open_file(key: tuple[int, int] | None) -> None:
+    if key is None:
+        return
+    with _OPEN_FILES_LOCK:
+        left = _OPEN_FILES.get(key, 0) - 1
+        if left > 0:
+            _OPEN_FILES[key] = left
+        else:
+            _OPEN_FILES.pop(key, None)
 
 
 class StoreError(Exception):
@@ -289,6 +319,12 @@ class Store:
         self.timeout = float(timeout)
         self._lock = threading.RLock()
         self._conn = self._open(verify)
+        key = None if str(self.path) == ":memory:" else _file_key(self.path)
+        if key is not None:
+            with _OPEN_FILES_LOCK:
+                _OPEN_FILES[key] = _OPEN_FILES.get(key, 0) + 1
+        # Runs on close() or, for a Store never closed, when it is garbage collected.
+        self._forget = weakref.finalize(self, _forget_open_file, key)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -298,7 +334,10 @@ class Store:
         if not memory:
             if path.is_dir():
                 raise StoreError(f"{path} is a directory, not a run store file.")
-            if path.exists() and path.stat().st_size > 0:
+            key = _file_key(path)
+            with _OPEN_FILES_LOCK:
+                open_here = key is not None and _OPEN_FILES.get(key, 0) > 0
+            if path.exists() and path.stat().st_size > 0 and not open_here:
                 try:
                     with open(path, "rb") as f:
                         head = f.read(len(_SQLITE_MAGIC))
@@ -306,7 +345,7 @@ class Store:
                     raise StoreError(f"{path} cannot be read ({e.strerror or e}).") from e
                 if head != _SQLITE_MAGIC:
                     raise StoreError(f"{path} is not an SQLite database, so it was left untouched.")
-            else:
+            elif not open_here:
                 path.parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = sqlite3.connect(
@@ -374,6 +413,7 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        self._forget()
 
     def __enter__(self) -> Store:
         return self

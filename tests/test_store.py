@@ -408,6 +408,26 @@ def test_worker_processes_write_while_app_reads(tmp_path):
     app.close()
 
 
+def test_a_second_store_in_the_app_does_not_let_a_worker_delete_the_wal(tmp_path):
+    """Regression: opening a second Store once read the file header with open()/close(), which
+    drops every POSIX lock this process holds on the file, SQLite's included. A worker closing its
+    connection then took itself for the last one and deleted the WAL under the app's open
+    connections: later writes were lost and reads failed with "disk I/O error"."""
+    path = tmp_path / "runs.db"
+    app = Store(path)  # e.g. the job manager's store
+    app.create_run(SPEC, "agd")
+    page = Store(path)  # e.g. a page's store, in the same server process
+    code = "import sys; from agd_viz.store import Store; s = Store(sys.argv[1]); s.create_run({}, 'sgd'); s.close()"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code, str(path)], env=env, cwd=REPO, check=True, timeout=60)
+    app.create_run(SPEC, "adam")
+    with Store(path) as fresh:  # what a restarted app would read
+        assert sorted(r["optimizer"] for r in fresh.list_runs()) == ["adam", "agd", "sgd"]
+    assert len(page.list_runs()) == 3
+    page.close()
+    app.close()
+
+
 def test_one_store_shared_by_threads(store):
     runs = [store.create_run(SPEC, "agd") for _ in range(2)]
     errors = []
