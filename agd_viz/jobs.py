@@ -1,0 +1,678 @@
+"""Background runs: worker subprocesses, a FIFO queue, a concurrency cap, cancel, crash isolation
+and recovery after a restart.
+
+Why subprocesses (DESIGN.md, "Data flow of one run"): training holds the GIL for seconds at a
+time, so a thread running torch would freeze the Streamlit server for every browser; a separate
+process also turns a crash, an out-of-memory kill or a cancel into the end of one process, not of
+the app. `multiprocessing` is avoided because its spawn start method re-imports the page script in
+the child. Each worker is the CLI's worker mode,
+
+    python -m agd_viz train --run-id N --db PATH --parent-pid <app pid> --quiet
+
+so what the app runs and what a user scripts are one code path, and this module never imports
+torch: the app process stays light and fast to start.
+
+Decisions
+- One worker per run, not one per comparison. The cap then counts exactly what burns CPU or GPU,
+  a cancel is "stop that process", and a crash takes down one run only. Runs of one comparison
+  still see the same minibatches in the same order because `train._Batches` is seeded from the
+  spec, not from the process.
+- The cap (`max_workers`): `$AGD_VIZ_MAX_WORKERS` if set; else one worker per GPU when torch sees
+  CUDA (or Apple's MPS, counted as one GPU); else max(1, cpu_count // 2), leaving cores for the
+  server and the browser. GPUs are detected without importing torch here: only when the machine
+  shows signs of one (/dev/nvidia*, /dev/kfd, macOS on arm64) is a short `python -c "import torch"`
+  probe run, once per process, in the scheduler thread (never on a page's thread).
+- With several GPUs each worker gets its own through CUDA_VISIBLE_DEVICES (slot k -> GPU k).
+- Workers run at a lower CPU priority (`nice`, default +10) with OMP_NUM_THREADS set to their share
+  of the cores, so a laptop demo keeps a responsive page while two runs train.
+- Stopping: `cancel()` sets the store's cancel flag and sends SIGTERM (the flag alone would do once
+  the worker trains; the signal also stops one still importing torch); a worker alive
+  `kill_after` s later is SIGKILLed. The run ends `cancelled`. Shutting down for exit (atexit)
+  stops workers the same way without the flag, and their runs end `interrupted`.
+- A crash is recorded by the reaper: a worker that exits while its run is still active (killed by
+  a signal, out of memory, died before its own error handling) leaves the run `failed` with the
+  signal or exit code and the last lines of its log, `<db>.logs/run-<id>.log`.
+- A queued run waits in FIFO order by run id. Before a queued run starts, its row is read again:
+  a run cancelled or deleted meanwhile (by another page, process or server) is dropped.
+
+Ownership and recovery rule (`recover()`, called by `__init__`). The `pid` column says who owns an
+unfinished run: for a `queued` run it is the pid of the server whose manager queued it, for a
+`running` run the pid of its worker. A run is marked `interrupted` when its owner is gone:
+  - its pid is not a live process (zombies count as gone; on Linux a process that started after
+    the run was created or started is a reused pid, also gone), or
+  - it is `queued`, its owner pid is this very process, and no live manager here holds it, or
+  - it has no pid at all and was created more than `ORPHAN_GRACE_S` ago (a CLI run between
+    `create_run` and `start_run` has no pid for a moment).
+Runs owned by another live server, or by a live worker, are left alone: a second manager over the
+same file never interrupts another server's work. A live worker whose server died exits by itself
+(the CLI's `--parent-pid` check) and records `interrupted`. Metrics already written are never
+touched: each batch is one SQLite transaction in WAL mode.
+
+Thread safety: the app holds one manager per server process (`st.cache_resource`) shared by every
+session, and a daemon scheduler thread polls it; one `threading.Lock` guards the queue and the
+worker table. The scheduler thread is pure Python; it never touches torch or Streamlit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agd_viz.store import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    FAILED,
+    INTERRUPTED,
+    QUEUED,
+    RUNNING,
+    Store,
+    default_db_path,
+)
+
+__all__ = ["JobManager", "default_max_workers", "detect_gpus", "log_path", "ENV_MAX_WORKERS"]
+
+log = logging.getLogger(__name__)
+
+ENV_MAX_WORKERS = "AGD_VIZ_MAX_WORKERS"
+POLL_S = 0.2  # scheduler period: a freed slot is refilled and a crash noticed within this
+KILL_AFTER_S = 5.0  # a cancelled worker that has not exited by then is SIGKILLed
+ORPHAN_GRACE_S = 30.0
+LOG_TAIL_LINES = 12
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding agd_viz/
+
+# Managers alive in this process, so that recovery can tell "queued by a live manager here" from
+# "queued by a manager here that was shut down" (both record this process's pid).
+_LIVE: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
+_GPU_COUNT: int | None = None
+_GPU_LOCK = threading.Lock()
+
+
+# ---------------------------------------------------------------------------------------------
+# capacity
+
+
+def detect_gpus(python: str = sys.executable) -> int:
+    """How many accelerators a worker would use: CUDA devices, or 1 for Apple MPS, else 0.
+
+    Uses torch directly if this process already imported it; otherwise probes in a subprocess only
+    where the machine shows a sign of a GPU, so a CPU-only laptop never pays for the probe and the
+    app process never imports torch for it. Cached for the life of the process.
+    """
+    global _GPU_COUNT
+    with _GPU_LOCK:
+        if _GPU_COUNT is not None:
+            return _GPU_COUNT
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            _GPU_COUNT = _torch_gpu_count(torch)
+            return _GPU_COUNT
+        if not _gpu_hint():
+            _GPU_COUNT = 0
+            return 0
+        probe = (
+            "import torch\n"
+            "n = torch.cuda.device_count() if torch.cuda.is_available() else 0\n"
+            "mps = getattr(torch.backends, 'mps', None)\n"
+            "print(n or (1 if mps is not None and mps.is_available() else 0))\n"
+        )
+        try:
+            out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+            _GPU_COUNT = int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            _GPU_COUNT = 0
+        return _GPU_COUNT
+
+
+def _torch_gpu_count(torch) -> int:
+    if torch.cuda.is_available():
+        return torch.cuda.device_count()
+    mps = getattr(torch.backends, "mps", None)
+    return 1 if mps is not None and mps.is_available() else 0
+
+
+def _gpu_hint() -> bool:
+    if sys.platform == "darwin":
+        import platform
+
+        return platform.machine() == "arm64"
+    dev = Path("/dev")
+    try:
+        return any(p.name[len("nvidia"):].isdigit() for p in dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists()
+    except OSError:
+        return False
+
+
+def _env_max_workers() -> int | None:
+    env = os.environ.get(ENV_MAX_WORKERS, "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{ENV_MAX_WORKERS} must be a whole number >= 1, got {env!r}.")
+    return n
+
+
+def default_max_workers(python: str = sys.executable) -> int:
+    """`$AGD_VIZ_MAX_WORKERS`, else one worker per GPU, else max(1, cpu_count // 2)."""
+    n = _env_max_workers()
+    if n is not None:
+        return n
+    gpus = detect_gpus(python)
+    if gpus:
+        return gpus
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+def _pid_alive(pid: int | None, not_after: float | None = None) -> bool:
+    """True if `pid` is a live process that could be the one recorded at time `not_after`.
+
+    A zombie (exited, not yet reaped: common for orphans in containers whose init does not reap)
+    is dead. On Linux a process that started after `not_after` cannot be the recorded owner: the
+    pid was reused.
+    """
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to someone else
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # not Linux (or /proc unreadable): the signal check is all we have
+    state, start = stat
+    if state in ("Z", "X"):
+        return False
+    if not_after is not None and start is not None and start > not_after + 2.0:
+        return False
+    return True
+
+
+_BOOT_TIME: float | None = None
+
+
+def _proc_stat(pid: int) -> tuple[str, float | None] | None:
+    """(state letter, start time as epoch seconds) from /proc, or None where there is no /proc."""
+    global _BOOT_TIME
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except FileNotFoundError:
+        return ("X", None) if os.path.isdir("/proc/self") else None
+    except OSError:
+        return None
+    fields = raw[raw.rfind(")") + 2 :].split()  # the command name may contain spaces and ")"
+    state = fields[0]
+    try:
+        if _BOOT_TIME is None:
+            with open("/proc/stat") as f:
+                _BOOT_TIME = next(float(line.split()[1]) for line in f if line.startswith("btime"))
+        start = _BOOT_TIME + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        start = None
+    return state, start
+
+
+def log_path(db_path: str | os.PathLike, run_id: int) -> Path:
+    """Where a worker's stdout and stderr go: `<db>.logs/run-<id>.log`, next to the store."""
+    db = Path(db_path)
+    return db.with_name(db.name + ".logs") / f"run-{int(run_id)}.log"
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 8192) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    # tqdm-style carriage returns would make one "line" of a whole progress bar
+    out = [ln.rstrip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
+    return "\n".join(out[-lines:])
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+@dataclass
+class _Job:
+    run_id: int
+    proc: subprocess.Popen
+    slot: int
+    log: Path
+    started: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None  # None, "cancel" or "shutdown"
+    stop_at: float | None = None  # when SIGTERM was sent
+    killed: bool = False  # SIGKILL sent by us
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class JobManager:
+    """Runs `RunSpec`s in background worker processes, at most `max_workers` at a time.
+
+    `JobManager(db_path=None, max_workers=None, python=sys.executable)`: `db_path` defaults to
+    the store's default (`$AGD_VIZ_DB` or ./agd_viz_runs.db); `max_workers` to
+    `default_max_workers()` (resolved by the scheduler thread or on first use, never in the
+    constructor, so creating a manager on a page's thread never waits for a GPU probe);
+    `python` is the interpreter that runs workers. Keyword-only knobs exist for tests: the
+    scheduler period, the cancel-to-SIGKILL delay, the worker's nice increment, extra environment
+    for workers, and `start=False` for a manager driven only by explicit `poll()` calls.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike | None = None,
+        max_workers: int | None = None,
+        python: str = sys.executable,
+        *,
+        poll_interval: float = POLL_S,
+        kill_after: float = KILL_AFTER_S,
+        nice: int = 10,
+        env: dict | None = None,
+        start: bool = True,
+    ):
+        if max_workers is not None and int(max_workers) < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers!r}.")
+        self.db_path = Path(db_path if db_path is not None else default_db_path()).resolve()
+        self.store = Store(self.db_path)
+        self.python = python
+        self.poll_interval = float(poll_interval)
+        self.kill_after = float(kill_after)
+        self.nice = int(nice)
+        self.extra_env = dict(env or {})
+        # A bad $AGD_VIZ_MAX_WORKERS fails here, loudly, not later in the scheduler thread.
+        self._max_workers = int(max_workers) if max_workers is not None else _env_max_workers()
+        self._lock = threading.Lock()
+        self._queue: list[int] = []  # run ids waiting, kept sorted (FIFO by id)
+        self._jobs: dict[int, _Job] = {}  # run id -> live worker
+        self._closed = False
+        self._wake = threading.Event()
+        self.pid = os.getpid()
+        _LIVE.add(self)
+        self.recovered = self.recover()
+        atexit.register(self._atexit)
+        self._thread = None
+        if start:
+            self._thread = threading.Thread(target=self._loop, name="agd-viz-jobs", daemon=True)
+            self._thread.start()
+
+    # -- capacity ------------------------------------------------------------------------------
+
+    @property
+    def max_workers(self) -> int:
+        """The cap on concurrent workers (resolved on first use; see module docstring)."""
+        if self._max_workers is None:
+            self._max_workers = default_max_workers(self.python)
+        return self._max_workers
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def submit(self, spec, name: str | None = None, group_kind: str = "compare",
+               group_id: int | None = None) -> tuple[int, list[int]]:
+        """Queue one run per optimiser of `spec` (a `train.RunSpec`); returns (group_id, run_ids).
+
+        Each run's stored spec is `spec.with_optimizer(o).to_dict()`, so a run is self-contained:
+        its worker, an export, or a rerun needs nothing but that row. Workers start at once if
+        slots are free, else in FIFO order as earlier runs end. `group_id` adds the runs to an
+        existing group (a sweep submits many specs into one group).
+        """
+        if self._closed:
+            raise RuntimeError("this JobManager was shut down; create a new one.")
+        spec.validate()
+        labels = {}
+        try:  # OptSpec.label ("adam lr=0.001") reads better than the raw spec string
+            labels = {o: s.label for o, s in zip(spec.optimizers, spec.opt_specs)}
+        except Exception:  # noqa: BLE001 - a label is cosmetic; the store has a fallback
+            pass
+        if group_id is None:
+            group_id = self.store.create_group(group_kind, name, spec.to_dict())
+        run_ids = []
+        with self._lock:
+            for o in spec.optimizers:
+                rid = self.store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id,
+                                            name=name, label=labels.get(o))
+                # Owner = this server: recovery in another live server must leave it alone.
+                self.store.set_status(rid, QUEUED, pid=self.pid)
+                run_ids.append(rid)
+                self._queue.append(rid)
+            self._queue.sort()
+            self._schedule()
+        return group_id, run_ids
+
+    # -- inspecting ----------------------------------------------------------------------------
+
+    def queue_positions(self) -> dict[int, int]:
+        """{run_id: 1-based place in this manager's queue} for runs waiting; no database access."""
+        with self._lock:
+            return {rid: k + 1 for k, rid in enumerate(self._queue)}
+
+    def queue_position(self, run_id: int) -> int | None:
+        """1 = next to start; None if the run is not waiting here (running, done, or unknown)."""
+        return self.queue_positions().get(int(run_id))
+
+    def active_runs(self) -> list[int]:
+        """Run ids this manager is running (in start order) then queuing (in queue order)."""
+        with self._lock:
+            return [*self._jobs, *self._queue]
+
+    def worker_pid(self, run_id: int) -> int | None:
+        """The pid of the worker running `run_id` here, or None."""
+        with self._lock:
+            job = self._jobs.get(int(run_id))
+            return job.proc.pid if job else None
+
+    def progress(self, run_ids) -> dict[int, dict]:
+        """{run_id: {status, step, steps, last_loss, steps_per_s, eta_s, updated, queue_position}}:
+        one SQL query plus the in-memory queue, cheap enough for a fragment that ticks each second."""
+        ids = [int(r) for r in run_ids]
+        out = self.store.progress(ids)
+        positions = self.queue_positions()
+        for rid, p in out.items():
+            p["queue_position"] = positions.get(rid)
+        return out
+
+    # -- cancelling ----------------------------------------------------------------------------
+
+    def cancel(self, run_id: int) -> bool:
+        """Stop a run: queued -> `cancelled` at once; running -> ask it to stop (store flag and
+        SIGTERM), it ends `cancelled` within a sync (~0.2 s) keeping its metrics; a worker still
+        alive `kill_after` seconds later is SIGKILLed and its run marked `cancelled` here.
+
+        A run this manager does not hold (another server's) gets the store flag, which its worker
+        or its manager honours. Returns False if the run is unknown or already over.
+        """
+        rid = int(run_id)
+        with self._lock:
+            if rid in self._queue:
+                self._queue.remove(rid)
+                self.store.finish_run(rid, CANCELLED, error="cancelled before it started")
+                return True
+            job = self._jobs.get(rid)
+            if job is not None and job.proc.poll() is None:
+                row = self.store.get_run(rid)
+                if row is None or row["status"] in ACTIVE_STATUSES:  # a deleted run: stop it too
+                    self.store.request_cancel(rid)
+                    self._terminate(job, "cancel")
+                    return row is not None
+            elif job is not None:
+                self._reap()  # it just exited: record how, then answer from the store
+        row = self.store.get_run(rid)
+        if row is None or row["status"] not in ACTIVE_STATUSES:
+            return False
+        return self.store.request_cancel(rid)
+
+    def _terminate(self, job: _Job, reason: str) -> None:
+        """SIGTERM: the CLI's handler ends the run at its next sync; before the handler is
+        installed (still importing torch) the default action ends the process, and the reaper
+        records the outcome. Caller holds the lock."""
+        if job.stop_reason is None:
+            job.stop_reason = reason
+        if job.stop_at is None:
+            job.stop_at = time.monotonic()
+            try:
+                job.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    # -- the scheduler -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        try:  # resolve the cap here, off the page's thread: a GPU probe takes a few seconds
+            self.max_workers
+            detect_gpus(self.python)
+        except Exception:  # noqa: BLE001 - detection never raises by design; be safe anyway
+            log.exception("agd_viz job scheduler: cannot work out the worker cap")
+            self._max_workers = 1
+        while not self._closed:
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - the scheduler must outlive any one bad poll
+                log.exception("agd_viz job scheduler: poll failed")
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def poll(self) -> None:
+        """Reap finished workers, record crashes, SIGKILL overdue cancels, start queued runs.
+
+        Called by the scheduler thread every `poll_interval` seconds; safe to call from any
+        thread (tests and the page may call it to see a change sooner).
+        """
+        with self._lock:
+            self._reap()
+            self._schedule()
+
+    def _reap(self, kill_now: bool = False) -> None:
+        """Record workers that exited; SIGKILL stopped ones overdue (all stopped ones if
+        `kill_now`). Caller holds the lock."""
+        now = time.monotonic()
+        for rid, job in list(self._jobs.items()):
+            code = job.proc.poll()
+            if code is None:
+                overdue = job.stop_at is not None and (kill_now or now - job.stop_at > self.kill_after)
+                if overdue and not job.killed:
+                    job.killed = True
+                    try:
+                        job.proc.kill()
+                    except ProcessLookupError:
+                        pass
+                continue
+            try:
+                self._record_exit(job, code)
+            except KeyError:
+                pass  # the run was deleted while it trained
+            except Exception:  # noqa: BLE001 - e.g. the file stayed locked: retry next poll
+                log.exception("agd_viz job scheduler: could not record the end of run %s", rid)
+                continue
+            del self._jobs[rid]
+
+    def _record_exit(self, job: _Job, code: int) -> None:
+        """Give the run a final status if its worker could not: killed, crashed before its own
+        error handling, or stopped by us before it installed its signal handler."""
+        row = self.store.get_run(job.run_id)
+        if row is None:
+            return
+        status, rid = row["status"], job.run_id
+        if status not in ACTIVE_STATUSES:
+            if status == CANCELLED and job.stop_reason == "shutdown" and not row["cancel_requested"]:
+                # Stopped because the server is going away, not by a user: say so.
+                self.store.set_status(rid, INTERRUPTED, error="the app shut down before this run finished")
+            return
+        if job.stop_reason == "cancel":
+            note = f"did not stop within {self.kill_after:g} s and was killed" if job.killed else None
+            self.store.finish_run(rid, CANCELLED, summary=row["summary"], error=note)
+            return
+        if job.stop_reason == "shutdown":
+            self.store.finish_run(rid, INTERRUPTED, summary=row["summary"],
+                                  error="the app shut down before this run finished")
+            return
+        if code < 0:
+            name = _signal_name(-code)
+            text = f"worker was killed by signal {name}"
+            if -code == signal.SIGKILL:
+                text += " (by a user, or by the system when memory ran out)"
+        else:
+            text = f"worker exited with code {code} before finishing the run"
+        tail = _tail(job.log)
+        if tail:
+            text += f"\nlast lines of {job.log}:\n{tail}"
+        self.store.finish_run(rid, FAILED, summary=row["summary"], error=text)
+
+    def _schedule(self) -> None:
+        """Start queued runs while slots are free. Caller holds the lock."""
+        if self._closed:
+            return
+        while self._queue and len(self._jobs) < self.max_workers:
+            rid = self._queue[0]
+            row = self.store.get_run(rid)  # if this raises, the run stays first in line
+            self._queue.pop(0)
+            if row is None or row["status"] != QUEUED:
+                continue  # deleted, or finished by someone else meanwhile
+            if row["cancel_requested"]:
+                self.store.finish_run(rid, CANCELLED, error="cancelled before it started")
+                continue
+            try:
+                self._start(rid, row)
+            except OSError as exc:  # python missing, fork failed: this run fails, others go on
+                self.store.finish_run(rid, FAILED, error=f"could not start a worker: {exc}")
+
+    def _start(self, rid: int, row: dict) -> None:
+        used = {j.slot for j in self._jobs.values()}
+        slot = next(k for k in range(len(used) + 1) if k not in used)
+        path = log_path(self.db_path, rid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [self.python, "-m", "agd_viz", "train", "--run-id", str(rid), "--db", str(self.db_path),
+               "--parent-pid", str(self.pid), "--quiet"]
+        with open(path, "ab") as logf:
+            logf.write(f"$ {' '.join(cmd)}\n".encode())
+            logf.flush()
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                env=self._worker_env(slot, row), cwd=str(PACKAGE_ROOT),
+                # Own session: a Ctrl-C in the server's terminal reaches the server, whose exit
+                # handler stops the workers, instead of killing them mid-write.
+                start_new_session=True, close_fds=True,
+            )
+        if self.nice and hasattr(os, "setpriority"):
+            try:  # set from here, not preexec_fn (unsafe with threads): a few ms at normal priority
+                os.setpriority(os.PRIO_PROCESS, proc.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
+            except OSError:
+                pass
+        self._jobs[rid] = _Job(rid, proc, slot, path)
+        # Running from now on, owned by the worker's pid; the worker re-stamps started and
+        # records its device when it gets going.
+        self.store.set_status(rid, RUNNING, pid=proc.pid)
+
+    def _worker_env(self, slot: int, row: dict) -> dict:
+        env = dict(os.environ)
+        # `-m agd_viz` must find this very package, whatever the server's working directory.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        if "OMP_NUM_THREADS" not in env:
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_workers))
+        gpus = detect_gpus(self.python)  # cached; the scheduler thread resolved it at start
+        if gpus > 1 and (row.get("spec") or {}).get("device", "auto") in ("auto", "cuda"):
+            visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+            visible = visible or [str(k) for k in range(gpus)]
+            env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+        env.update(self.extra_env)
+        return env
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recover(self) -> list[int]:
+        """Mark `interrupted` the unfinished runs whose owner is gone (rule: module docstring).
+        Returns their ids. Runs of live servers and live workers are left alone."""
+        now = time.time()
+        mine: set[int] = set()
+        for m in list(_LIVE):
+            if not m._closed:
+                with m._lock:
+                    mine.update(m._queue)
+                    mine.update(m._jobs)
+        lost = []
+        for row in self.store.list_runs(status=list(ACTIVE_STATUSES)):
+            rid, pid, status = row["id"], row["pid"], row["status"]
+            if pid is None:
+                gone = now - (row["created"] or now) > ORPHAN_GRACE_S
+            elif pid == self.pid:
+                # Ours: a running one may be a CLI training in this process; a queued one is
+                # alive only while a live manager here holds it.
+                gone = status == QUEUED and rid not in mine
+            else:
+                since = row["started"] if status == RUNNING and row["started"] else row["created"]
+                gone = not _pid_alive(pid, not_after=since)
+            if gone:
+                lost.append(rid)
+        for rid in lost:
+            # Per run, not one bulk UPDATE: only rows already judged ownerless are written, so a
+            # run another server creates meanwhile cannot be caught.
+            self.store.set_status(rid, INTERRUPTED, error="The app stopped before this run finished "
+                                                         "(its process is gone).")
+        return lost
+
+    # -- shutting down -------------------------------------------------------------------------
+
+    def shutdown(self, cancel_running: bool = True, timeout: float | None = None) -> None:
+        """Stop the scheduler and every worker; wait for them (SIGKILL after `timeout`, default
+        `kill_after`). `cancel_running=True`: queued and running runs end `cancelled` (a user's
+        "stop everything"); False: they end `interrupted` (the server is going away). Idempotent.
+        """
+        timeout = self.kill_after if timeout is None else float(timeout)
+        with self._lock:
+            if self._closed and not self._jobs:
+                return
+            self._closed = True
+            self._wake.set()
+            status = CANCELLED if cancel_running else INTERRUPTED
+            reason = "cancel" if cancel_running else "shutdown"
+            for rid in self._queue:
+                try:
+                    self.store.finish_run(rid, status, error="the app shut down before this run started"
+                                          if not cancel_running else "cancelled before it started")
+                except KeyError:
+                    pass
+            self._queue.clear()
+            for rid, job in self._jobs.items():
+                if cancel_running:
+                    try:
+                        self.store.request_cancel(rid)
+                    except Exception:  # noqa: BLE001 - stopping matters more than the flag
+                        pass
+                self._terminate(job, reason)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._reap(kill_now=time.monotonic() > deadline)
+                if not self._jobs:
+                    break
+            time.sleep(0.05)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        _LIVE.discard(self)
+        try:
+            atexit.unregister(self._atexit)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _atexit(self) -> None:
+        """At interpreter exit (the server stopping normally) workers must not outlive it."""
+        try:
+            self.shutdown(cancel_running=False, timeout=3.0)
+        except Exception:  # noqa: BLE001 - never turn exit into a traceback
+            pass
+
+    def __enter__(self) -> "JobManager":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"JobManager({str(self.db_path)!r}, running={len(self._jobs)}, queued={len(self._queue)})"
