@@ -8,8 +8,10 @@
 Every loader ends in `from_arrays`, which splits by seed and prepares inputs as AGD's analysis
 assumes (Bernstein et al. 2023 normalise inputs to ||x||_2 = sqrt(d_0)): centre with the train mean,
 then scale each row to norm sqrt(d_in). `Dataset.transform` applies the same map to new raw points
-(the UI's decision-boundary grid). Later datasets (MNIST, CIFAR) register a `DatasetInfo` the same
-way. Labels are int64 class indices; regression targets float32 (n, d_out).
+(the UI's decision-boundary grid). Labels are int64 class indices; regression targets float32 (n, d_out).
+MNIST, Fashion-MNIST and CIFAR-10 (input_kind "image") are registered by `agd_viz.downloads`, imported
+at the end of this module; they load only after an explicit download. Datasets whose inputs are
+images carry `input_shape` (channels, height, width), which the CNN needs; digits is one (1, 8, 8).
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ class Dataset:
     d_in: int
     d_out: int
     classes: list[str] | None = None
-    input_kind: str = "vector"  # "vector" | "2d" (the UI draws decision boundaries for "2d")
+    input_kind: str = "vector"  # "vector" | "2d" (the UI draws decision boundaries for "2d") | "image"
+    input_shape: tuple[int, ...] | None = None  # (channels, height, width) of each flat input row
     raw_train: np.ndarray | None = None  # features before `transform`, in split order
     raw_test: np.ndarray | None = None
     input_transform: InputTransform | None = field(default=None, repr=False)
@@ -148,6 +151,7 @@ class DatasetInfo:
     options: Mapping[str, int | float]
     input_kind: str = "vector"
     limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None  # (channels, height, width) for image inputs
     loader: Callable[..., Dataset] | None = field(default=None, repr=False, compare=False)
 
 
@@ -239,6 +243,7 @@ def from_arrays(
     append_constant: bool = False,
     input_kind: str = "vector",
     keep_raw: bool = True,
+    input_shape: tuple[int, ...] | None = None,
 ) -> Dataset:
     """Build a Dataset from raw arrays: validate, split by `seed`, fit and apply the input map.
 
@@ -313,6 +318,7 @@ def from_arrays(
         d_out=d_out,
         classes=list(classes) if classes is not None else None,
         input_kind=input_kind,
+        input_shape=tuple(input_shape) if input_shape is not None else None,
         raw_train=x[train_idx].astype(np.float32) if keep_raw else None,
         raw_test=x[test_idx].astype(np.float32) if keep_raw else None,
         input_transform=tf,
@@ -357,7 +363,7 @@ def _load_digits(seed: int, test_fraction: float) -> Dataset:
     bunch = load_digits()
     return from_arrays(
         "digits", bunch.data, bunch.target, "classification", seed, test_fraction,
-        classes=[str(i) for i in range(10)],
+        classes=[str(i) for i in range(10)], input_shape=(1, 8, 8),
     )
 
 
@@ -447,6 +453,7 @@ register(DatasetInfo(
     description="1,797 handwritten digits, 8×8 pixels, 10 classes (bundled with scikit-learn).",
     options={"test_fraction": 0.2},
     limits={"test_fraction": (0.01, 0.9)},
+    input_shape=(1, 8, 8),
     loader=_load_digits,
 ))
 register(DatasetInfo(
@@ -500,3 +507,7 @@ register(DatasetInfo(
             "n_samples": (10, 100_000), "noise": (0.0, 10.0), "test_fraction": (0.01, 0.9)},
     loader=_load_teacher,
 ))
+
+# MNIST, Fashion-MNIST and CIFAR-10 register themselves here; imported last because they build on
+# the definitions above.
+from agd_viz import downloads as _downloads  # noqa: E402,F401

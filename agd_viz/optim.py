@@ -11,6 +11,12 @@ A 4-D conv kernel (out, in, kh, kw) is treated as kh*kw matrices W[:, :, i, j], 
 scale = sqrt(out/in) / sqrt(kh*kw): every slice adds scale*||grad slice||_F to the sum in G and is
 normalised by its own gradient norm. L counts weight tensors, not slices.
 
+The registry also offers learning-rate-free baselines from their maintained packages, optional at
+runtime: "prodigy" (prodigyopt), "dadapt-adam" (dadaptation), "schedulefree-adamw" (schedulefree);
+`optimizer_available` says whether one can be built here and how to install it. `step_size` reads
+the learning rate an optimiser applies at its next step (d * lr for the D-adaptation family), and
+`eval_mode` / `train_mode` handle schedule-free AdamW's switch between its two iterates.
+
 `AGD` follows the layout of torch/optim/adam.py: a thin Optimizer over the functional `agd_update`,
 which has a readable per-parameter loop and a multi-tensor (foreach) path. Neither path copies a
 number to the host, so a training loop can call `step_tensors()` every step without a sync.
@@ -18,8 +24,13 @@ number to the host, so a training loop can call `step_tensors()` every step with
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import math
-from collections.abc import Callable, Iterable, Mapping
+import re
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -39,6 +50,11 @@ __all__ = [
     "make_optimizer",
     "optimizer_lr",
     "optimizer_state_bytes",
+    "optimizer_available",
+    "step_size",
+    "step_size_tensor",
+    "eval_mode",
+    "train_mode",
 ]
 
 
@@ -335,18 +351,59 @@ _CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
     "dampening": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "d0": (lambda v: v > 0, "> 0"),
+    "d_coef": (lambda v: v > 0, "> 0"),
+    "warmup_steps": (lambda v: v >= 0, ">= 0"),
+    "r": (lambda v: v >= 0, ">= 0"),
+    "weight_lr_power": (lambda v: v >= 0, ">= 0"),
 }
 _INITS = ("agd", "default")
 _MAX_SPEC_LEN = 500
 
 
-def register_optimizer(name: str, factory: Callable[..., torch.optim.Optimizer], defaults: dict) -> None:
-    """Add an optimiser to OPTIMIZERS. Default values fix each key's type (float, int or bool)."""
-    if not name.isidentifier() or name != name.lower():
-        raise ValueError(f"optimiser name must be a lower-case identifier, got {name!r}")
+# name -> (module the factory imports, the command that installs it), for optimisers that live in
+# an optional package: the registry lists them either way, and says how to get them when missing.
+_REQUIRES: dict[str, tuple[str, str]] = {}
+
+
+def register_optimizer(
+    name: str,
+    factory: Callable[..., torch.optim.Optimizer],
+    defaults: dict,
+    *,
+    requires: str | None = None,
+    install: str | None = None,
+) -> None:
+    """Add an optimiser to OPTIMIZERS. Default values fix each key's type (float, int or bool).
+
+    `requires` names a module the factory imports (an optional package); `install` is the command
+    that provides it, shown to the user while the module is missing.
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        raise ValueError(f"optimiser name must be lower-case letters, digits, '_' or '-', got {name!r}")
     if "init" in defaults:
         raise ValueError("'init' is a key of every optimiser; do not declare it")
     OPTIMIZERS[name] = OptimizerEntry(factory, dict(defaults))
+    if requires is not None:
+        _REQUIRES[name] = (requires, install or f"pip install {requires}")
+    else:
+        _REQUIRES.pop(name, None)
+
+
+def optimizer_available(name: str) -> tuple[bool, str | None]:
+    """(True, None) if optimiser `name` (or a spec "name:...") can be built here, else (False, the
+    install command, e.g. "pip install prodigyopt"). Unknown name -> ValueError listing valid ones."""
+    key = str(name).partition(":")[0].strip().lower()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimiser {key!r}; valid: {', '.join(sorted(OPTIMIZERS))}")
+    if key not in _REQUIRES:
+        return True, None
+    module, install = _REQUIRES[key]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install counts as missing
+        found = False
+    return (True, None) if found else (False, install)
 
 
 def _adam(params, lr, beta1, beta2, eps, weight_decay):
@@ -363,10 +420,66 @@ def _sgd(params, lr, momentum, nesterov, weight_decay):
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
 
+@contextlib.contextmanager
+def _quiet_stdout(active: bool) -> Iterator[None]:
+    # Prodigy and D-Adapt print "Using decoupled weight decay" on stdout, which would corrupt the
+    # CLI's --json output.
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _prodigy(params, lr, beta1, beta2, eps, weight_decay, decouple, use_bias_correction, safeguard_warmup,
+             d0, d_coef):
+    from prodigyopt import Prodigy
+
+    with _quiet_stdout(decouple and weight_decay > 0):
+        return Prodigy(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                       decouple=decouple, use_bias_correction=use_bias_correction,
+                       safeguard_warmup=safeguard_warmup, d0=d0, d_coef=d_coef)
+
+
+def _dadapt_adam(params, lr, beta1, beta2, eps, weight_decay, decouple, use_bias_correction, d0):
+    from dadaptation import DAdaptAdam
+
+    with _quiet_stdout(decouple):
+        return DAdaptAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                          decouple=decouple, use_bias_correction=use_bias_correction, d0=d0)
+
+
+def _schedulefree_adamw(params, lr, beta1, beta2, eps, weight_decay, warmup_steps, r, weight_lr_power):
+    from schedulefree import AdamWScheduleFree
+
+    return AdamWScheduleFree(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                             warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
+
+
 register_optimizer("agd", lambda params, gain: AGD(params, gain=gain), {"gain": 1.0})
 register_optimizer("adam", _adam, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0})
 register_optimizer("adamw", _adamw, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01})
 register_optimizer("sgd", _sgd, {"lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
+# Learning-rate-free baselines, from their maintained packages (optional). Defaults are the packages'
+# own; "lr" is a multiplier on the adapted step for Prodigy and D-Adapt (leave it at 1).
+register_optimizer(
+    "prodigy", _prodigy,
+    {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decouple": True,
+     "use_bias_correction": False, "safeguard_warmup": False, "d0": 1e-6, "d_coef": 1.0},
+    requires="prodigyopt", install="pip install prodigyopt",
+)
+register_optimizer(
+    "dadapt-adam", _dadapt_adam,
+    {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decouple": False,
+     "use_bias_correction": False, "d0": 1e-6},
+    requires="dadaptation", install="pip install dadaptation",
+)
+register_optimizer(
+    "schedulefree-adamw", _schedulefree_adamw,
+    {"lr": 0.0025, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "warmup_steps": 0,
+     "r": 0.0, "weight_lr_power": 2.0},
+    requires="schedulefree", install="pip install schedulefree",
+)
 
 
 def _fmt(value) -> str:
@@ -460,6 +573,12 @@ def parse_optimizer(spec: str | OptSpec) -> OptSpec:
     if name not in OPTIMIZERS:
         shown = repr(name) if name else "''"
         raise ValueError(f"unknown optimiser {shown}; valid: {', '.join(sorted(OPTIMIZERS))}")
+    available, install = optimizer_available(name)
+    if not available:
+        raise ValueError(
+            f"optimiser {name!r} needs the package {_REQUIRES[name][0]!r}, which is not installed; "
+            f"install it with: {install}"
+        )
     defaults = OPTIMIZERS[name].defaults
     valid = sorted(defaults) + ["init"]
     kwargs: dict[str, Any] = dict(defaults)
@@ -506,3 +625,110 @@ def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
         return 0
 
     return sum(walk(s) for s in opt.state.values())
+
+
+# --------------------------------------------------------------------------------------------------
+# Step size per step, and the train/eval switch of schedule-free optimisers
+# --------------------------------------------------------------------------------------------------
+
+
+def _d_adapted_step_size(opt: torch.optim.Optimizer):
+    """Prodigy and D-Adapt Adam: the step applied is dlr = d * lr * bias_correction(k), with d the
+    group's current estimate of the distance to a solution (both packages compute exactly this at the
+    top of step(); bias_correction = sqrt(1 - beta2^(k+1)) / (1 - beta1^(k+1)) only when enabled)."""
+    group = opt.param_groups[0]
+    lr = max(g["lr"] for g in opt.param_groups)
+    if group.get("use_bias_correction"):
+        k = group["k"]
+        beta1, beta2 = group["betas"]
+        lr = lr * ((1 - beta2 ** (k + 1)) ** 0.5) / (1 - beta1 ** (k + 1))
+    return group["d"] * lr
+
+
+def _schedule_free_step_size(opt: torch.optim.Optimizer):
+    """Schedule-free AdamW: lr * min(1, (k+1)/warmup_steps), the value step k stores as
+    group["scheduled_lr"] (linear warmup over warmup_steps, then constant)."""
+    group = opt.param_groups[0]
+    k, warmup = group["k"], group["warmup_steps"]
+    return group["lr"] * ((k + 1) / warmup if k < warmup else 1.0)
+
+
+# Keyed by "module.Class" so the optional packages are never imported just to ask.
+_STEP_SIZE_RULES: dict[str, Callable[[torch.optim.Optimizer], Any]] = {
+    "prodigyopt.prodigy.Prodigy": _d_adapted_step_size,
+    "dadaptation.dadapt_adam.DAdaptAdam": _d_adapted_step_size,
+    "schedulefree.adamw_schedulefree.AdamWScheduleFree": _schedule_free_step_size,
+}
+
+
+def step_size(opt: torch.optim.Optimizer) -> float | Tensor:
+    """The learning rate the optimiser's *next* `step()` applies (read it just before stepping).
+
+    Adam/SGD/AdamW: the first group's lr. Prodigy, D-Adapt Adam: d * lr (times Adam's bias correction
+    when enabled). Schedule-free AdamW: lr times its warmup factor. AGD: nan (its step size is eta).
+    Read after a step instead, Prodigy's value would already be the next step's: d moves inside step().
+    A Python float, or a tensor where the optimiser keeps one (no host sync either way).
+    """
+    if isinstance(opt, AGD):
+        return math.nan
+    for cls in type(opt).__mro__:
+        rule = _STEP_SIZE_RULES.get(f"{cls.__module__}.{cls.__qualname__}")
+        if rule is not None:
+            return rule(opt)
+    if not opt.param_groups or "lr" not in opt.param_groups[0]:
+        return math.nan
+    return opt.param_groups[0]["lr"]
+
+
+# Last (value, device) -> tensor per optimiser, so a constant learning rate costs no kernel per step.
+_STEP_SIZE_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def step_size_tensor(opt: torch.optim.Optimizer, device: torch.device | str | None = None) -> Tensor:
+    """`step_size(opt)` as a 0-d float32 tensor on `device` (default: the first parameter's), built
+    without a host sync: a Python float goes in through torch.full (a kernel argument, not a copy)."""
+    if device is None:
+        first = next((p for g in opt.param_groups for p in g["params"]), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    value = step_size(opt)
+    if isinstance(value, Tensor):
+        return value.detach().reshape(()).to(device=device, dtype=torch.float32)
+    value = float(value)
+    cached = _STEP_SIZE_CACHE.get(opt)
+    if cached is not None:
+        old, old_device, tensor = cached
+        if old_device == device and (old == value or (math.isnan(old) and math.isnan(value))):
+            return tensor
+    tensor = torch.full((), value, dtype=torch.float32, device=device)
+    _STEP_SIZE_CACHE[opt] = (value, device, tensor)
+    return tensor
+
+
+def _has_modes(opt: torch.optim.Optimizer) -> bool:
+    # torch.optim.Optimizer has no train()/eval(); schedule-free optimisers add both.
+    return callable(getattr(opt, "train", None)) and callable(getattr(opt, "eval", None))
+
+
+def train_mode(opt: torch.optim.Optimizer) -> None:
+    """Put a schedule-free optimiser in train mode (parameters hold the gradient point y); no-op else.
+
+    Schedule-free AdamW keeps z and, in train mode, y = (1 - beta1) z + beta1 x in the parameters;
+    step() refuses to run in eval mode.
+    """
+    if _has_modes(opt):
+        opt.train()
+
+
+@contextlib.contextmanager
+def eval_mode(opt: torch.optim.Optimizer) -> Iterator[None]:
+    """Within the block a schedule-free optimiser's parameters hold the averaged iterate x, the point
+    its theory evaluates; on exit the previous mode is restored. No-op for other optimisers."""
+    switch = _has_modes(opt) and bool(opt.param_groups and opt.param_groups[0].get("train_mode", True))
+    if switch:
+        opt.eval()
+    try:
+        yield
+    finally:
+        if switch:
+            opt.train()

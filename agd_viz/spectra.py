@@ -50,6 +50,9 @@ DEFAULT_ITERS = 2
 DEFAULT_BLOCK = 8
 # Extra steps the first time a layer is seen (or its shape changes), from a random block. Paid once.
 DEFAULT_WARMUP_ITERS = 8
+# On the CPU, equal-shape matrices larger than this (elements) are not stacked into one batch: the
+# copy costs more than the per-matrix launches it saves (measured at 512x512 and 1024x1024).
+STACK_MAX_ELEMENTS = 1 << 18
 
 
 def as_matrix(w: Tensor) -> Tensor:
@@ -181,17 +184,24 @@ def _block_lanczos(m: Tensor, v: Tensor, iters: int, sync_free: bool) -> tuple[T
     n, k = v.shape[1], v.shape[2]
     iters = min(iters, -(-n // k) - 1)  # k(q+1) >= n: the space is spanned, more adds only noise
     basis = [_orthonormalize(v)]
-    images = []  # M V_j
+    y = torch.bmm(m, basis[0])
+    # Gram matrices square the entries: float32 overflows for σ above ~1e19 and underflows below
+    # ~1e-19. Working with M/s, s = max|M V_0| (<= σ, and near σ once V_0 is warm), fixes both; the
+    # factor is applied to the thin (n, k) blocks, never to M, which costs no pass over the matrix.
+    s = y.abs().amax(dim=(1, 2)).clamp_min(torch.finfo(y.dtype).tiny)
+    inv = s.reciprocal()[:, None, None]
+    y = y * inv
+    images = []  # (M/s) V_j
     for _ in range(iters):
-        y = torch.bmm(m, basis[-1])
         images.append(y)
-        z = torch.bmm(mt, y)  # A V_j; the caller scaled M to max-abs 1, so σ² cannot overflow
+        z = torch.bmm(mt, y) * inv  # A V_j with A = (M/s)ᵀ(M/s)
         scale = z.square().sum((1, 2))
         q = torch.cat(basis, dim=2)
         for _ in range(2):
             z = z - q @ (q.transpose(1, 2) @ z)
         basis.append(_orthonormalize(z, scale))
-    images.append(torch.bmm(m, basis[-1]))
+        y = torch.bmm(m, basis[-1]) * inv
+    images.append(y)
     q = torch.cat(basis, dim=2)
     my = torch.cat(images, dim=2)
 
@@ -204,7 +214,7 @@ def _block_lanczos(m: Tensor, v: Tensor, iters: int, sync_free: bool) -> tuple[T
     sigma2, coeffs = _ritz(h, k, sync_free)
     v_new = q @ torch.linalg.solve_triangular(chol.transpose(1, 2), coeffs, upper=True)
 
-    sigma = sigma2.sqrt()
+    sigma = sigma2.sqrt() * s
     ok = (sigma > 0) & torch.isfinite(sigma) & torch.isfinite(v_new).all(dim=(1, 2))
     return sigma, torch.where(ok[:, None, None], v_new, v)
 
@@ -283,22 +293,27 @@ class PowerIteration:
                 if v is None or v.shape[0] != shape[1] or v.device != device or v.dtype != dtype:
                     self._blocks[i] = self._fresh(i, shape[1], dtype, device)
                     cold = True
-            if len(idx) == 1:
-                m = mats[idx[0]].to(dtype).unsqueeze(0)
-                v = self._blocks[idx[0]].unsqueeze(0)
-            else:
-                m = torch.stack([mats[i].to(dtype) for i in idx])
-                v = torch.stack([self._blocks[i] for i in idx])
-            # Gram matrices square the entries: float32 overflows for σ above ~1e19 and
-            # underflows below ~1e-19. Max-abs scaling (which cannot itself overflow) fixes both.
-            amax = m.abs().amax(dim=(1, 2))
-            m = m / amax.clamp_min(torch.finfo(dtype).tiny)[:, None, None]
             sync_free = device.type != "cpu" if self.sync_free is None else self.sync_free
-            sigma, v = _block_lanczos(m, v, iters + (self.warmup_iters if cold else 0), sync_free)
-            sigma = sigma * amax
-            for j, i in enumerate(idx):
-                self._blocks[i] = v[j]
-                sigmas[i] = sigma[j]
+            steps = iters + (self.warmup_iters if cold else 0)
+            # Stacking equal shapes into one batch saves kernel launches but copies the matrices:
+            # worth it on a GPU and for small matrices; a large one on the CPU is iterated alone,
+            # so a call reads each big matrix only the few times its products need.
+            n_el = shape[0] * shape[1]
+            if device.type == "cpu" and n_el > STACK_MAX_ELEMENTS:
+                batches = [[i] for i in idx]
+            else:
+                batches = [idx]
+            for batch in batches:
+                if len(batch) == 1:
+                    m = mats[batch[0]].to(dtype).unsqueeze(0)
+                    v = self._blocks[batch[0]].unsqueeze(0)
+                else:
+                    m = torch.stack([mats[i].to(dtype) for i in batch])
+                    v = torch.stack([self._blocks[i] for i in batch])
+                sigma, v = _block_lanczos(m, v, steps, sync_free)
+                for j, i in enumerate(batch):
+                    self._blocks[i] = v[j]
+                    sigmas[i] = sigma[j]
         return torch.stack([s.to(device=out_device, dtype=torch.float32) for s in sigmas])
 
 

@@ -20,13 +20,14 @@ import torch
 
 from agd_viz import data as data_mod
 from agd_viz import nets, spectra
-from agd_viz.optim import AGD, OptSpec, make_optimizer, optimizer_lr, parse_optimizer
+from agd_viz.optim import (AGD, OptSpec, eval_mode, make_optimizer, parse_optimizer, step_size_tensor,
+                           train_mode)
 
 SCALARS = ("loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr")
 LAYER_METRICS = ("w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 METRICS_MODES = ("full", "none")
-ARCHS = ("mlp",)
+ARCHS = ("mlp", "cnn")
 
 # Ranges a spec must fall in. Wide enough for the paper's grids (depth 2-32, width 64-2048) with room
 # to explore; narrow enough that a typo (width 10**9) is refused with a sentence, not an OOM.
@@ -42,6 +43,11 @@ LIMITS = {
 # refresh several times a second without a per-step sync.
 SYNC_EVERY_STEPS = 64
 SYNC_EVERY_S = 0.2
+
+# The automatic cadences keep the cost of per-layer metrics and of evaluations within these shares
+# of the training time (benchmarks/instrumentation.py measures the total; docs/performance.md).
+LAYER_BUDGET = 0.06
+EVAL_BUDGET = 0.04
 
 
 class SpecError(ValueError):
@@ -59,8 +65,8 @@ class RunSpec:
     seed: int = 0
     device: str = "auto"
     metrics: str = "full"
-    eval_every: int = 0  # 0: about 25 evaluations per run
-    layer_every: int = 0  # 0: every step up to 1000 steps, then about 1000 records per run
+    eval_every: int = 0  # 0: automatic, see resolved_eval_every
+    layer_every: int = 0  # 0: automatic, see resolved_layer_every
     same_init: bool = False  # give baselines AGD's orthogonal init too
     arch: str = "mlp"
     data_options: tuple[tuple[str, object], ...] = ()
@@ -97,6 +103,12 @@ class RunSpec:
             raise SpecError(f"metrics must be 'full' or 'none', got {self.metrics!r}.")
         if self.arch not in ARCHS:
             raise SpecError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}.")
+        if self.arch == "cnn":
+            if getattr(data_mod.DATASETS[self.dataset], "input_shape", None) is None:
+                images = ", ".join(n for n, i in data_mod.DATASETS.items() if getattr(i, "input_shape", None))
+                raise SpecError(f"arch 'cnn' needs an image dataset ({images}); {self.dataset!r} is not one.")
+            if self.depth < 2:
+                raise SpecError("a CNN needs depth ≥ 2: at least one conv layer and the final linear layer.")
         if not isinstance(self.same_init, bool):
             raise SpecError(f"same_init must be true or false, got {self.same_init!r}.")
         if not self.optimizers:
@@ -134,11 +146,28 @@ class RunSpec:
     def opt_specs(self) -> list[OptSpec]:
         return [parse_optimizer(o) for o in self.optimizers]
 
-    def resolved_eval_every(self) -> int:
-        return self.eval_every or max(1, self.steps // 25)
+    def resolved_eval_every(self, n_eval: int | None = None) -> int:
+        """`eval_every`, else about 25 evaluations per run but none more often than keeps their
+        cost within EVAL_BUDGET: the forward pass over the `n_eval` evaluated examples costs about
+        n_eval / (4 batch_size) training steps (a third of forward-backward, in larger batches)."""
+        if self.eval_every:
+            return self.eval_every
+        every = max(1, self.steps // 25)
+        if n_eval:
+            every = max(every, math.ceil(n_eval / (4 * self.batch_size) / EVAL_BUDGET))
+        return every
 
     def resolved_layer_every(self) -> int:
-        return self.layer_every or max(1, self.steps // 1000)
+        """`layer_every`, else the smallest gap at which per-layer metrics cost at most
+        LAYER_BUDGET of the training time (and at most ~1000 records per run). One probe costs
+        about 1 + 128/batch_size training steps on a CPU: its spectral estimates read every weight
+        and gradient matrix about ten times (memory-bound, like a step's forward-backward over
+        ~128 examples) plus ~2 ms of small ops (measured at depth 8-32, width 128-1024, batch
+        32-512). Steps 1 and the last are always logged."""
+        if self.layer_every:
+            return self.layer_every
+        probe_steps = 1 + 128 / self.batch_size
+        return max(1, self.steps // 1000, math.ceil(probe_steps / LAYER_BUDGET))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -172,7 +201,7 @@ def build_models(spec: RunSpec, ds: data_mod.Dataset, device: torch.device) -> l
     """One model per optimiser; models with the same init kind start from identical weights."""
     models = []
     for opt in spec.opt_specs:
-        model = nets.build_model(spec.arch, ds.d_in, ds.d_out, spec.depth, spec.width)
+        model = nets.build_model(spec.arch, ds.d_in, ds.d_out, spec.depth, spec.width, input_shape=ds.input_shape)
         gen = torch.Generator().manual_seed(spec.seed + 1)
         if spec.same_init or opt.init == "agd":
             nets.init_agd_model_(model, gen)
@@ -192,7 +221,10 @@ class _Batches:
 
     def next(self) -> torch.Tensor:
         if self.pos + self.b > self.n:
-            self.perm = torch.randperm(self.n, generator=self.gen).to(self.device)
+            perm = torch.randperm(self.n, generator=self.gen)
+            if self.device.type == "cuda":  # pinned + non_blocking: no wait on the GPU's queue
+                perm = perm.pin_memory().to(self.device, non_blocking=True)
+            self.perm = perm.to(self.device)
             self.pos = 0
         idx = self.perm[self.pos : self.pos + self.b]
         self.pos += self.b
@@ -205,10 +237,14 @@ class _LayerProbe:
     def __init__(self, weights: list[torch.Tensor]):
         self.weights = weights
         self.prev = [w.detach().clone() for w in weights]
-        self.w_power = spectra.PowerIteration()
-        self.g_power = spectra.PowerIteration()
+        # One estimator for weights and gradients (positions 0..L-1 and L..2L-1): a weight and a
+        # gradient of equal shape share one batched block Lanczos call, which halves the calls.
+        self.power = spectra.PowerIteration()
+        # sqrt(out/in) in channels for a conv kernel too: under AGD's init (each of the kh*kw slices
+        # semi-orthogonal, scale sqrt(out/in)/sqrt(kh*kw)) the unfolded (out, in*kh*kw) matrix that
+        # w_spec measures has spectral norm exactly sqrt(out/in) when out <= in.
         self.target = torch.tensor(
-            [math.sqrt(spectra.as_matrix(w).shape[0] / spectra.as_matrix(w).shape[1]) for w in weights],
+            [math.sqrt(w.shape[0] / w.shape[1]) for w in weights],
             device=weights[0].device,
         )
 
@@ -223,10 +259,12 @@ class _LayerProbe:
         gs = [w.grad if w.grad is not None else zeros[i] for i, w in enumerate(self.weights)]
         w_fro = torch.stack(torch._foreach_norm(ws))
         g_fro = torch.stack(torch._foreach_norm(gs))
-        delta = torch._foreach_sub(ws, self.prev)
-        d_fro = torch.stack(torch._foreach_norm(delta))
-        w_spec = self.w_power([spectra.as_matrix(w) for w in ws])
-        g_spec = self.g_power([spectra.as_matrix(g) for g in gs])
+        # In place (prev becomes -ΔW; before_step refills it): a fresh tensor per layer would cost
+        # page faults on the CPU as large as the subtraction itself.
+        torch._foreach_sub_(self.prev, ws)
+        d_fro = torch.stack(torch._foreach_norm(self.prev))
+        spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs])
+        w_spec, g_spec = spec[:L], spec[L:]
         w_srank = spectra.stable_rank_from(w_fro, w_spec)
         g_srank = spectra.stable_rank_from(g_fro, g_spec)
         rel = d_fro / w_fro.clamp_min(torch.finfo(w_fro.dtype).tiny)
@@ -238,16 +276,19 @@ class _LayerProbe:
         """Weight metrics before the first step; gradient and update columns are NaN."""
         ws = [w.detach() for w in self.weights]
         w_fro = torch.stack(torch._foreach_norm(ws))
-        w_spec = self.w_power([spectra.as_matrix(w) for w in ws])
+        w_spec = self.power([spectra.as_matrix(w) for w in ws])
         nan = torch.full_like(w_fro, float("nan"))
         srank = spectra.stable_rank_from(w_fro, w_spec)
         return torch.stack([w_fro, w_spec, srank, w_spec / self.target, nan, nan, nan])
 
 
+EVAL_MAX = 8192  # examples evaluated per split
+
+
 @torch.no_grad()
 def _evaluate(model, x, y, loss_fn, task, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean loss and accuracy over (a capped subset of) a split, as 0-d tensors."""
-    n = min(x.shape[0], 8192)  # a fixed prefix keeps evaluation cheap on large datasets
+    n = min(x.shape[0], EVAL_MAX)  # a fixed prefix keeps evaluation cheap on large datasets
     losses, accs, sizes = [], [], []
     for i in range(0, n, chunk):
         xb, yb = x[i : min(n, i + chunk)], y[i : min(n, i + chunk)]
@@ -255,8 +296,11 @@ def _evaluate(model, x, y, loss_fn, task, chunk: int = 4096) -> tuple[torch.Tens
         losses.append(loss_fn(out, yb))
         accs.append(data_mod.accuracy(out, yb, task))
         sizes.append(xb.shape[0])
-    w = torch.tensor(sizes, dtype=torch.float32, device=x.device) / n
-    return (torch.stack(losses) * w).sum(), (torch.stack(accs) * w).sum()
+    # Python-float weights: a tensor built from a list would be a host-to-device copy, which
+    # waits for the GPU's queue.
+    loss = sum(v * (s / n) for v, s in zip(losses, sizes))
+    acc = sum(v * (s / n) for v, s in zip(accs, sizes))
+    return loss, acc
 
 
 def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
@@ -282,7 +326,8 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
     weights = [[p for p in m.parameters()] for m in models]
     full = spec.metrics == "full"
     probes = [_LayerProbe(w) for w in weights] if full else [None] * len(models)
-    eval_every, layer_every = spec.resolved_eval_every(), spec.resolved_layer_every()
+    n_eval = min(ds.x_train.shape[0], EVAL_MAX) + min(ds.x_test.shape[0], EVAL_MAX)
+    eval_every, layer_every = spec.resolved_eval_every(n_eval), spec.resolved_layer_every()
     batches = _Batches(ds.n_train, spec.batch_size, spec.seed, device)
     n_params = sum(p.numel() for p in models[0].parameters())
 
@@ -299,8 +344,9 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
 
     def evaluate(i):
         m = models[i]
-        tl, ta = _evaluate(m, ds.x_train, ds.y_train, loss_fn, ds.task)
-        vl, va = _evaluate(m, ds.x_test, ds.y_test, loss_fn, ds.task)
+        with eval_mode(optimizers[i]):  # schedule-free: evaluate the averaged iterate x, not y
+            tl, ta = _evaluate(m, ds.x_train, ds.y_train, loss_fn, ds.task)
+            vl, va = _evaluate(m, ds.x_test, ds.y_test, loss_fn, ds.task)
         return torch.stack([tl, ta, vl, va])
 
     def end_record(i, status, error=None):
@@ -375,9 +421,11 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
     yield from flush()
     if snapshot is not None:
         for i in active:
-            snapshot(i, 0, models[i])
+            with eval_mode(optimizers[i]):
+                snapshot(i, 0, models[i])
 
-    lrs = [torch.tensor(optimizer_lr(o), device=device) for o in optimizers]
+    for opt in optimizers:
+        train_mode(opt)  # schedule-free optimisers refuse to step in eval mode
     for step in range(1, spec.steps + 1):
         if not active:
             break
@@ -397,9 +445,10 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
                 eta, G = opt.step_tensors()
                 lr = nan
             else:
+                # Read before stepping: Prodigy and D-Adapt move d inside step(), after applying it.
+                lr = step_size_tensor(opt, device)
                 opt.step()
                 eta = G = nan
-                lr = lrs[i]
             acc = data_mod.accuracy(out.detach(), yb, ds.task)
             sc = torch.stack([loss.detach(), acc, eta, G, lr])
             ev = evaluate(i) if (step % eval_every == 0 or step == spec.steps) else None
@@ -411,7 +460,8 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
             yield from flush()
             if snapshot is not None:
                 for i in active:
-                    snapshot(i, step, models[i])
+                    with eval_mode(optimizers[i]):
+                        snapshot(i, step, models[i])
             if stop is not None:
                 for i in list(active):
                     if stop(i):

@@ -21,7 +21,7 @@ def test_registry_lists_every_dataset_with_its_defaults():
     for name, info in data.DATASETS.items():
         assert info.name == name and info.title and info.description
         assert info.task in ("classification", "regression")
-        assert info.input_kind in ("vector", "2d")
+        assert info.input_kind in ("vector", "2d", "image")
         assert data.validate_options(name) == dict(info.options)
         for key, default in info.options.items():
             lo, hi = info.limits[key]

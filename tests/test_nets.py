@@ -104,8 +104,8 @@ def test_agd_init_keeps_activations_the_same_size_through_depth():
 def test_build_model():
     model = build_model("mlp", 6, 2, 3, 16)
     assert isinstance(model, MLP) and model.dims == [(16, 6), (16, 16), (2, 16)]
-    assert set(ARCHS) == {"mlp"}
-    with pytest.raises(ValueError, match="arch 'cnn' is not available yet"):
+    assert set(ARCHS) == {"mlp", "cnn"}
+    with pytest.raises(ValueError, match="arch 'cnn' needs image inputs"):
         build_model("cnn", 6, 2, 3, 16)
-    with pytest.raises(ValueError, match="unknown arch 'resnet'; valid: mlp"):
+    with pytest.raises(ValueError, match="unknown arch 'resnet'; valid: mlp, cnn"):
         build_model("resnet", 6, 2, 3, 16)
