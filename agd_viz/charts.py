@@ -43,6 +43,7 @@ __all__ = [
     "sweep_heatmaps",
     "eta_curve_figure",
     "all_live_figures",
+    "scalar_figure",
     "WAITING",
 ]
 
@@ -1133,3 +1134,44 @@ def all_live_figures(runs: Sequence[RunData], *, smoothing: float = 0.6, x: str 
         "w_srank": layer_heatmaps(runs, "w_srank", max_cols=heatmap_cols),
         "g_srank": layer_heatmaps(runs, "g_srank", max_cols=heatmap_cols),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Any scalar metric (the Runs page's overlay)
+
+
+def scalar_figure(runs: Sequence[RunData], metric: str = "loss", smoothing: float = 0.0,
+                  log_y: bool = False, x: str = "step", *, max_points: int = 2000,
+                  title: str | None = None, height: int = LINE_HEIGHT) -> go.Figure:
+    """One line per run of any scalar column of the run store (loss, acc, train_loss, ..., eta,
+    G, lr), EMA-smoothed over the raw line drawn faint when `smoothing` > 0. On a log axis,
+    values ≤ 0 are left out (they have no place on it)."""
+    _check_x(x)
+    ytitle = metric_name(metric) + (f" (EMA {smoothing:g})" if smoothing > 0 else "")
+    urev = f"scalar:{metric}:{x}:{log_y}"
+    if _no_runs(runs):
+        return empty_figure(height=height, uirevision=urev, title=title)
+    styles = _styles(runs)
+    traces = []
+    for run in runs:
+        if not _has_rows(run.scalars):
+            continue
+        xs, ys = _finite_xy(run.scalars, metric, x)
+        if xs is not None and log_y:
+            xs, ys = xs[ys > 0], ys[ys > 0]
+        if xs is None or len(xs) == 0:
+            continue
+        color, dash = styles[id(run)]
+        group = str(run.run_id)
+        if smoothing > 0:
+            rx, ry = downsample(xs, ys, max_points)
+            traces.append(_line(rx, ry, name=run.label, color=color, dash=dash, width=1.0,
+                                group=group, showlegend=False, opacity=0.25, hover=False))
+            ys = ema(ys, smoothing)
+        sx, sy = downsample(xs, ys, max_points)
+        traces.append(_line(sx, sy, name=run.label, color=color, dash=dash, group=group))
+    if not traces:
+        return empty_figure(f"no {metric_name(metric)} recorded", height=height, uirevision=urev,
+                            title=title)
+    layout = _layout(height, urev, title=title, xtitle=_X_TITLES[x], ytitle=ytitle, log_y=log_y)
+    return _figure(traces, layout)

@@ -1,4 +1,4 @@
-"""Headless command line: `python -m agd_viz train|runs|export`.
+"""Headless command line: `python -m agd_viz train|sweep|runs|export|download`.
 
 The app's background worker is this same entry (`train --run-id N --db PATH`), so what the app runs
 and what a user scripts are one code path. Bad arguments end with one line on stderr and exit code 2,
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--depth", type=int, default=None)
     t.add_argument("--width", type=int, default=None)
     t.add_argument("--optimizer", action="append", default=None, metavar="SPEC",
-                   help="agd, agd:gain=10, adam:lr=1e-3, sgd:lr=0.1,momentum=0.9, adamw:lr=..,weight_decay=..; repeat to compare")
+                   help="agd, agd:gain=10, adam:lr=1e-3, sgd:lr=0.1,momentum=0.9, adamw:lr=..,weight_decay=.., "
+                        "prodigy, dadapt-adam, schedulefree-adamw:warmup_steps=100; repeat to compare")
     t.add_argument("--steps", type=int, default=None)
     t.add_argument("--batch-size", type=int, default=None)
     t.add_argument("--seed", type=int, default=None)
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["csv", "json"], default="csv")
     e.add_argument("--output", "-o", default=None, help="file to write (default: stdout)")
     _add_store_args(e)
+    _add_sweep_parser(sub)
+    _add_download_parser(sub)
     return parser
 
 
@@ -404,7 +407,204 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "export": cmd_export}
+# -- sweep ----------------------------------------------------------------------------------------
+
+
+def _add_sweep_parser(sub):
+    s = sub.add_parser("sweep", help="train a depth × width grid, one cell after another",
+                       description="Train every optimiser at every depth × width, cell by cell in this "
+                                   "process (each cell's optimisers side by side, as `train` does), "
+                                   "recorded as one group of kind 'sweep'.")
+    s.add_argument("--depths", required=True, help="comma-separated depths, e.g. 2,4,8,16,32")
+    s.add_argument("--widths", required=True, help="comma-separated widths, e.g. 32,64,128")
+    s.add_argument("--optimizer", action="append", default=None, metavar="SPEC",
+                   help="as for train (default agd); repeat, e.g. --optimizer agd --optimizer adam:lr=1e-3")
+    s.add_argument("--dataset", default=None)
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"])
+    s.add_argument("--metrics", default=None, choices=["full", "none"],
+                   help="per-layer metrics; default none (the heatmaps need only each run's summary)")
+    s.add_argument("--eval-every", type=int, default=None)
+    s.add_argument("--layer-every", type=int, default=None)
+    s.add_argument("--same-init", action="store_true", help="give baselines AGD's orthogonal init too")
+    s.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("--name", default=None, help="a name for this sweep")
+    s.add_argument("--json", action="store_true",
+                   help="print one JSON document (a list of runs, as train --json) on stdout")
+    s.add_argument("--no-store", action="store_true", help="do not record the runs in the store")
+    s.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_store_args(s)
+
+
+def cmd_sweep(args) -> int:
+    """Every cell's runs are created up front (queued, owned by this process), so the sweep page
+    shows the whole grid at once; then the cells train one after another."""
+    from agd_viz import sweep as sweep_mod
+    from agd_viz.optim import parse_optimizer
+    from agd_viz.train import SpecError, resolve_device
+
+    prog = "agd_viz sweep"
+    fields = {"dataset": args.dataset, "steps": args.steps, "batch_size": args.batch_size,
+              "seed": args.seed, "device": args.device, "metrics": args.metrics,
+              "eval_every": args.eval_every, "layer_every": args.layer_every}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    try:
+        if args.data_option:
+            fields["data_options"] = _data_options(args.data_option)
+        config = sweep_mod.SweepConfig(depths=args.depths, widths=args.widths,
+                                       optimizers=tuple(args.optimizer or ("agd",)),
+                                       same_init=args.same_init, **fields)
+        problems = config.check()
+        if problems:
+            raise sweep_mod.SweepError(problems[0])
+        specs = config.specs()
+        device = str(resolve_device(config.device))
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("agd_viz train:", f"{prog}:", 1)) from None
+    except (sweep_mod.SweepError, SpecError) as exc:
+        raise UsageError(f"{prog}: {exc}") from None
+
+    store = None if args.no_store else _open_store(args.db)
+    labels = {o: parse_optimizer(o).label for o in config.optimizers}
+    cells = []  # (spec, run ids)
+    group_id = None
+    if store is not None:
+        group_id = store.create_group("sweep", args.name, config.to_dict())
+        for spec in specs:
+            ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id, name=args.name,
+                                    label=labels[o]) for o in spec.optimizers]
+            for rid in ids:  # owner: recovery in a running app leaves a live CLI's cells alone
+                store.set_status(rid, "queued", pid=os.getpid())
+            cells.append((spec, ids))
+    else:
+        cells = [(spec, [None] * len(spec.optimizers)) for spec in specs]
+    if not args.quiet:
+        speed = sweep_mod.calibrate(store.list_runs(limit=400)) if store is not None else None
+        est = sweep_mod.estimate_seconds(config, speed, per_process=False)
+        where = f"sweep {group_id}: " if group_id is not None else "sweep: "
+        print(f"{where}{config.describe_size()} on {device}, about {sweep_mod.format_duration(est)}",
+              file=sys.stderr)
+
+    current: dict = {"flags": None, "stopped": False}
+
+    def on_signal(signum, frame):
+        current["stopped"] = True
+        if current["flags"] is not None:
+            current["flags"].on_signal(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    results = []
+    for spec, run_ids in cells:
+        if current["stopped"] or (current["flags"] is not None and current["flags"].parent_gone):
+            for rid in run_ids:
+                if store is not None:
+                    store.finish_run(rid, "cancelled", error="the sweep was stopped before this cell started")
+            results += [_run_json(rid, spec, o, {"status": "cancelled", "summary": {}})
+                        for rid, o in zip(run_ids, spec.optimizers)]
+            continue
+        flags = current["flags"] = _StopFlags(store, run_ids, args.parent_pid)
+        ends = _train_loop(spec, store, run_ids, device, flags, show_progress=not args.quiet)
+        rows = [_run_json(run_ids[i], spec, spec.optimizers[i], ends.get(i)) for i in range(len(run_ids))]
+        results += rows
+        if not args.json:
+            for r in rows:
+                print(_sweep_line(r), flush=True)
+    if args.json:
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    else:
+        print(_sweep_table(results, config))
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
+def _sweep_line(r: dict) -> str:
+    acc, loss = r["final_train_acc"], r["final_train_loss"]
+    acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
+    loss_s = f"{loss:.4f}" if loss is not None else "n/a"
+    rid = f"run {r['run_id']}" if r["run_id"] is not None else "run"
+    return (f"{rid:>8}  depth {r['depth']:<3} width {r['width']:<5} {r['label']:<18} {r['status']:<10} "
+            f"train loss {loss_s:<8} train acc {acc_s:<7} {r['elapsed_s'] or 0:.1f}s")
+
+
+def _sweep_table(results: list[dict], config) -> str:
+    """Final train accuracy per optimiser as a depth × width table."""
+    lines = []
+    for opt in config.optimizers:
+        rows = {(r["depth"], r["width"]): r for r in results if r["optimizer"] == opt}
+        label = next((r["label"] for r in rows.values()), opt)
+        lines.append(f"\nfinal train accuracy, {label} (rows: depth, columns: width)")
+        lines.append("depth " + "".join(f"{w:>8}" for w in config.widths))
+        for d in config.depths:
+            cells = []
+            for w in config.widths:
+                r = rows.get((d, w))
+                acc = r["final_train_acc"] if r else None
+                cells.append(f"{100 * acc:7.1f}%" if acc is not None else f"{(r or {}).get('status', '-')[:7]:>8}")
+            lines.append(f"{d:>5} " + "".join(cells))
+    return "\n".join(lines)
+
+
+# -- download -------------------------------------------------------------------------------------
+
+
+def _add_download_parser(sub):
+    d = sub.add_parser("download", help="download MNIST, Fashion-MNIST or CIFAR-10 into the data cache",
+                       description="Fetch a dataset's published files, check their MD5 checksums and "
+                                   "keep them in the cache ($AGD_VIZ_DATA or ~/.cache/agd_viz). "
+                                   "Nothing is downloaded unless asked here or in the app.")
+    d.add_argument("names", nargs="*", metavar="NAME", help="mnist, fashion-mnist, cifar10")
+    d.add_argument("--list", action="store_true", help="show each dataset's size and whether it is cached")
+    d.add_argument("--cache-dir", default=None, help="cache folder (default: $AGD_VIZ_DATA or ~/.cache/agd_viz)")
+    d.add_argument("--base-url", default=None,
+                   help="fetch from this base URL instead of the official mirrors (a local mirror)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_download(args) -> int:
+    from agd_viz import downloads
+
+    prog = "agd_viz download"
+    if args.list:
+        for row in downloads.status(args.cache_dir):
+            state = "downloaded" if row["downloaded"] else "not downloaded"
+            print(f"{row['name']:<14} {row['size_bytes'] / 1e6:6.0f} MB  {state:<15} {row['path']}")
+        return 0
+    if not args.names:
+        raise UsageError(f"{prog}: name a dataset ({', '.join(downloads.SOURCES)}), or use --list")
+    unknown = [n for n in args.names if n not in downloads.SOURCES]
+    if unknown:
+        raise UsageError(f"{prog}: no downloadable dataset {unknown[0]!r}; available: {', '.join(downloads.SOURCES)}")
+    for name in dict.fromkeys(args.names):
+        bar = None
+        if not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=downloads.SOURCES[name].size, unit="B", unit_scale=True, unit_divisor=1024,
+                       file=sys.stderr, mininterval=0.2, leave=False, desc=name)
+
+        def progress(done, total, message, bar=bar):
+            if bar is not None:
+                bar.total = total
+                bar.set_postfix_str(message.split(": ", 1)[-1], refresh=False)
+                bar.update(done - bar.n)
+
+        try:
+            folder = downloads.download(name, cache_dir=args.cache_dir, progress=progress, base_url=args.base_url)
+        except downloads.DownloadError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if bar is not None:
+                bar.close()
+        print(f"{name}: ready in {folder}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "runs": cmd_runs, "export": cmd_export,
+            "download": cmd_download}
 
 
 def main(argv=None) -> int:

@@ -413,3 +413,38 @@ def test_live_figures_for_4_runs_20k_steps_32_layers_fit_the_budget(big_runs):
         for fig in figs.values():
             assert not is_waiting(fig)
             json.loads(pio.to_json(fig, validate=False))
+
+
+# ------------------------------------------------------------------------------ any scalar metric
+
+
+def test_scalar_figure_draws_any_metric_per_run_in_its_optimisers_colour():
+    runs = make_runs(steps=200, n_layers=2, specs=("agd", "adam:lr=1e-3"))
+    fig = valid(charts.scalar_figure(runs, "test_acc"))
+    lines = line_traces(fig)
+    assert [t.name for t in lines] == ["agd", "adam lr=1e-3"]
+    assert lines[0].line.color == color_for("agd") and lines[1].line.color == color_for("adam")
+    # test_acc is logged every 50 steps: only those points are drawn
+    assert list(lines[0].x) == [0, 50, 100, 150]
+    assert fig.layout.yaxis.title.text == "test accuracy"
+
+    eta = valid(charts.scalar_figure(runs, "eta", x="time"))
+    assert [t.name for t in line_traces(eta)] == ["agd"]  # Adam logs no η
+    assert eta.layout.xaxis.title.text == "wall time (s)"
+
+
+def test_scalar_figure_smoothing_and_log_axis():
+    runs = make_runs(steps=300, n_layers=2, specs=("agd",))
+    raw = charts.scalar_figure(runs, "loss")
+    smooth = valid(charts.scalar_figure(runs, "loss", smoothing=0.9))
+    faint, bold = line_traces(smooth)
+    assert faint.opacity == 0.25 and not faint.showlegend
+    assert np.std(np.diff(bold.y)) < np.std(np.diff(line_traces(raw)[0].y))
+    assert "EMA 0.9" in smooth.layout.yaxis.title.text
+
+    runs[0].scalars.loc[5, "loss"] = -1.0  # no place on a log axis
+    logged = valid(charts.scalar_figure(runs, "loss", log_y=True))
+    assert logged.layout.yaxis.type == "log"
+    assert 5 not in list(line_traces(logged)[0].x)
+    assert is_waiting(charts.scalar_figure([], "loss"))
+    assert "no" in charts.scalar_figure(runs, "nope").layout.annotations[0].text
