@@ -1,0 +1,43 @@
+"""Real-browser fixtures: the app under `streamlit run` against a temporary run store, and
+Playwright driving Debian's chromium. Without /usr/bin/chromium the tests are skipped, except on
+CI (env CI set), where a missing browser is a failure."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from server import chromium_available, launch_chromium, running_app  # noqa: E402
+
+
+def _need_chromium():
+    if not chromium_available():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing at /usr/bin/chromium; CI must install it (apt-get install chromium)")
+        pytest.skip("chromium is not installed (/usr/bin/chromium); browser tests skipped locally")
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    _need_chromium()
+    # Two workers: AGD and its baseline train side by side, as on a laptop with 4+ cores.
+    with running_app(tmp_path / "runs.db", tmp_path / "streamlit.log", env={"AGD_VIZ_MAX_WORKERS": "2"}) as url:
+        yield url
+
+
+@pytest.fixture
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        context = browser.new_context(viewport={"width": 1500, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        pg.base_url = app_url
+        yield pg
+        context.close()
+        browser.close()

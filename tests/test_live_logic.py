@@ -1,0 +1,276 @@
+"""Logic of the Live training page (agd_viz.live) and the weight snapshots behind its decision
+boundary (agd_viz.snapshots): what a presenter sees when a preset, a link or a typo arrives."""
+
+import numpy as np
+import pytest
+import torch
+
+from agd_viz import live, nets, snapshots
+from agd_viz.store import LAYER_METRICS, Store
+
+DATASETS = live.FALLBACK_DATASETS
+
+
+# -- presets ---------------------------------------------------------------------------------------
+
+
+def test_the_classic_preset_is_agd_against_default_adam_at_depth_32():
+    s = live.PRESETS["Adam fails at depth 32"].state()
+    assert (s["dataset"], s["depth"], s["width"]) == ("digits", 32, 128)
+    assert live.optimizer_specs(s) == ["agd", "adam:lr=0.001"]
+    assert not live.has_errors(live.check(s, datasets=DATASETS))
+
+
+@pytest.mark.parametrize("name", list(live.PRESETS))
+def test_every_preset_is_a_complete_valid_form_that_survives_a_link(name):
+    s = live.PRESETS[name].state()
+    assert set(s) == set(live.DEFAULTS)
+    assert not live.has_errors(live.check(s, datasets=DATASETS)), live.check(s, datasets=DATASETS)
+    back, notes = live.state_from_query(live.query_from_state(s), datasets=DATASETS)
+    assert notes == []
+    assert back == s
+
+
+def test_required_presets_exist():
+    for name in ("Adam fails at depth 32", "Wide vs narrow", "Deep and narrow", "Tuned Adam vs AGD"):
+        assert name in live.PRESETS
+    tuned = live.PRESETS["Tuned Adam vs AGD"].state()
+    assert live.optimizer_specs(tuned) == ["agd", "adam:lr=0.0001", "adam:lr=0.001", "adam:lr=0.01"]
+
+
+# -- the URL ---------------------------------------------------------------------------------------
+
+
+def test_a_link_sets_every_field_and_reads_back_the_same():
+    s = dict(live.DEFAULTS, dataset="moons", depth=5, width=48, batch_size=64, steps=250, seed=7,
+             device="cpu", optimizers=("agd", "sgd", "adamw"), gain=2.5, sgd_lr="0.05, 0.5",
+             adamw_lr="3e-4", same_init=True)
+    q = live.query_from_state(s)
+    assert all(isinstance(v, str) for v in q.values())
+    assert q["optimizers"] == "agd,sgd,adamw" and q["sgd_lr"] == "0.05, 0.5" and q["same_init"] == "1"
+    back, notes = live.state_from_query({**q, "group": "3", "present": "1", "utm": "x"}, datasets=DATASETS)
+    assert notes == [] and back == s
+
+
+def test_bad_link_values_are_explained_and_fall_back_to_defaults_field_by_field():
+    q = {"depth": "abc", "width": "99999", "dataset": "imagenet", "optimizers": "agd,lion",
+         "adam_lr": "-1", "same_init": "maybe", "steps": "50", "gain": "nan"}
+    s, notes = live.state_from_query(q, datasets=DATASETS)
+    assert s["steps"] == 50  # the good value is kept
+    for name in ("depth", "width", "dataset", "optimizers", "adam_lr", "same_init", "gain"):
+        assert s[name] == live.DEFAULTS[name]
+    text = "\n".join(notes)
+    assert len(notes) == 7
+    assert "'abc' is not a whole number" in text and "Using the default, 8" in text
+    assert "99,999 is outside 1–2,048" in text
+    assert "'imagenet' is not one of" in text
+    assert "unknown optimiser 'lion'" in text
+    assert "positive" in text and "not 0 or 1" in text
+
+
+def test_group_and_present_parameters():
+    assert live.parse_group("12") == 12
+    assert live.parse_group("x") is None and live.parse_group("-3") is None and live.parse_group(None) is None
+    assert live.parse_flag("1") and live.parse_flag("true") and not live.parse_flag("0")
+
+
+# -- checks next to each control ---------------------------------------------------------------------
+
+
+def test_learning_rate_lists():
+    assert live.parse_rates("1e-3, 1e-2") == [1e-3, 1e-2]
+    assert live.parse_rates("0.1;0.1  0.3") == [0.1, 0.3]  # repeats dropped, any separator
+    for text, words in (("", "at least one"), ("1e-3, fast", "'fast' is not a number"),
+                        ("0", "positive"), ("inf", "positive"), ("100", "far too large"),
+                        ("1,2,3,4,5", "at most 4")):
+        with pytest.raises(ValueError, match=words):
+            live.parse_rates(text.replace("1,2,3,4,5", "0.1,0.2,0.3,0.4,0.5"))
+
+
+def _errors(notes, field):
+    return [n.text for n in notes.get(field, []) if n.level == "error"]
+
+
+def test_invalid_combinations_are_reported_on_the_control_that_caused_them():
+    base = dict(live.DEFAULTS)
+    n = live.check(dict(base, optimizers=()), datasets=DATASETS)
+    assert _errors(n, "optimizers") == ["Choose at least one optimiser to train."]
+    n = live.check(dict(base, adam_lr="1e-3, x"), datasets=DATASETS)
+    assert "'x' is not a number" in _errors(n, "adam_lr")[0]
+    # A bad SGD rate does not matter while SGD is not selected.
+    assert not live.has_errors(live.check(dict(base, sgd_lr="oops"), datasets=DATASETS))
+    n = live.check(dict(base, depth=64, width=2048), datasets=DATASETS)
+    assert "hidden weights" in _errors(n, "width")[0]
+    n = live.check(dict(base, optimizers=("agd", "adam", "sgd"), adam_lr="1e-4,1e-3,1e-2,1e-1",
+                        sgd_lr="0.01,0.1,0.5,1"), datasets=DATASETS)
+    assert "9 runs" in _errors(n, "optimizers")[0]
+    n = live.check(dict(base, device="cuda"), devices=("cpu",), datasets=DATASETS)
+    assert "no CUDA device" in _errors(n, "device")[0]
+    n = live.check(dict(base, depth=1), datasets=DATASETS)
+    assert not live.has_errors(n) and "width is not used" in n["width"][0].text
+    n = live.check(dict(base, steps=20000, depth=16, width=1024), datasets=DATASETS)
+    assert not live.has_errors(n) and "may take about" in n["start"][0].text
+
+
+def test_form_to_run_spec_fields_and_back():
+    s = dict(live.DEFAULTS, optimizers=("agd", "adam", "adamw"), gain=2.0, adam_lr="1e-3, 1e-2")
+    fields = live.spec_fields(s)
+    assert fields["optimizers"] == ("agd:gain=2", "adam:lr=0.001", "adam:lr=0.01", "adamw:lr=0.001")
+    assert fields["metrics"] == "full" and fields["depth"] == 8
+    odd = live.state_from_spec(dict(fields, depth=100, dataset="mnist"))
+    assert odd["depth"] == live.DEFAULTS["depth"] and odd["dataset"] == "digits" and odd["width"] == 128
+    back = live.state_from_spec(fields)
+    assert live.optimizer_specs(back) == list(fields["optimizers"])
+    assert {k: v for k, v in back.items() if not k.endswith("_lr")} == \
+        {k: v for k, v in s.items() if not k.endswith("_lr")}
+
+
+# -- progress text ---------------------------------------------------------------------------------
+
+
+def test_progress_lines_say_where_each_run_is():
+    assert live.progress_text("adam lr=0.001", {"status": "queued", "queue_position": 2}) == \
+        "adam lr=0.001 · queued · position 2 in the queue"
+    line = live.progress_text("agd", {"status": "running", "step": 120, "steps": 300,
+                                      "steps_per_s": 35.2, "eta_s": 5.1})
+    assert line == "agd · running · step 120 / 300 · 35 steps/s · ETA 5 s"
+    assert live.progress_text("agd", {"status": "diverged", "step": 7, "steps": 300}) == \
+        "agd · diverged · step 7 / 300"
+    assert live.progress_fraction({"status": "running", "step": 150, "steps": 300}) == 0.5
+    assert live.progress_fraction({"status": "finished", "step": 3, "steps": 300}) == 1.0
+    assert live.format_duration(3725) == "1 h 02 min"
+    assert [live.format_number(v) for v in (0.3441, 1.523, 7.66e-4, 3.1e-5, 0.0, None)] == \
+        ["0.344", "1.52", "7.7e-4", "3.1e-5", "0", "–"]
+    assert live.all_final({1: {"status": "finished"}, 2: {"status": "diverged"}}, [1, 2])
+    assert not live.all_final({1: {"status": "finished"}, 2: {"status": "running"}}, [1, 2])
+
+
+def test_the_refresh_slows_down_when_refreshes_get_expensive():
+    assert live.refresh_interval(None) == 1.0 and live.refresh_interval(0.05) == 1.0
+    assert live.refresh_interval(0.3) == 1.5 and live.refresh_interval(0.6) == 2.5
+    assert live.refresh_interval(10.0) == 5.0
+    assert live.interval_drifted(1.0, 2.5) and not live.interval_drifted(1.0, 1.0)
+    assert live.interval_drifted(5.0, 1.0) and not live.interval_drifted(2.0, 2.5)
+
+
+def test_error_text_from_a_worker_is_shown_literally():
+    shown = live.md_escape("[click](http://x) **boom** `rm`")
+    assert "](" not in shown.replace("\\]\\(", "") and "\\*\\*boom\\*\\*" in shown
+
+
+# -- incremental reads -----------------------------------------------------------------------------
+
+
+def _records(steps, loss=1.0, layers=3):
+    return [{"step": k, "t": 0.01 * k, "loss": loss, "acc": 0.5,
+             "layers": {m: [0.1] * layers for m in LAYER_METRICS}} for k in steps]
+
+
+def test_live_frames_read_only_new_steps(tmp_path):
+    store = Store(tmp_path / "runs.db")
+    rid = store.create_run({"dataset": "digits", "depth": 3, "width": 8}, "agd")
+    store.append_metrics(rid, _records(range(0, 10)))
+    frames = live.LiveFrames()
+    fr = frames.refresh(store, [rid])[rid]
+    assert list(fr.scalars["step"]) == list(range(10)) and fr.last_step == 9
+    assert len(fr.layers) == 10 * 3
+    # Rewrite an old step and add new ones: only steps after the last seen are read, so the
+    # old value stays as first read and the new steps are appended.
+    store.append_metrics(rid, _records([5], loss=99.0) + _records(range(10, 15)))
+    fr = frames.refresh(store, [rid])[rid]
+    assert list(fr.scalars["step"]) == list(range(15))
+    assert fr.scalars.loc[fr.scalars["step"] == 5, "loss"].item() == 1.0
+    assert len(fr.layers) == 15 * 3 and fr.last_layer_step == 14
+    fr = frames.refresh(store, [rid])[rid]  # nothing new
+    assert len(fr.scalars) == 15 and fr.reads == 3
+    vals = live.latest_values(fr.scalars)
+    assert vals["step"] == 14 and vals["loss"] == 1.0 and vals["eta"] is None
+    store.close()
+
+
+# -- decision boundary and snapshots ---------------------------------------------------------------
+
+
+def test_boundary_grid_covers_the_points():
+    x = np.array([[-1.0, 0.0], [1.0, 2.0], [0.5, 0.5]])
+    gx, gy, grid = live.boundary_grid(x, n=50)
+    assert grid.shape == (2500, 2)
+    assert gx.min() < -1 and gx.max() > 1 and gy.min() < 0 and gy.max() > 2
+    assert np.allclose(grid[:50, 1], gy[0])  # row-major over (y, x)
+
+
+def test_snapshot_round_trip_gives_the_same_predictions(tmp_path):
+    torch.manual_seed(0)
+    model = nets.build_model("mlp", 3, 3, 4, 16)
+    snap = snapshots.Snapshotter(tmp_path / "runs.db", [7], last_step=100, every_s=60)
+    snap(0, 0, model)
+    path = snapshots.snapshot_path(tmp_path / "runs.db", 7)
+    assert path.exists() and path.parent.name == "runs.db.snapshots"
+    with torch.no_grad():
+        model.weights()[0].mul_(2.0)
+    snap(0, 10, model)  # within every_s: not written
+    assert snapshots.load_snapshot(path)["step"] == 0
+    snap(0, 100, model)  # the last step is always written
+    doc = snapshots.load_snapshot(path)
+    assert doc["step"] == 100
+    inputs = np.random.default_rng(0).normal(size=(100, 3))
+    probs = live.predict_grid(doc["state_dict"], {"arch": "mlp", "depth": 4, "width": 16}, 3, 3, inputs)
+    with torch.no_grad():
+        want = torch.softmax(model(torch.as_tensor(inputs, dtype=torch.float32)), 1).numpy()
+    assert probs.shape == (100, 3) and np.allclose(probs, want, atol=1e-6)
+    assert [p.name for p in path.parent.iterdir()] == ["run-7.pt"]  # no temporary left behind
+
+
+def test_only_small_models_are_snapshotted(tmp_path):
+    assert live.SNAPSHOT_MAX_PARAMS == snapshots.MAX_PARAMS
+    snap = snapshots.Snapshotter(tmp_path / "runs.db", [1], last_step=10)
+    snap(0, 0, nets.build_model("mlp", 3, 2, 3, 1024))  # 1M+ weights
+    assert not snapshots.snapshot_path(tmp_path / "runs.db", 1).exists()
+    assert snapshots.load_snapshot(tmp_path / "missing.pt") is None
+
+
+def test_a_2d_training_run_leaves_a_final_snapshot_of_its_model(tmp_path):
+    from agd_viz import train
+    from agd_viz.data import load
+
+    spec = train.RunSpec(dataset="moons", depth=3, width=16, optimizers=("agd",), steps=20,
+                         batch_size=32, device="cpu")
+    seen = []
+    snap = snapshots.Snapshotter(tmp_path / "runs.db", [5], last_step=spec.steps)
+
+    def hook(i, step, model):
+        seen.append(step)
+        snap(i, step, model)
+
+    records = list(train.run(spec, snapshot=hook))
+    assert seen[0] == 0 and seen[-1] == 20
+    doc = snapshots.load_snapshot(snapshots.snapshot_path(tmp_path / "runs.db", 5))
+    assert doc["step"] == 20
+    ds = load("moons", seed=0)
+    gx, gy, grid = live.boundary_grid(ds.raw_train, n=30)
+    probs = live.predict_grid(doc["state_dict"], spec.to_dict(), ds.d_in, ds.d_out,
+                              ds.transform(grid).numpy())
+    assert probs.shape == (900, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    final_acc = [r for r in records if r["type"] == "end"][0]["summary"]["final_train_acc"]
+    pred = live.predict_grid(doc["state_dict"], spec.to_dict(), ds.d_in, ds.d_out, ds.x_train.numpy())
+    assert abs((pred.argmax(1) == ds.y_train.numpy()).mean() - final_acc) < 1e-6
+
+
+def test_page_logic_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, agd_viz.live, agd_viz.charts, agd_viz.jobs, agd_viz.store, agd_viz.snapshots;"
+            "agd_viz.live.check(agd_viz.live.default_state()); assert 'torch' not in sys.modules, 'torch'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_the_form_offers_exactly_the_built_in_data_sets_of_the_registry():
+    from agd_viz.data import DATASETS
+
+    assert set(live.dataset_choices()) <= set(DATASETS)
+    builtin = {n for n, info in DATASETS.items() if getattr(info, "input_kind", "vector") != "image"}
+    assert set(live.dataset_choices()) == builtin
+    assert set(live.TOY_2D) == {n for n, info in DATASETS.items() if info.input_kind == "2d"}
+    assert all(live.KNOWN_DATASETS[n] == DATASETS[n].title for n in live.KNOWN_DATASETS)

@@ -1,0 +1,307 @@
+"""AppTest of the Live training page under the app's navigation: presets, explanations of bad
+values, links, Start/Stop with real worker processes, charts with data, presenter view."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from agd_viz import jobs
+from agd_viz.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGE = "pages/live.py"
+TINY = {"lv_depth": 3, "lv_width": 16, "lv_batch_size": 32, "lv_steps": 40}
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    path = tmp_path / "runs.db"
+    monkeypatch.setenv("AGD_VIZ_DB", str(path))
+    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "2")  # AGD and its baseline train side by side
+    st.cache_resource.clear()
+    yield path
+    for manager in list(jobs._LIVE):  # the app's cached manager: stop its workers and thread
+        if manager.db_path == path.resolve():
+            manager.shutdown()
+    st.cache_resource.clear()
+
+
+def live_page(query=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if query:
+        at.query_params.update(query)
+    return at.switch_page(PAGE).run()
+
+
+def clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements):
+    return [e.value for e in elements]
+
+
+def start_button(at):
+    return at.button(key="lv_start")
+
+
+def figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def n_points(fig) -> int:
+    total = 0
+    for trace in fig["data"]:
+        for axis in ("x", "z"):
+            values = trace.get(axis)
+            if isinstance(values, dict):  # plotly's typed-array encoding {"dtype", "bdata", "shape"}
+                shape = values.get("shape")
+                total += int(shape.split(",")[0]) if isinstance(shape, str) else len(values["bdata"]) // 4
+                break
+            if isinstance(values, list):
+                total += len(values)
+                break
+    return total
+
+
+def wait_final(db, deadline_s=120.0) -> list[dict]:
+    store = Store(db)
+    try:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            runs = store.list_runs()
+            if runs and all(r["status"] not in ("queued", "running") for r in runs):
+                return runs
+            time.sleep(0.3)
+        raise AssertionError(f"runs still active after {deadline_s} s: {[(r['id'], r['status']) for r in runs]}")
+    finally:
+        store.close()
+
+
+def seed_group(db, optimizers=("agd", "adam:lr=0.001"), steps=30, status="finished") -> tuple[int, list[int]]:
+    """A finished comparison written straight into the store (no training), as a worker would."""
+    store = Store(db)
+    spec = {"dataset": "digits", "depth": 3, "width": 16, "steps": steps, "batch_size": 32, "seed": 0,
+            "device": "cpu", "metrics": "full", "same_init": False, "arch": "mlp", "optimizers": list(optimizers)}
+    gid = store.create_group("compare", None, spec)
+    ids = []
+    for o in optimizers:
+        rid = store.create_run({**spec, "optimizers": [o]}, o, group_id=gid)
+        recs = [{"step": k, "t": 0.01 * k, "loss": 2.0 / (1 + k), "acc": min(1.0, 0.1 + k / steps),
+                 "eta": 0.3 if o == "agd" else None, "G": 0.5 if o == "agd" else None,
+                 "lr": None if o == "agd" else 1e-3,
+                 "layers": {m: [1.0, 1.1, 0.9] for m in ("w_fro", "w_spec", "w_srank", "w_spec_scaled",
+                                                        "g_fro", "g_srank", "rel_update")}}
+                for k in range(steps + 1)]
+        store.append_metrics(rid, recs, progress={"steps": steps})
+        store.finish_run(rid, status, error="loss became non-finite at step 12" if status == "diverged" else None)
+        ids.append(rid)
+    store.close()
+    return gid, ids
+
+
+# -------------------------------------------------------------------------------------------------
+
+
+def test_empty_store_invites_a_first_run(db):
+    at = clean(live_page())
+    assert texts(at.title) == ["Live training"]
+    assert "No runs yet" in at.info[0].value
+    assert not start_button(at).disabled and at.button(key="lv_stop").disabled
+    # The whole form is in the link.
+    assert at.query_params["depth"] == "8" and at.query_params["optimizers"] == "agd,adam"
+
+
+def test_a_preset_fills_the_whole_form_in_one_click(db):
+    at = live_page()
+    at.number_input(key="lv_steps").set_value(77).run()
+    clean(at.button(key="lv_preset_Adam fails at depth 32").click().run())
+    assert at.selectbox(key="lv_dataset").value == "digits"
+    assert at.number_input(key="lv_depth").value == 32
+    assert at.number_input(key="lv_width").value == 128
+    assert at.number_input(key="lv_steps").value == 400  # the preset sets every field
+    assert at.checkbox(key="lv_use_agd").value and at.checkbox(key="lv_use_adam").value
+    assert not at.checkbox(key="lv_use_sgd").value
+    assert at.text_input(key="lv_adam_lr").value == "1e-3"
+    assert any("Loaded “Adam fails at depth 32”" in c.value for c in at.sidebar.caption)
+    assert at.query_params["depth"] == "32"
+    clean(at.button(key="lv_preset_Tuned Adam vs AGD").click().run())
+    assert at.number_input(key="lv_depth").value == 8
+    assert at.text_input(key="lv_adam_lr").value == "1e-4, 1e-3, 1e-2"
+
+
+def test_bad_values_are_explained_next_to_the_control_and_block_start(db):
+    at = live_page()
+    at.text_input(key="lv_adam_lr").input("1e-3, fast").run()
+    clean(at)
+    assert "'fast' is not a number" in " ".join(texts(at.sidebar.error))
+    assert start_button(at).disabled
+    assert any("Fix the settings marked in red" in c.value for c in at.caption)
+
+    at.text_input(key="lv_adam_lr").input("1e-3").run()
+    assert not at.sidebar.error and not start_button(at).disabled
+
+    at.checkbox(key="lv_use_agd").uncheck()
+    at.checkbox(key="lv_use_adam").uncheck().run()
+    assert texts(at.sidebar.error) == ["Choose at least one optimiser to train."]
+    assert start_button(at).disabled
+
+    at.checkbox(key="lv_use_agd").check().run()
+    at.number_input(key="lv_depth").set_value(64)
+    at.number_input(key="lv_width").set_value(2048).run()
+    assert "hidden weights" in " ".join(texts(at.sidebar.error)) and start_button(at).disabled
+
+
+def test_a_link_with_bad_values_explains_them_and_uses_defaults(db):
+    at = clean(live_page({"depth": "abc", "dataset": "imagenet", "steps": "500", "adam_lr": "0",
+                          "group": "x"}))
+    warnings = " ".join(texts(at.warning))
+    assert "'abc' is not a whole number" in warnings and "Using the default, 8" in warnings
+    assert "'imagenet' is not one of" in warnings and "positive" in warnings
+    assert "not a run group number" in warnings
+    assert at.number_input(key="lv_depth").value == 8
+    assert at.selectbox(key="lv_dataset").value == "digits"
+    assert at.number_input(key="lv_steps").value == 500  # good values from the link are kept
+    assert at.query_params["depth"] == "8"  # the link is rewritten with what is used
+
+
+def test_a_link_opens_its_comparison_and_no_link_opens_the_latest(db):
+    first, _ = seed_group(db)
+    latest, _ = seed_group(db, optimizers=("agd", "sgd:lr=0.1"))
+    at = clean(live_page())
+    assert f"Comparison {latest}" in texts(at.subheader)
+    assert at.query_params["group"] == str(latest)
+    at = clean(live_page({"group": str(first), "depth": "5"}))
+    assert f"Comparison {first}" in texts(at.subheader)
+    assert at.number_input(key="lv_depth").value == 5
+    figs = figures(at)
+    assert len(figs) == 7 and all(n_points(f) > 0 for f in figs)
+    names = {t.get("name") for t in figs[0]["data"]}
+    assert {"agd", "adam lr=0.001"} <= names
+    clean(at.button(key="lv_load_group").click().run())  # its settings into the form
+    assert at.number_input(key="lv_depth").value == 3 and at.number_input(key="lv_steps").value == 30
+    assert at.checkbox(key="lv_use_adam").value and at.text_input(key="lv_adam_lr").value == "0.001"
+    at = clean(live_page({"group": "999"}))
+    assert "Run group 999 is not in the run store" in " ".join(texts(at.warning))
+    assert f"Comparison {latest}" in texts(at.subheader)
+    store = Store(db)
+    sweep = store.create_group("sweep", "grid", {})
+    store.close()
+    at = clean(live_page({"group": str(sweep)}))
+    assert f"Run group {sweep} is a sweep, not a comparison" in " ".join(texts(at.warning))
+
+
+def test_showing_stored_runs_does_not_import_torch(db):
+    """Opening the page (form, charts of a finished comparison) stays light: torch is imported
+    only to start runs or to draw a 2-D decision boundary."""
+    seed_group(db)
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"at = AppTest.from_file({APP!r}, default_timeout=60).run()\n"
+        f"at.switch_page({PAGE!r}).run()\n"
+        "assert not at.exception, [e.value for e in at.exception]\n"
+        "assert len(at.get('plotly_chart')) == 7\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_failed_run_says_why(db):
+    seed_group(db, status="diverged")
+    at = clean(live_page())
+    errors = " ".join(texts(at.error))
+    assert "Diverged: loss became non\\-finite at step 12" in errors
+
+
+def test_presenter_view_hides_the_controls_and_keeps_big_numbers(db):
+    seed_group(db)
+    at = clean(live_page({"present": "1"}))
+    assert at.toggle(key="lv_present").value
+    assert not at.sidebar.number_input and not at.sidebar.button  # no form, no presets
+    labels = [m.label for m in at.metric]
+    assert labels.count("Step") == 2 and labels.count("Loss") == 2 and "η (AGD)" in labels
+    assert at.query_params["present"] == "1"
+    figs = figures(at)
+    assert figs[0]["layout"]["font"]["size"] >= 16 and figs[0]["layout"]["height"] > 400
+    at.toggle(key="lv_present").set_value(False).run()
+    assert at.sidebar.number_input and "present" not in at.query_params
+    assert at.number_input(key="lv_depth").value == 8  # the form survived being hidden
+
+
+def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
+    at = live_page()
+    for key, value in TINY.items():
+        at.number_input(key=key).set_value(value)
+    at.run()
+    clean(start_button(at).click().run())
+    store = Store(db)
+    runs = sorted(store.list_runs(), key=lambda r: r["id"])
+    assert [r["optimizer"] for r in runs] == ["agd", "adam:lr=0.001"]
+    group = runs[0]["group_id"]
+    assert at.session_state["live_group"] == group and at.query_params["group"] == str(group)
+    assert at.get("progress")  # a progress line per run while it trains
+    assert start_button(at).disabled and not at.button(key="lv_stop").disabled
+
+    runs = wait_final(db)
+    assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
+    clean(at.run())
+    figs = figures(at)
+    assert len(figs) == 7
+    loss = figs[0]
+    assert {t["name"] for t in loss["data"]} == {"agd", "adam lr=0.001"}
+    assert all(n_points(f) > 0 for f in figs), [n_points(f) for f in figs]
+    progress = [p.proto.text for p in at.get("progress")]
+    assert all("finished · step 40 / 40" in t for t in progress), progress
+    assert not start_button(at).disabled and at.button(key="lv_stop").disabled
+    # The page's frames were filled incrementally: every step once.
+    frames = at.session_state["live_frames"].runs
+    assert all(list(fr.scalars["step"]) == list(range(41)) for fr in frames.values())
+    store.close()
+
+
+def test_stop_cancels_the_runs_and_keeps_what_they_logged(db):
+    at = live_page()
+    for key, value in dict(TINY, lv_steps=20000, lv_width=64).items():
+        at.number_input(key=key).set_value(value)
+    at.checkbox(key="lv_use_adam").uncheck().run()
+    clean(start_button(at).click().run())
+    store = Store(db)
+    (run,) = store.list_runs()
+    end = time.monotonic() + 60
+    while time.monotonic() < end and (store.get_run(run["id"])["step"] or 0) < 5:
+        time.sleep(0.2)
+    clean(at.button(key="lv_stop").click().run())
+    (run,) = wait_final(db, 30)
+    assert run["status"] == "cancelled" and run["step"] >= 5
+    clean(at.run())
+    assert "cancelled" in at.get("progress")[0].proto.text
+    assert n_points(figures(at)[0]) > 0
+    store.close()
+
+
+def test_a_2d_dataset_draws_each_optimisers_decision_boundary(db):
+    out = subprocess.run(
+        [sys.executable, "-m", "agd_viz", "train", "--dataset", "moons", "--depth", "3", "--width", "16",
+         "--optimizer", "agd", "--optimizer", "adam:lr=0.01", "--steps", "30", "--batch-size", "64",
+         "--device", "cpu", "--db", str(db), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    at = clean(live_page())
+    boundary = [f for f in figures(at) if any(t.get("type") == "heatmap" for t in f["data"])
+                and f["layout"].get("title", {}).get("text", "").endswith("step 30")]
+    assert len(boundary) == 2
+    titles = sorted(f["layout"]["title"]["text"] for f in boundary)
+    assert titles == ["adam lr=0.01 · step 30", "agd · step 30"]
+    assert {t.get("name") for t in boundary[0]["data"]} >= {"upper", "lower"}

@@ -1,0 +1,187 @@
+"""AppTest of the Runs page under the app's navigation: the table with its filters and sort, the
+?run= deep link overlaying runs on any metric, the exports and re-run command, deleting with a
+confirmation (a running run is stopped first), names shown as text only."""
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from agd_viz import cli, jobs
+from agd_viz.store import Store
+from agd_viz.train import RunSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+PAGE = "pages/runs.py"
+NAME = "*bold* <b>x</b>"
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    """A store holding real tiny runs: a comparison (agd, adam) with per-layer metrics, named
+    with markdown and HTML, and a 2-cell AGD sweep without."""
+    path = tmp_path / "runs.db"
+    monkeypatch.setenv("AGD_VIZ_DB", str(path))
+    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "2")
+    st.cache_resource.clear()
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    common = ["--dataset", "digits", "--steps", "15", "--batch-size", "32", "--device", "cpu",
+              "--quiet", "--json", "--db", str(path)]
+    assert cli.main(["train", "--depth", "3", "--width", "16", "--optimizer", "agd", "--optimizer",
+                     "adam:lr=1e-2", "--metrics", "full", "--name", NAME, *common]) == 0
+    assert cli.main(["sweep", "--depths", "1,2", "--widths", "8", "--optimizer", "agd", *common]) == 0
+    for s, h in saved.items():
+        signal.signal(s, h)
+    yield path
+    for manager in list(jobs._LIVE):
+        if manager.db_path == path.resolve():
+            manager.shutdown()
+    st.cache_resource.clear()
+
+
+def runs_page(query=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if query:
+        at.query_params.update(query)
+    return at.switch_page(PAGE).run()
+
+
+def clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements):
+    return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
+
+
+def table_ids(at) -> list[int]:
+    return [int(i) for i in at.dataframe[0].value["id"]]
+
+
+def figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+# -------------------------------------------------------------------------------------------------
+
+
+def test_the_table_lists_filters_and_sorts_the_runs(db):
+    at = clean(runs_page())
+    assert texts(at.title) == ["Runs"]
+    assert table_ids(at) == [4, 3, 2, 1] and "4 of 4 runs shown" in texts(at.caption)
+    assert not at.get("plotly_chart")  # nothing selected, nothing overlaid
+
+    at.multiselect(key="rn_f_opt").set_value(["adam lr=0.01"]).run()
+    assert table_ids(at) == [2]
+    at.multiselect(key="rn_f_opt").set_value([])
+    at.multiselect(key="rn_f_depth").set_value([1, 2]).run()
+    assert table_ids(at) == [4, 3]
+    at.multiselect(key="rn_f_depth").set_value([])
+    at.multiselect(key="rn_f_status").set_value(["finished"])
+    at.text_input(key="rn_f_text").input("bold").run()
+    assert table_ids(at) == [2, 1] and "2 of 4 runs shown" in texts(at.caption)
+    at.text_input(key="rn_f_text").input("").run()
+
+    at.selectbox(key="rn_sort").set_value("depth")
+    at.toggle(key="rn_asc").set_value(True).run()
+    assert [int(d) for d in at.dataframe[0].value["depth"]] == [1, 2, 3, 3]
+    at.selectbox(key="rn_sort").set_value("final_train_acc").run()
+    accs = list(at.dataframe[0].value["final_train_acc"])
+    assert accs == sorted(accs)
+    # names are data in the table, never markup anywhere on the page
+    assert NAME in set(at.dataframe[0].value["name"])
+    assert not any("<b>" in m for m in texts(at.markdown))
+
+
+def test_a_link_overlays_its_runs_with_exports_and_rerun_commands(db):
+    at = clean(runs_page({"run": "1,2"}))
+    assert at.multiselect(key="rn_sel").value == [1, 2]
+    (fig,) = figures(at)
+    assert [t["name"] for t in fig["data"]] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"]
+    config = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert config["toImageButtonOptions"]["format"] == "png" and config["displayModeBar"]
+    assert [b.proto.label for b in at.get("download_button")] == ["Metrics as CSV", "Metrics as JSON"]
+
+    commands = [c.value for c in at.code if c.value.startswith("python -m agd_viz train")]
+    assert len(commands) == 2
+    for command, rid in zip(commands, (1, 2)):
+        spec = Store(db).get_run(rid)["spec"]
+        assert cli._spec_from_args(cli.build_parser().parse_args(command.split()[3:])) == RunSpec.from_dict(spec)
+    specs = [json.loads(c.value) for c in at.code if c.language == "json"]
+    assert [s["optimizers"] for s in specs] == [["agd"], ["adam:lr=1e-2"]]
+    assert f"Name: {NAME}" in texts(at.text)  # st.text: shown literally
+
+    # any metric: a per-layer one with a layer picked, smoothed, on wall time, in SVG
+    at.selectbox(key="rn_metric").set_value("w_spec_scaled").run()
+    assert at.multiselect(key="rn_layers").options == ["0", "1", "2"]
+    at.multiselect(key="rn_layers").set_value([2])
+    at.slider(key="rn_smooth").set_value(0.5)
+    at.radio(key="rn_x").set_value("time")
+    at.toggle(key="rn_logy").set_value(True)
+    at.radio(key="rn_img").set_value("svg").run()
+    (fig,) = figures(clean(at))
+    assert len(fig["data"]) == 2  # layer 2 of each run
+    assert fig["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
+    assert fig["layout"]["yaxis"]["type"] == "log" and "EMA 0.5" in fig["layout"]["yaxis"]["title"]["text"]
+    assert json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
+
+    # picking more runs rewrites the link
+    at.multiselect(key="rn_sel").set_value([1, 2, 3]).run()
+    assert at.query_params["run"] == "1,2,3"
+
+
+def test_a_link_with_bad_runs_says_so(db):
+    at = clean(runs_page({"run": "abc,3,99"}))
+    warnings = " ".join(texts(at.warning))
+    assert "'abc'" in warnings and "#99 are not in the store" in warnings
+    assert at.multiselect(key="rn_sel").value == [3]
+    assert at.query_params["run"] == "3"
+
+
+def test_delete_asks_first_and_removes_runs_and_their_empty_group(db):
+    at = clean(runs_page({"run": "3,4"}))
+    at.button(key="rn_delete").click().run()
+    assert "cannot be undone" in " ".join(texts(at.warning))
+    at.button(key="rn_delete_no").click().run()
+    assert Store(db).get_run(3) is not None and not at.warning
+
+    at.button(key="rn_delete").click().run()
+    clean(at.button(key="rn_delete_yes").click().run())
+    assert "Deleted 2 run(s): #3, #4." in texts(at.success)
+    store = Store(db)
+    assert [r["id"] for r in store.list_runs()] == [2, 1]
+    assert store.list_groups(kind="sweep") == []  # the sweep had no runs left
+    assert table_ids(at) == [2, 1] and at.multiselect(key="rn_sel").value == []
+    store.close()
+
+
+def test_deleting_a_running_run_stops_it_first(db):
+    spec = RunSpec(dataset="digits", depth=2, width=8, steps=200_000, batch_size=32, device="cpu",
+                   metrics="none")
+    with jobs.JobManager(db, max_workers=1) as other:  # a run trained by someone else's server
+        _, (rid,) = other.submit(spec)
+        store = Store(db)
+        end = time.monotonic() + 90
+        while (store.get_run(rid)["step"] or 0) < 1:
+            assert time.monotonic() < end, "the worker never started"
+            time.sleep(0.2)
+        at = clean(runs_page({"run": str(rid)}))
+        at.button(key="rn_delete").click().run()
+        assert "1 of them still training will be stopped first" in " ".join(texts(at.warning))
+        clean(at.button(key="rn_delete_yes").click().run())
+        assert f"Deleted 1 run(s): #{rid}." in texts(at.success)
+        assert store.get_run(rid) is None
+        end = time.monotonic() + 10
+        while other.active_runs():  # its worker saw the cancel and exited
+            assert time.monotonic() < end
+            other.poll()
+            time.sleep(0.1)
+        store.close()
