@@ -195,9 +195,10 @@ def _agd_update_foreach(params, grads, scales, gains, L):
             coef[i] = c
     for i in conv:
         coef[i] = eta * _inverse_or_zero(norms[i])
-    update = torch._foreach_mul(grads, coef)
-    torch._foreach_mul_(update, [-gain * scale / L for gain, scale in zip(gains, scales)])
-    torch._foreach_add_(params, update)
+    coef = torch._foreach_mul(coef, [-gain * scale / L for gain, scale in zip(gains, scales)])
+    # W += grad * coef in place: no update tensors to allocate (on the CPU a fresh tensor per layer
+    # per step costs page faults as large as the arithmetic), one pass over grads and params.
+    torch._foreach_addcmul_(params, grads, coef)
     return eta, G
 
 

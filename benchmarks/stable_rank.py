@@ -1,0 +1,195 @@
+"""Stable rank: the training loop's warm block-Lanczos estimates vs exact SVD, and what they cost.
+
+    python -m benchmarks.stable_rank [--steps 1000] [--threads N] [--tiny]
+
+Accuracy. A 1,000-step run on digits (depth 8 x width 256, batch 128) per optimiser, AGD (its
+orthogonal init) and Adam lr=1e-3 (PyTorch's default init), with the loop's own probe
+(`train._LayerProbe`, one `PowerIteration` for weights and gradients) called where `train.run`
+calls it: at the automatic cadence (`resolved_layer_every`), and, in a second pair of runs, at
+every step (checked against SVD every `--check-every` steps, since SVD per step is the cost being
+avoided). At each check, every layer: relative error of the stable rank ||M||_F^2 / σ_max(M)^2 of
+the weights and of the gradients against float64 SVD. Target: max relative error <= 1%.
+
+Cost. At depth 8 x width 1024 (batch 128), interleaved: one training step (forward, backward,
+AGD) vs one call of the estimator on every weight and gradient. Per call it reads each matrix
+about ten times; the loop calls it every `resolved_layer_every()` steps, so its share of training
+time is (call / step) / layer_every. Target: <= 5% of the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+try:
+    from benchmarks import _common as C
+except ImportError:
+    import _common as C  # type: ignore[no-redef]
+
+TARGET_ERR = 0.01
+TARGET_COST = 0.05
+
+
+def _exact(mats):
+    """(fro², σ_max²) of each matrix in float64 via SVD."""
+    import torch
+
+    out = []
+    for m in mats:
+        a = m.detach().reshape(m.shape[0], -1).double()
+        s = torch.linalg.svdvals(a)
+        out.append((float(a.square().sum()), float(s[0]) ** 2))
+    return out
+
+
+def accuracy_run(optimizer: str, steps: int, depth: int, width: int, every: int | None,
+                 check_every: int, seed: int = 0) -> dict:
+    """Train with the loop's probe where train.run would call it; compare with SVD at checks."""
+    import torch
+
+    from agd_viz import data, nets, train
+    from agd_viz.optim import make_optimizer, parse_optimizer
+
+    spec = train.RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=128,
+                         seed=seed, device="cpu", optimizers=(optimizer,), layer_every=every or 0)
+    layer_every = spec.resolved_layer_every()
+    ds = data.load("digits", seed=seed)
+    torch.manual_seed(seed)
+    model = nets.MLP(ds.d_in, ds.d_out, depth, width)
+    gen = torch.Generator().manual_seed(seed + 1)
+    (nets.init_agd_model_ if parse_optimizer(optimizer).init == "agd" else nets.init_default_)(model, gen)
+    opt = make_optimizer(optimizer, model.parameters())
+    weights = list(model.parameters())
+    probe = train._LayerProbe(weights, layer_every)
+    probe.at_init()
+    batches = train._Batches(ds.x_train.shape[0], 128, seed, torch.device("cpu"))
+    loss_fn = data.loss_fn(ds.task)
+    w_err = g_err = 0.0
+    worst = None
+    checks = 0
+    for step in range(1, steps + 1):
+        logged = step % layer_every == 0 or step == 1 or step == steps
+        if logged:
+            probe.before_step()
+        idx = batches.next()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(ds.x_train[idx]), ds.y_train[idx])
+        loss.backward()
+        opt.step()
+        if not logged:
+            continue
+        ly = probe.after_step()  # rows in the order of train.LAYER_METRICS
+        if step % check_every and step not in (1, steps) and every == 1:
+            continue
+        checks += 1
+        names = train.LAYER_METRICS
+        w_srank, g_srank = ly[names.index("w_srank")], ly[names.index("g_srank")]
+        for kind, est, mats in (("weights", w_srank, weights), ("gradients", g_srank, [w.grad for w in weights])):
+            for k, (fro2, spec2) in enumerate(_exact(mats)):
+                err = abs(float(est[k]) / (fro2 / spec2) - 1)
+                if kind == "weights":
+                    w_err = max(w_err, err)
+                else:
+                    g_err = max(g_err, err)
+                if worst is None or err > worst[0]:
+                    worst = (err, kind, k, step)
+    return {"optimizer": optimizer, "layer_every": layer_every, "checks": checks,
+            "max_rel_err_w_srank": C.rounded(w_err), "max_rel_err_g_srank": C.rounded(g_err),
+            "worst": {"err": C.rounded(worst[0]), "of": worst[1], "layer": worst[2], "step": worst[3]},
+            "final_loss": C.rounded(float(loss.detach()))}
+
+
+def cost(depth: int, width: int, rounds: int, n: int) -> dict:
+    """Per-call cost of the estimator on every weight and gradient vs one training step."""
+    import torch
+
+    from agd_viz import data, nets, spectra, train
+    from agd_viz.optim import AGD
+
+    ds = data.load("digits")
+    model = nets.MLP(ds.d_in, ds.d_out, depth, width)
+    nets.init_agd_model_(model, torch.Generator().manual_seed(1))
+    opt = AGD(model.parameters())
+    weights = list(model.parameters())
+    loss_fn = data.loss_fn(ds.task)
+    gen = torch.Generator().manual_seed(2)
+
+    def step():
+        idx = torch.randint(0, ds.x_train.shape[0], (128,), generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(ds.x_train[idx]), ds.y_train[idx]).backward()
+        opt.step_tensors()
+
+    step()
+    every = train.RunSpec(depth=depth, width=width, batch_size=128, steps=1000).resolved_layer_every()
+    power = spectra.PowerIteration(iters=train.probe_iters(every))  # as the loop's probe has it
+
+    def estimate():
+        power([w.detach() for w in weights] + [w.grad for w in weights])
+
+    estimate()  # the first call starts cold (extra iterations, paid once per run)
+
+    def burst(fn):
+        def timed():
+            t0 = time.process_time()
+            for _ in range(n):
+                fn()
+            return (time.process_time() - t0) / n
+        return timed
+
+    times = C.interleaved({"step": burst(step), "estimate": burst(estimate)}, rounds=rounds, warmup=1)
+    per_call = C.paired_ratio(times["estimate"], times["step"])
+    return {"depth": depth, "width": width, "batch": 128,
+            "ms_step": C.rounded(1000 * C.median(times["step"])),
+            "ms_estimate": C.rounded(1000 * C.median(times["estimate"])),
+            "lanczos_steps_per_call": power.iters,
+            "per_call_over_step": C.rounded(per_call), "layer_every": every,
+            "share_of_training": C.rounded(per_call / every)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--check-every", type=int, default=20, help="SVD checks in the every-step runs")
+    ap.add_argument("--optimizer", action="append", default=None, help="default: agd and adam:lr=1e-3")
+    ap.add_argument("--cost-width", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=5)
+    C.add_thread_args(ap)
+    ap.add_argument("--tiny", action="store_true", help="a few seconds, for the smoke test")
+    args = ap.parse_args(argv)
+    threads = C.setup_torch(args.threads)
+    opts = args.optimizer or ["agd", "adam:lr=1e-3"]
+    if args.tiny:
+        args.steps, args.depth, args.width, args.cost_width, args.rounds = 30, 3, 16, 32, 1
+    acc = []
+    for every in (None, 1):
+        for o in opts:
+            r = accuracy_run(o, args.steps, args.depth, args.width, every, args.check_every)
+            r["cadence"] = "auto" if every is None else "every step"
+            acc.append(r)
+    c = cost(8, args.cost_width, args.rounds, 2 if args.tiny else 5)
+
+    print(f"stable rank, estimate vs float64 SVD: depth {args.depth} x width {args.width} on digits, "
+          f"batch 128, {args.steps} steps, {threads} thread(s)")
+    rows = [(r["optimizer"], r["cadence"], r["layer_every"], r["checks"], r["max_rel_err_w_srank"],
+             r["max_rel_err_g_srank"], max(r["max_rel_err_w_srank"], r["max_rel_err_g_srank"]) <= TARGET_ERR)
+            for r in acc]
+    print(C.table(rows, ("optimiser", "estimates", "every", "checks", "max err W srank",
+                         "max err grad srank", f"<= {TARGET_ERR:.0%}")))
+    print(f"\ncost at depth 8 x width {args.cost_width}, batch 128 (CPU time, median of {args.rounds} rounds)")
+    print(C.table([("training step", c["ms_step"], 1.0, "-", "-", None),
+                   ("estimator call (W and grads)", c["ms_estimate"], c["per_call_over_step"],
+                    c["layer_every"], c["share_of_training"], c["share_of_training"] <= TARGET_COST)],
+                  ("", "ms", "x step", "called every", "share of training", f"<= {TARGET_COST:.0%}")))
+    ok = all(max(r["max_rel_err_w_srank"], r["max_rel_err_g_srank"]) <= TARGET_ERR for r in acc)
+    C.emit({"benchmark": "stable_rank", "target_err": TARGET_ERR, "target_cost": TARGET_COST,
+            "threads": threads, "tiny": args.tiny, "accuracy": acc, "cost": c, "machine": C.machine(),
+            "pass": ok and c["share_of_training"] <= TARGET_COST})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

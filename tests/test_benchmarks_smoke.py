@@ -1,0 +1,52 @@
+"""Every benchmark's tiny mode runs and prints its result line, so the scripts behind
+docs/performance.md do not rot. No timings are asserted: only what does not depend on the machine
+(optimiser state sizes, estimate accuracy, figure JSON size)."""
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import all as bench_all  # noqa: E402
+
+TINY = {
+    "instrumentation": ["--tiny"],
+    "plain_loop": ["--tiny"],
+    "optimizer_step": ["--tiny"],
+    "stable_rank": ["--tiny"],
+    "store_sink": ["--tiny"],
+    "ui_figures": ["--tiny"],
+    "gpu": ["--device", "cpu", "--small"],
+}
+
+
+def run(name, capsys):
+    module = importlib.import_module(f"benchmarks.{name}")
+    assert module.main(TINY[name]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert result["benchmark"] == name
+    assert len(out) > 2  # a table before the JSON line
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_tiny_mode_prints_a_table_and_its_json_line(name, capsys):
+    result = run(name, capsys)
+    for row in bench_all.summary_rows(name, result):  # the summary understands every result
+        assert len(row) == 4
+    if name == "optimizer_step":
+        for r in result["results"]:
+            assert r["state_bytes_agd"] == 0
+            assert r["adam_state_over_weights"] == pytest.approx(2.0, abs=0.01)
+    if name == "stable_rank":
+        assert all(max(a["max_rel_err_w_srank"], a["max_rel_err_g_srank"]) < 0.01 for a in result["accuracy"])
+    if name == "ui_figures":
+        assert all(r["json_bytes"] < 1_000_000 for r in result["results"])
+    if name == "gpu":
+        assert set(result["throughput"]["steps_per_s"]) == {"bare", "none", "auto", "every"}
