@@ -8,12 +8,16 @@ test (or a second server) pointing the variable elsewhere gets its own manager.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import streamlit as st
 
-from agd_viz.jobs import JobManager
-from agd_viz.store import default_db_path
+from agd_viz import spec as spec_mod
+from agd_viz.jobs import JobManager, default_prewarm
+from agd_viz.store import StoreError, default_db_path
+
+SESSION_KEY = "agd_session_id"
 
 
 def db_path() -> Path:
@@ -23,9 +27,67 @@ def db_path() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def _job_manager(path: str) -> JobManager:
-    return JobManager(path)
+    # One pre-started worker while idle ($AGD_VIZ_PREWARM, 0 to turn off): Start then reaches the
+    # first chart point without waiting for a Python process to import torch.
+    return JobManager(path, prewarm=default_prewarm(1))
 
 
 def job_manager() -> JobManager:
-    """The shared job manager of this server process for the current run store."""
-    return _job_manager(str(db_path()))
+    """The shared job manager of this server process for the current run store.
+
+    A file that is not a run store (foreign, corrupt, newer) or a malformed AGD_VIZ_* setting
+    stops the page with one sentence instead of a traceback; the file is left untouched (the
+    store refuses before writing) and the next page load tries again.
+    """
+    try:
+        return _job_manager(str(db_path()))
+    except (StoreError, ValueError) as exc:
+        from agd_viz.runs_view import md_escape
+
+        what = "open its run store" if isinstance(exc, StoreError) else "start"
+        st.error(f"The app cannot {what}: {md_escape(exc)}", icon=":material/error:")
+        st.stop()
+
+
+def session_id() -> str:
+    """This browser session's tag for the job manager's per-session queue limit: random, kept in
+    the session's state (a reload of the tab is a new session, as it is for Streamlit)."""
+    if SESSION_KEY not in st.session_state:
+        st.session_state[SESSION_KEY] = uuid.uuid4().hex
+    return st.session_state[SESSION_KEY]
+
+
+def limits_lines(manager: JobManager, device: str = "auto", page_steps: int | None = None,
+                 max_grid: int | None = None) -> list[str]:
+    """The server's limits as short lines (server settings only, no user text)."""
+    room = manager.room(session_id())
+    kind = manager.device_kind(device)
+    steps = spec_mod.max_steps()
+    lines = [
+        f"Workers: {manager.max_workers} run{'s' if manager.max_workers != 1 else ''} train at once; "
+        f"the others wait in a queue (now {room['active']} waiting or training).",
+        f"Queue: at most {room['max_queued']} runs waiting or training on this server, "
+        f"{room['max_queued_per_session']} per browser session (yours: {room['session_active']}).",
+        f"Steps: at most {min(steps, page_steps or steps):,} per run"
+        + (" on this page" if page_steps and page_steps < steps else "") + ".",
+        f"Memory: about {spec_mod.format_bytes(spec_mod.budget_bytes(kind))} per comparison on the "
+        f"{kind.upper() if kind != 'cpu' else 'CPU'}.",
+    ]
+    if max_grid is not None:
+        lines.append(f"Sweeps: at most {max_grid} runs each.")
+    return lines
+
+
+def limits_expander(manager: JobManager, container=None, **kwargs) -> None:
+    """A small "Server limits" expander (Live and Sweep pages); settings via environment variables."""
+    box = (container or st).expander("Server limits", icon=":material/shield:")
+    with box:
+        try:
+            lines = limits_lines(manager, **kwargs)
+        except ValueError as exc:  # a malformed AGD_VIZ_* variable: say which, keep the page up
+            st.caption(str(exc))
+            return
+        st.caption("  \n".join(lines))
+        st.caption("Set by the server's `AGD_VIZ_MAX_WORKERS`, `AGD_VIZ_MAX_QUEUED`, "
+                   "`AGD_VIZ_MAX_QUEUED_PER_SESSION`, `AGD_VIZ_MAX_STEPS`, `AGD_VIZ_MAX_MEMORY_MB` and "
+                   "`AGD_VIZ_MAX_GRID`.")

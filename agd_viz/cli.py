@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-id", type=int, action="append", default=None,
                    help="train runs already queued in the store (the app's worker mode)")
     t.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
+    t.add_argument("--run-id-from-stdin", action="store_true",
+                   help="import everything, then wait for run ids on one line of stdin (the app's "
+                        "pre-started worker); exit quietly if stdin closes first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store_args(t)
 
@@ -204,6 +207,17 @@ def _pid_alive(pid: int) -> bool:
 def cmd_train(args) -> int:
     from agd_viz.train import RunSpec, SpecError
 
+    if args.run_id_from_stdin:
+        if args.run_id or args.no_store:
+            raise UsageError("agd_viz train: --run-id-from-stdin takes the run ids from stdin and needs the store")
+        _warm_up()
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0  # the app closed the pipe (shut down, or no run came): never used
+        try:
+            args.run_id = [int(v) for v in line.split()]
+        except ValueError:
+            raise UsageError(f"agd_viz train: expected run ids on stdin, got {line.strip()[:80]!r}") from None
     store = None
     if args.run_id:
         if args.no_store:
@@ -230,6 +244,7 @@ def cmd_train(args) -> int:
     else:
         spec = _spec_from_args(args)
         _device_or_exit(spec, None, [])
+        _admit_or_exit(spec, "agd_viz train")
         run_ids = [None] * len(spec.optimizers)
         if not args.no_store:
             store = _open_store(args.db)
@@ -263,6 +278,19 @@ def cmd_train(args) -> int:
     return 1 if failed else 0
 
 
+def _warm_up() -> None:
+    """What a pre-started worker does before it is given a run, so that the run's first step comes
+    within a fraction of a second of Start: import torch and the training path, read the default
+    data set once (its loader's imports; the file into the OS cache), and run two tiny steps (torch's
+    lazy initialisation of the autograd engine and the matmul kernels)."""
+    from agd_viz import store as _store  # noqa: F401 - pandas, sqlite3
+    from agd_viz import train
+
+    train.data_mod.load(train.data_mod.DEFAULT_DATASET)
+    for _ in train.run(train.RunSpec(depth=2, width=8, steps=2, batch_size=8, device="cpu")):
+        pass
+
+
 def _device_or_exit(spec, store, run_ids):
     from agd_viz.train import SpecError, resolve_device
 
@@ -272,6 +300,24 @@ def _device_or_exit(spec, store, run_ids):
         for rid in run_ids:  # worker mode: the queued runs must not stay queued forever
             store.finish_run(rid, "failed", error=str(exc))
         raise UsageError(f"agd_viz train: {exc}") from None
+
+
+def _admit_or_exit(spec, prog: str) -> None:
+    """This machine's limits (steps, memory budget: agd_viz.spec) before anything is written; on a
+    GPU the budget defaults to most of the device's memory, which torch can read here."""
+    from agd_viz.spec import SpecError, admit
+    from agd_viz.train import resolve_device
+
+    device = resolve_device(spec.device)
+    memory = None
+    if device.type == "cuda":
+        import torch
+
+        memory = torch.cuda.get_device_properties(device.index or 0).total_memory
+    try:
+        admit(spec, device=device.type, device_memory=memory)
+    except (SpecError, ValueError) as exc:  # ValueError: a bad AGD_VIZ_* variable
+        raise UsageError(f"{prog}: {exc}") from None
 
 
 def _train_loop(spec, store, run_ids, device, flags, show_progress=True) -> dict:
@@ -462,6 +508,8 @@ def cmd_sweep(args) -> int:
             raise sweep_mod.SweepError(problems[0])
         specs = config.specs()
         device = str(resolve_device(config.device))
+        for spec in sorted(specs, key=lambda s: -s.depth * s.width * s.width):
+            _admit_or_exit(spec, prog)  # the largest cell first: its refusal is the one to read
     except UsageError as exc:
         raise UsageError(str(exc).replace("agd_viz train:", f"{prog}:", 1)) from None
     except (sweep_mod.SweepError, SpecError) as exc:

@@ -24,7 +24,13 @@ Decisions
   probe run, once per process, in the scheduler thread (never on a page's thread).
 - With several GPUs each worker gets its own through CUDA_VISIBLE_DEVICES (slot k -> GPU k).
 - Workers run at a lower CPU priority (`nice`, default +10) with OMP_NUM_THREADS set to their share
-  of the cores, so a laptop demo keeps a responsive page while two runs train.
+  of the cores but one (`worker_threads`), so a laptop demo keeps a responsive page while two runs
+  train.
+- Pre-started workers (`prewarm`, the app keeps one; `$AGD_VIZ_PREWARM`): while nothing trains or
+  waits, the manager starts `train --run-id-from-stdin`, which imports torch and the training path
+  and waits; the next run is handed to it on its stdin, so Start skips the seconds a new Python
+  process needs before its first step. Spares are started only while idle, so their imports never
+  compete with a training run for the cores; not with several GPUs (a worker's GPU is its slot's).
 - Stopping: `cancel()` sets the store's cancel flag and sends SIGTERM (the flag alone would do once
   the worker trains; the signal also stops one still importing torch); a worker alive
   `kill_after` s later is SIGKILLed. The run ends `cancelled`. Shutting down for exit (atexit)
@@ -34,6 +40,11 @@ Decisions
   signal or exit code and the last lines of its log, `<db>.logs/run-<id>.log`.
 - A queued run waits in FIFO order by run id. Before a queued run starts, its row is read again:
   a run cancelled or deleted meanwhile (by another page, process or server) is dropped.
+- Admission (`submit`): a spec over this server's limits (steps, memory budget: `agd_viz.spec`)
+  is refused with a SpecError; a submission that would take the runs waiting or training here
+  past `$AGD_VIZ_MAX_QUEUED`, or one browser session's past `$AGD_VIZ_MAX_QUEUED_PER_SESSION`,
+  is refused whole with `QueueFull`, before anything is written. Runs are counted while queued
+  or running, so a session gets its share back as its runs end.
 
 Ownership and recovery rule (`recover()`, called by `__init__`). The `pid` column says who owns an
 unfinished run: for a `queued` run it is the pid of the server whose manager queued it, for a
@@ -67,6 +78,7 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agd_viz import spec as spec_mod
 from agd_viz.store import (
     ACTIVE_STATUSES,
     CANCELLED,
@@ -78,11 +90,12 @@ from agd_viz.store import (
     default_db_path,
 )
 
-__all__ = ["JobManager", "default_max_workers", "detect_gpus", "log_path", "ENV_MAX_WORKERS"]
+__all__ = ["JobManager", "QueueFull", "default_max_workers", "detect_gpus", "log_path", "ENV_MAX_WORKERS"]
 
 log = logging.getLogger(__name__)
 
 ENV_MAX_WORKERS = "AGD_VIZ_MAX_WORKERS"
+ENV_PREWARM = "AGD_VIZ_PREWARM"
 POLL_S = 0.2  # scheduler period: a freed slot is refilled and a crash noticed within this
 KILL_AFTER_S = 5.0  # a cancelled worker that has not exited by then is SIGKILLed
 ORPHAN_GRACE_S = 30.0
@@ -94,6 +107,11 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding agd_
 _LIVE: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
 _GPU_COUNT: int | None = None
 _GPU_LOCK = threading.Lock()
+
+
+class QueueFull(RuntimeError):
+    """A submission refused because the queue (this server's, or one session's share) is full;
+    the message is a polite sentence for the user."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +180,26 @@ def _env_max_workers() -> int | None:
     if n < 1:
         raise ValueError(f"{ENV_MAX_WORKERS} must be a whole number >= 1, got {env!r}.")
     return n
+
+
+def worker_threads(max_workers: int, cpus: int | None = None) -> int:
+    """Intra-op threads per worker: the cores but one (the server's and the browser's), shared
+    among `max_workers`, at least 1. Not all of them: an OpenMP thread that another process has
+    pushed off its core stalls every parallel region until it runs again; on a busy 2-core laptop
+    two threads made the first training step of a small network 8-40x slower than one did
+    (0.7-3.3 s against 0.08 s; benchmarks/first_point.py, docs/performance.md)."""
+    cpus = (os.cpu_count() or 1) if cpus is None else cpus
+    return max(1, (cpus - 1) // max(1, int(max_workers)))
+
+
+def default_prewarm(default: int = 0) -> int:
+    """How many pre-started workers a manager keeps while idle: `$AGD_VIZ_PREWARM`, else `default`."""
+    env = os.environ.get(ENV_PREWARM, "").strip()
+    if not env:
+        return default
+    if not env.isdigit():
+        raise ValueError(f"{ENV_PREWARM} must be a whole number >= 0, got {env!r}.")
+    return int(env)
 
 
 def default_max_workers(python: str = sys.executable) -> int:
@@ -252,6 +290,22 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 8192) -> str
     return "\n".join(out[-lines:])
 
 
+def _close_quietly(f) -> None:
+    try:
+        if f is not None:
+            f.close()
+    except OSError:
+        pass
+
+
+def _kill_quietly(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()
+        proc.wait(timeout=2.0)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def _signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -269,6 +323,15 @@ class _Job:
     stop_reason: str | None = None  # None, "cancel" or "shutdown"
     stop_at: float | None = None  # when SIGTERM was sent
     killed: bool = False  # SIGKILL sent by us
+
+
+@dataclass
+class _Spare:
+    """A worker started ahead of need (`train --run-id-from-stdin`): it has imported torch and the
+    training path and waits for a run id on its stdin."""
+
+    proc: subprocess.Popen
+    log: Path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,6 +360,9 @@ class JobManager:
         nice: int = 10,
         env: dict | None = None,
         start: bool = True,
+        max_queued: int | None = None,
+        max_queued_per_session: int | None = None,
+        prewarm: int | None = None,
     ):
         if max_workers is not None and int(max_workers) < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers!r}.")
@@ -309,10 +375,24 @@ class JobManager:
         self.extra_env = dict(env or {})
         # A bad $AGD_VIZ_MAX_WORKERS fails here, loudly, not later in the scheduler thread.
         self._max_workers = int(max_workers) if max_workers is not None else _env_max_workers()
+        # Bad $AGD_VIZ_MAX_QUEUED / _PER_SESSION values fail here too.
+        self.max_queued = int(max_queued) if max_queued is not None else spec_mod.max_queued()
+        self.max_queued_per_session = (int(max_queued_per_session) if max_queued_per_session is not None
+                                       else spec_mod.max_queued_per_session())
+        self._session_of: dict[int, str] = {}  # run id -> the browser session that submitted it
         self._lock = threading.Lock()
         self._queue: list[int] = []  # run ids waiting, kept sorted (FIFO by id)
         self._jobs: dict[int, _Job] = {}  # run id -> live worker
         self._closed = False
+        # Pre-started workers: a run handed to one skips process start and imports (seconds of
+        # the time from Start to the first point on a chart; benchmarks/first_point.py).
+        self.prewarm = default_prewarm() if prewarm is None else int(prewarm)
+        if self.prewarm < 0:
+            raise ValueError(f"prewarm must be >= 0, got {prewarm!r}.")
+        self._spares: list[_Spare] = []
+        self._spare_count = 0
+        self._spare_failures = 0
+        self._spare_retry_at = 0.0
         self._wake = threading.Event()
         self.pid = os.getpid()
         _LIVE.add(self)
@@ -335,26 +415,32 @@ class JobManager:
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, spec, name: str | None = None, group_kind: str = "compare",
-               group_id: int | None = None) -> tuple[int, list[int]]:
+               group_id: int | None = None, session: str | None = None) -> tuple[int, list[int]]:
         """Queue one run per optimiser of `spec` (a `train.RunSpec`); returns (group_id, run_ids).
 
         Each run's stored spec is `spec.with_optimizer(o).to_dict()`, so a run is self-contained:
         its worker, an export, or a rerun needs nothing but that row. Workers start at once if
         slots are free, else in FIFO order as earlier runs end. `group_id` adds the runs to an
-        existing group (a sweep submits many specs into one group).
+        existing group (a sweep submits many specs into one group). `session` tags the runs with
+        the browser session that asked for them, for the per-session queue limit.
+
+        Refused, with nothing written: a spec over this server's limits (`spec.admit`: steps,
+        memory) -> SpecError; a full queue -> QueueFull.
         """
         if self._closed:
             raise RuntimeError("this JobManager was shut down; create a new one.")
         spec.validate()
+        spec_mod.admit(spec, device=self.device_kind(spec.device))
         labels = {}
         try:  # OptSpec.label ("adam lr=0.001") reads better than the raw spec string
             labels = {o: s.label for o, s in zip(spec.optimizers, spec.opt_specs)}
         except Exception:  # noqa: BLE001 - a label is cosmetic; the store has a fallback
             pass
-        if group_id is None:
-            group_id = self.store.create_group(group_kind, name, spec.to_dict())
         run_ids = []
         with self._lock:
+            self._check_room(len(spec.optimizers), session)
+            if group_id is None:
+                group_id = self.store.create_group(group_kind, name, spec.to_dict())
             for o in spec.optimizers:
                 rid = self.store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id,
                                             name=name, label=labels.get(o))
@@ -362,9 +448,60 @@ class JobManager:
                 self.store.set_status(rid, QUEUED, pid=self.pid)
                 run_ids.append(rid)
                 self._queue.append(rid)
+                if session is not None:
+                    self._session_of[rid] = str(session)
             self._queue.sort()
             self._schedule()
         return group_id, run_ids
+
+    def device_kind(self, device: str = "auto") -> str:
+        """"cpu", "cuda" or "mps": what a worker will train `device` on, for the memory budget.
+        "auto" is a GPU only when the scheduler thread has already found one (never probed here,
+        on a page's thread)."""
+        if device in ("cpu", "cuda", "mps"):
+            return device
+        return "cuda" if (_GPU_COUNT or 0) > 0 else "cpu"
+
+    def room(self, session: str | None = None) -> dict:
+        """How many more runs may be submitted now: {"active", "free", "session_active",
+        "session_free", "max_queued", "max_queued_per_session"} (active = queued + running here)."""
+        with self._lock:
+            active = self._active_ids()
+            mine = sum(1 for r in active if session is not None and self._session_of.get(r) == str(session))
+        return {"active": len(active), "free": max(0, self.max_queued - len(active)),
+                "session_active": mine, "session_free": max(0, self.max_queued_per_session - mine),
+                "max_queued": self.max_queued, "max_queued_per_session": self.max_queued_per_session}
+
+    def check_room(self, n_runs: int, session: str | None = None) -> None:
+        """Raise QueueFull unless `n_runs` more runs fit now (a sweep asks before its first cell)."""
+        with self._lock:
+            self._check_room(int(n_runs), session)
+
+    def _active_ids(self) -> list[int]:
+        """Run ids queued or running here; forgets the sessions of runs that left. Caller holds the lock."""
+        active = [*self._jobs, *self._queue]
+        if len(self._session_of) > len(active):
+            keep = set(active)
+            self._session_of = {r: s for r, s in self._session_of.items() if r in keep}
+        return active
+
+    def _check_room(self, n_runs: int, session: str | None) -> None:
+        active = self._active_ids()
+        if len(active) + n_runs > self.max_queued:
+            free = max(0, self.max_queued - len(active))
+            raise QueueFull(
+                f"The queue is full: {len(active)} runs are waiting or training on this server "
+                f"(at most {self.max_queued}), and this would add {n_runs}"
+                + (f" where only {free} fit" if free else "")
+                + ". Please try again when some have finished.")
+        if session is None:
+            return
+        mine = sum(1 for r in active if self._session_of.get(r) == str(session))
+        if mine + n_runs > self.max_queued_per_session:
+            raise QueueFull(
+                f"You already have {mine} run{'s' if mine != 1 else ''} waiting or training, and this "
+                f"would add {n_runs}; each session may have at most {self.max_queued_per_session} at once "
+                "on this shared server. Stop some, or wait for them to finish.")
 
     # -- inspecting ----------------------------------------------------------------------------
 
@@ -467,6 +604,92 @@ class JobManager:
         with self._lock:
             self._reap()
             self._schedule()
+            self._keep_spares()
+
+    # -- pre-started workers -------------------------------------------------------------------
+
+    def _keep_spares(self) -> None:
+        """Drop spares that died; start new ones only while nothing trains or waits here, so that a
+        spare's imports (seconds of CPU) never slow a run down. Not with several GPUs: a worker's
+        GPU is chosen by its slot when it starts. Caller holds the lock."""
+        for spare in [sp for sp in self._spares if sp.proc.poll() is not None]:
+            self._spares.remove(spare)
+            _close_quietly(spare.proc.stdin)
+            # A spare that exits unasked is broken (its log says why): wait longer before each
+            # new one, and stop after three, rather than start a process every poll.
+            self._spare_failures += 1
+            self._spare_retry_at = time.monotonic() + 10.0 * self._spare_failures
+            log.warning("agd_viz job scheduler: a pre-started worker exited (code %s); see %s",
+                        spare.proc.returncode, spare.log)
+            if self._spare_failures >= 3:
+                self.prewarm = 0
+        if self.prewarm <= 0 or self._closed or self._jobs or self._queue:
+            return
+        if time.monotonic() < self._spare_retry_at:
+            return
+        if len(self._spares) >= min(self.prewarm, self.max_workers):
+            return
+        if detect_gpus(self.python) > 1:
+            return
+        self._spare_count += 1
+        path = log_path(self.db_path, 0).with_name(f"spare-{os.getpid()}-{self._spare_count}.log")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [self.python, "-m", "agd_viz", "train", "--run-id-from-stdin", "--db", str(self.db_path),
+               "--parent-pid", str(self.pid), "--quiet"]
+        try:
+            with open(path, "ab") as logf:
+                logf.write(f"$ {' '.join(cmd)}\n".encode())
+                logf.flush()
+                proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT,
+                                        env=self._worker_env(0, {}), cwd=str(PACKAGE_ROOT),
+                                        start_new_session=True, close_fds=True)
+        except OSError:
+            log.exception("agd_viz job scheduler: could not start a spare worker")
+            self.prewarm = 0  # do not retry every poll
+            return
+        self._renice(proc.pid)
+        self._spares.append(_Spare(proc, path))
+
+    def _hand_to_spare(self, rid: int, path: Path) -> subprocess.Popen | None:
+        """Give run `rid` to a live spare (its log becomes the run's); None if there is none."""
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.proc.poll() is not None:
+                continue
+            try:
+                spare.proc.stdin.write(f"{rid}\n".encode())
+                spare.proc.stdin.close()
+            except (OSError, ValueError):  # it died just now
+                _kill_quietly(spare.proc)
+                continue
+            try:
+                os.replace(spare.log, path)
+            except OSError:
+                pass
+            return spare.proc
+        return None
+
+    def _stop_spares(self) -> None:
+        """Close the spares' stdin (they exit at once) and reap them. Caller holds the lock."""
+        for spare in self._spares:
+            _close_quietly(spare.proc.stdin)
+        for spare in self._spares:
+            try:
+                spare.proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                _kill_quietly(spare.proc)
+            try:
+                spare.log.unlink()
+            except OSError:
+                pass
+        self._spares.clear()
+
+    def _renice(self, pid: int) -> None:
+        if self.nice and hasattr(os, "setpriority"):
+            try:  # set from here, not preexec_fn (unsafe with threads): a few ms at normal priority
+                os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
+            except OSError:
+                pass
 
     def _reap(self, kill_now: bool = False) -> None:
         """Record workers that exited; SIGKILL stopped ones overdue (all stopped ones if
@@ -549,21 +772,19 @@ class JobManager:
         path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [self.python, "-m", "agd_viz", "train", "--run-id", str(rid), "--db", str(self.db_path),
                "--parent-pid", str(self.pid), "--quiet"]
-        with open(path, "ab") as logf:
-            logf.write(f"$ {' '.join(cmd)}\n".encode())
-            logf.flush()
-            proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                env=self._worker_env(slot, row), cwd=str(PACKAGE_ROOT),
-                # Own session: a Ctrl-C in the server's terminal reaches the server, whose exit
-                # handler stops the workers, instead of killing them mid-write.
-                start_new_session=True, close_fds=True,
-            )
-        if self.nice and hasattr(os, "setpriority"):
-            try:  # set from here, not preexec_fn (unsafe with threads): a few ms at normal priority
-                os.setpriority(os.PRIO_PROCESS, proc.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
-            except OSError:
-                pass
+        proc = self._hand_to_spare(rid, path) if detect_gpus(self.python) <= 1 else None
+        if proc is None:
+            with open(path, "ab") as logf:
+                logf.write(f"$ {' '.join(cmd)}\n".encode())
+                logf.flush()
+                proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                    env=self._worker_env(slot, row), cwd=str(PACKAGE_ROOT),
+                    # Own session: a Ctrl-C in the server's terminal reaches the server, whose exit
+                    # handler stops the workers, instead of killing them mid-write.
+                    start_new_session=True, close_fds=True,
+                )
+            self._renice(proc.pid)
         self._jobs[rid] = _Job(rid, proc, slot, path)
         # Running from now on, owned by the worker's pid; the worker re-stamps started and
         # records its device when it gets going.
@@ -575,7 +796,7 @@ class JobManager:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         if "OMP_NUM_THREADS" not in env:
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.max_workers))
+            env["OMP_NUM_THREADS"] = str(worker_threads(self.max_workers))
         gpus = detect_gpus(self.python)  # cached; the scheduler thread resolved it at start
         if gpus > 1 and (row.get("spec") or {}).get("device", "auto") in ("auto", "cuda"):
             visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
@@ -630,6 +851,7 @@ class JobManager:
                 return
             self._closed = True
             self._wake.set()
+            self._stop_spares()
             status = CANCELLED if cancel_running else INTERRUPTED
             reason = "cancel" if cancel_running else "shutdown"
             for rid in self._queue:

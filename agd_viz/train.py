@@ -10,34 +10,21 @@ sync per step; per-layer metrics use multi-tensor ops and a warm-started power i
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
 from agd_viz import data as data_mod
 from agd_viz import nets, spectra
-from agd_viz.optim import (AGD, OptSpec, eval_mode, make_optimizer, parse_optimizer, step_size_tensor,
-                           train_mode)
+from agd_viz.optim import AGD, eval_mode, make_optimizer, step_size_tensor, train_mode
+# The spec, its ranges and its checks live in agd_viz.spec (no torch there, so pages can check a
+# form without it); re-exported so `from agd_viz.train import RunSpec` keeps working.
+from agd_viz.spec import ARCHS, DEVICES, LIMITS, METRICS_MODES, RunSpec, SpecError  # noqa: F401
 
 SCALARS = ("loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr")
 LAYER_METRICS = ("w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-METRICS_MODES = ("full", "none")
-ARCHS = ("mlp", "cnn")
-
-# Ranges a spec must fall in. Wide enough for the paper's grids (depth 2-32, width 64-2048) with room
-# to explore; narrow enough that a typo (width 10**9) is refused with a sentence, not an OOM.
-LIMITS = {
-    "depth": (1, 256),
-    "width": (1, 16384),
-    "batch_size": (1, 65536),
-    "steps": (1, 1_000_000),
-    "seed": (0, 2**31 - 1),
-}
 
 # Host copies happen at most this often (steps) and at least this often (seconds), so live charts
 # refresh several times a second without a per-step sync.
@@ -46,128 +33,46 @@ SYNC_EVERY_S = 0.2
 
 # The automatic cadences keep the cost of per-layer metrics and of evaluations within these shares
 # of the training time (benchmarks/instrumentation.py measures the total; docs/performance.md).
-LAYER_BUDGET = 0.06
+LAYER_BUDGET = 0.05
 EVAL_BUDGET = 0.04
 
 
-class SpecError(ValueError):
-    """A run specification that cannot be trained; the message is one sentence for the user."""
+def resolved_eval_every(spec: RunSpec, n_eval: int | None = None) -> int:
+    """`eval_every`, else about 25 evaluations per run but none more often than keeps their
+    cost within EVAL_BUDGET: the forward pass over the `n_eval` evaluated examples costs about
+    n_eval / (3 batch_size) training steps (a forward pass is a third of forward-backward).
+    With metrics="none" the automatic cadence evaluates only at step 0 and the last step,
+    which is all a run's summary (and a sweep's heatmap) needs."""
+    if spec.eval_every:
+        return spec.eval_every
+    if spec.metrics == "none":
+        return spec.steps
+    every = max(1, spec.steps // 25)
+    if n_eval:
+        every = max(every, math.ceil(n_eval / (3 * spec.batch_size) / EVAL_BUDGET))
+    return every
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    dataset: str = data_mod.DEFAULT_DATASET
-    depth: int = 8
-    width: int = 128
-    optimizers: tuple[str, ...] = ("agd",)
-    steps: int = 300
-    batch_size: int = 128
-    seed: int = 0
-    device: str = "auto"
-    metrics: str = "full"
-    eval_every: int = 0  # 0: automatic, see resolved_eval_every
-    layer_every: int = 0  # 0: automatic, see resolved_layer_every
-    same_init: bool = False  # give baselines AGD's orthogonal init too
-    arch: str = "mlp"
-    data_options: tuple[tuple[str, object], ...] = ()
+def resolved_layer_every(spec: RunSpec) -> int:
+    """`layer_every`, else the smallest gap at which per-layer metrics cost at most
+    LAYER_BUDGET of the training time (and at most ~1000 records per run). One probe costs
+    about 1 + 128/batch_size training steps on a CPU: its spectral estimates read every weight
+    and gradient matrix 10-14 times (memory-bound, like a step's forward-backward over
+    ~128 examples) plus ~2 ms of small ops (measured at depth 8-32, width 128-1024, batch
+    32-512). Steps 1 and the last are always logged."""
+    if spec.layer_every:
+        return spec.layer_every
+    probe_steps = 1 + 128 / spec.batch_size
+    return max(1, spec.steps // 1000, math.ceil(probe_steps / LAYER_BUDGET))
 
-    def __post_init__(self):
-        # Accept lists/dicts from JSON and widgets but store hashable, immutable values.
-        if isinstance(self.optimizers, str):
-            object.__setattr__(self, "optimizers", (self.optimizers,))
-        else:
-            object.__setattr__(self, "optimizers", tuple(self.optimizers))
-        opts = self.data_options
-        if isinstance(opts, dict):
-            opts = opts.items()
-        object.__setattr__(self, "data_options", tuple(sorted((str(k), v) for k, v in opts)))
-        self.validate()
 
-    def validate(self) -> "RunSpec":
-        for name, (lo, hi) in LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SpecError(f"{name} must be a whole number, got {value!r}.")
-            if not lo <= value <= hi:
-                raise SpecError(f"{name} must be between {lo} and {hi:,}, got {value:,}.")
-        for name in ("eval_every", "layer_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SpecError(f"{name} must be a whole number ≥ 0 (0 = automatic), got {value!r}.")
-        if self.dataset not in data_mod.DATASETS:
-            valid = ", ".join(sorted(data_mod.DATASETS))
-            raise SpecError(f"unknown dataset {self.dataset!r}; valid datasets: {valid}.")
-        if self.device not in DEVICES:
-            raise SpecError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}.")
-        if self.metrics not in METRICS_MODES:
-            raise SpecError(f"metrics must be 'full' or 'none', got {self.metrics!r}.")
-        if self.arch not in ARCHS:
-            raise SpecError(f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}.")
-        if self.arch == "cnn":
-            if getattr(data_mod.DATASETS[self.dataset], "input_shape", None) is None:
-                images = ", ".join(n for n, i in data_mod.DATASETS.items() if getattr(i, "input_shape", None))
-                raise SpecError(f"arch 'cnn' needs an image dataset ({images}); {self.dataset!r} is not one.")
-            if self.depth < 2:
-                raise SpecError("a CNN needs depth ≥ 2: at least one conv layer and the final linear layer.")
-        if not isinstance(self.same_init, bool):
-            raise SpecError(f"same_init must be true or false, got {self.same_init!r}.")
-        if not self.optimizers:
-            raise SpecError("choose at least one optimiser.")
-        for text in self.optimizers:
-            try:
-                parse_optimizer(text)
-            except ValueError as exc:
-                raise SpecError(str(exc)) from None
-        return self
-
-    # -- conversions -------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["optimizers"] = list(self.optimizers)
-        d["data_options"] = dict(self.data_options)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise SpecError(f"unknown spec field(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}.")
-        return cls(**d)
-
-    def replace(self, **changes) -> "RunSpec":
-        return dataclasses.replace(self, **changes)
-
-    def with_optimizer(self, optimizer: str) -> "RunSpec":
-        return self.replace(optimizers=(optimizer,))
-
-    # -- derived -----------------------------------------------------------------------------
-    @property
-    def opt_specs(self) -> list[OptSpec]:
-        return [parse_optimizer(o) for o in self.optimizers]
-
-    def resolved_eval_every(self, n_eval: int | None = None) -> int:
-        """`eval_every`, else about 25 evaluations per run but none more often than keeps their
-        cost within EVAL_BUDGET: the forward pass over the `n_eval` evaluated examples costs about
-        n_eval / (4 batch_size) training steps (a third of forward-backward, in larger batches)."""
-        if self.eval_every:
-            return self.eval_every
-        every = max(1, self.steps // 25)
-        if n_eval:
-            every = max(every, math.ceil(n_eval / (4 * self.batch_size) / EVAL_BUDGET))
-        return every
-
-    def resolved_layer_every(self) -> int:
-        """`layer_every`, else the smallest gap at which per-layer metrics cost at most
-        LAYER_BUDGET of the training time (and at most ~1000 records per run). One probe costs
-        about 1 + 128/batch_size training steps on a CPU: its spectral estimates read every weight
-        and gradient matrix about ten times (memory-bound, like a step's forward-backward over
-        ~128 examples) plus ~2 ms of small ops (measured at depth 8-32, width 128-1024, batch
-        32-512). Steps 1 and the last are always logged."""
-        if self.layer_every:
-            return self.layer_every
-        probe_steps = 1 + 128 / self.batch_size
-        return max(1, self.steps // 1000, math.ceil(probe_steps / LAYER_BUDGET))
+def probe_iters(layer_every: int) -> int:
+    """Block Lanczos steps per probe call. Called every few steps, the warm start is close and
+    the default keeps stable ranks within ~0.01%; tens of steps apart it can be stale (Adam moves
+    every weight by about lr per step, so early in a run the top singular direction may be new),
+    where one step more brings the worst error along a 1,000-step run from ~0.8% to well under 1%
+    (benchmarks/stable_rank.py)."""
+    return spectra.DEFAULT_ITERS if layer_every < 10 else spectra.DEFAULT_ITERS + 1
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -234,12 +139,12 @@ class _Batches:
 class _LayerProbe:
     """Per-layer metrics of one model, computed with multi-tensor ops and no host sync."""
 
-    def __init__(self, weights: list[torch.Tensor]):
+    def __init__(self, weights: list[torch.Tensor], layer_every: int = 1):
         self.weights = weights
         self.prev = [w.detach().clone() for w in weights]
         # One estimator for weights and gradients (positions 0..L-1 and L..2L-1): a weight and a
         # gradient of equal shape share one batched block Lanczos call, which halves the calls.
-        self.power = spectra.PowerIteration()
+        self.power = spectra.PowerIteration(iters=probe_iters(layer_every))
         # sqrt(out/in) in channels for a conv kernel too: under AGD's init (each of the kh*kw slices
         # semi-orthogonal, scale sqrt(out/in)/sqrt(kh*kw)) the unfolded (out, in*kh*kw) matrix that
         # w_spec measures has spectral norm exactly sqrt(out/in) when out <= in.
@@ -325,9 +230,9 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
     optimizers = [make_optimizer(o, m.parameters()) for o, m in zip(opt_specs, models)]
     weights = [[p for p in m.parameters()] for m in models]
     full = spec.metrics == "full"
-    probes = [_LayerProbe(w) for w in weights] if full else [None] * len(models)
     n_eval = min(ds.x_train.shape[0], EVAL_MAX) + min(ds.x_test.shape[0], EVAL_MAX)
     eval_every, layer_every = spec.resolved_eval_every(n_eval), spec.resolved_layer_every()
+    probes = [_LayerProbe(w, layer_every) for w in weights] if full else [None] * len(models)
     batches = _Batches(ds.n_train, spec.batch_size, spec.seed, device)
     n_params = sum(p.numel() for p in models[0].parameters())
 
@@ -437,7 +342,9 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
             log_layers = full and (step % layer_every == 0 or step == spec.steps or step == 1)
             if log_layers:
                 probes[i].before_step()
-            opt.zero_grad(set_to_none=False)
+            # set_to_none: backward then stores each gradient as computed, instead of zeroing
+            # the old one and adding to it (two passes per step, ~7% of a step at width 256).
+            opt.zero_grad(set_to_none=True)
             out = model(xb)
             loss = loss_fn(out, yb)
             loss.backward()
@@ -455,7 +362,9 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
             ly = probes[i].after_step() if log_layers else None
             pending[i].append((step, t, sc, ev, ly))
         now = time.perf_counter()
-        if step == spec.steps or len(pending[active[0]]) >= SYNC_EVERY_STEPS or now - last_sync >= SYNC_EVERY_S:
+        # Step 1 too: the first loss reaches a live chart at once, not a sync period later.
+        if (step == spec.steps or step == 1 or len(pending[active[0]]) >= SYNC_EVERY_STEPS
+                or now - last_sync >= SYNC_EVERY_S):
             last_sync = now
             yield from flush()
             if snapshot is not None:

@@ -9,6 +9,7 @@ import math
 import streamlit as st
 
 from agd_viz import explain as ex
+from agd_viz.runs_view import md_escape
 
 # Digits, the app's default data set: 8x8 images, 10 classes.
 D_IN, D_OUT = 64, 10
@@ -196,7 +197,7 @@ m2.metric("η = log((1+√(1+4G))/2)", f"{eta:.4f}")
 m3.metric(r"output change bound $e^\eta - 1$", f"{math.expm1(eta):.4f}")
 if stored:
     st.caption(
-        f"★ marks the latest AGD run in the run store, {stored['name']} (run {stored['run_id']}): "
+        f"★ marks the latest AGD run in the run store, {md_escape(stored['name'])} (run {stored['run_id']}): "
         f"G = {stored['G']:.4g} and η = {stored['eta']:.4g} at step {stored['step']}."
     )
 else:
