@@ -141,6 +141,10 @@ _FAMILY_SHADES = {
     "adam": ["#f57c00", "#bf4800", "#ffa726", "#8a3000", "#ffcc80"],
     "sgd": ["#2e7d32", "#1b5e20", "#66bb6a", "#003300", "#a5d6a7"],
     "adamw": ["#7b1fa2", "#4a0072", "#ba68c8", "#2a0045", "#e1bee7"],
+    # The learning-rate-free baselines (and schedule-free AdamW): red, teal, brown.
+    "prodigy": ["#c62828", "#8e0000", "#ef5350", "#5f0000", "#ef9a9a"],
+    "dadapt-adam": ["#00838f", "#005662", "#26c6da", "#003038", "#80deea"],
+    "schedulefree-adamw": ["#6d4c41", "#40241a", "#a1887f", "#260e04", "#d7ccc8"],
 }
 # Scale-like hyperparameter per family, whose default gives the base shade; defaults of the others
 # are ignored so that "sgd:lr=0.1,momentum=0" and "sgd" get the same colour.
@@ -149,6 +153,9 @@ _FAMILY_DEFAULTS = {
     "adam": ("lr", {"lr": 1e-3}),
     "adamw": ("lr", {"lr": 1e-3, "weight_decay": 0.01}),
     "sgd": ("lr", {"lr": 0.1, "momentum": 0.0}),
+    "prodigy": ("d_coef", {"d_coef": 1.0, "lr": 1.0}),
+    "dadapt-adam": ("lr", {"lr": 1.0}),
+    "schedulefree-adamw": ("lr", {"lr": 0.0025}),
 }
 # For optimisers without a family: none of these is blue, orange, green or purple.
 _HASH_PALETTE = ["#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#c2185b",
@@ -179,7 +186,8 @@ def _as_float(v: str) -> float | None:
 def color_for(label_or_optimizer: str) -> str:
     """Colour of an optimiser, the same on every chart.
 
-    AGD is always the same blue, Adam orange, SGD green, AdamW purple. Within a family the
+    AGD is always the same blue, Adam orange, SGD green, AdamW purple; Prodigy red, D-Adapt
+    Adam teal, schedule-free AdamW brown. Within a family the
     learning rate (AGD: gain) picks a shade: round(2·log10(lr/lr_default)) half-decades from the
     default, larger rates darker. Other non-default settings shift the shade by a stable hash.
     Unknown optimisers get a colour from a fixed palette chosen by a stable hash of their name.
@@ -599,10 +607,16 @@ def loss_figure(runs: Sequence[RunData], metric: str = "loss", split: str = "bat
     return _figure(traces, layout)
 
 
+# What the "lr" a run logs is, where it is not a fixed learning rate: the D-adaptation family logs
+# the step it applies, its estimate d times the lr multiplier.
+_STEP_NAMES = {"prodigy": "d·lr", "dadapt-adam": "d·lr"}
+
+
 def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = True, *,
                      max_points: int = 2000, title: str | None = None,
                      height: int = STEP_SIZE_HEIGHT) -> go.Figure:
-    """AGD's automatic step size η and gradient summary G per step; baselines' lr dashed.
+    """AGD's automatic step size η and gradient summary G per step; baselines' lr dashed (for
+    Prodigy and D-Adapt Adam the adapted step d·lr they apply).
 
     AGD (Algorithm 1): G = (1/L) Σ_k √(d_k/d_{k−1}) ‖∇W_k‖_F and η = log((1 + √(1+4G))/2).
     Top panel: η for AGD runs, lr for the others. Bottom panel (AGD runs only): G.
@@ -631,7 +645,8 @@ def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = Tru
         xs, lr = _finite_xy(run.scalars, "lr", x)
         if xs is not None and len(xs):
             lx, ly = downsample(xs, lr, max_points)
-            top.append(_line(lx, ly, name=f"{run.label} lr", color=color, dash="dash",
+            what = _STEP_NAMES.get(_parse_optimizer(run.optimizer)[0], "lr")
+            top.append(_line(lx, ly, name=f"{run.label} {what}", color=color, dash="dash",
                              group=group))
     if not top and not bottom:
         return empty_figure("no step sizes recorded yet", height=height, uirevision=urev,

@@ -16,23 +16,30 @@ it (the decision boundary, device checks), so opening the page stays light.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 import re
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from agd_viz import paper as paper_mod
+from agd_viz import spec as spec_mod
+
 # -------------------------------------------------------------------------------------------------
 # Form fields
 
 # The 2-D toy sets get a live decision-boundary picture (a grid over the plane is cheap to evaluate).
 TOY_2D = ("spirals", "moons", "circles", "xor")
-# The built-in data sets of agd_viz.data, listed here so the form needs no import of it (that
-# module imports torch, and a page that only shows charts should not pay for torch). Downloadable
-# sets (MNIST, ...) are left to the command line, which has an explicit download step; their runs
-# still show here when opened by group.
+# The data sets of agd_viz.data, listed here so the form needs no import of it (that module
+# imports torch, and a page that only shows charts should not pay for torch). The downloadable
+# ones (DOWNLOADABLE) are offered too; the page says when one is not downloaded yet and offers a
+# Download button (see `data_status`, `download_dataset`).
 KNOWN_DATASETS = {
     "digits": "Digits (8×8)",
     "spirals": "Spirals",
@@ -40,13 +47,28 @@ KNOWN_DATASETS = {
     "circles": "Circles",
     "xor": "XOR",
     "teacher": "Teacher-student",
+    "mnist": "MNIST (28×28)",
+    "fashion-mnist": "Fashion-MNIST (28×28)",
+    "cifar10": "CIFAR-10 (32×32 colour)",
 }
+DOWNLOADABLE = ("mnist", "fashion-mnist", "cifar10")
 FALLBACK_DATASETS = tuple(KNOWN_DATASETS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
-OPTIMIZER_NAMES = ("agd", "adam", "sgd", "adamw")
-OPTIMIZER_TITLES = {"agd": "AGD", "adam": "Adam", "sgd": "SGD", "adamw": "AdamW"}
+ARCHS = ("mlp", "cnn")
+ARCH_TITLES = {"mlp": "MLP", "cnn": "CNN"}
+# Learning-rate-free optimisers (Prodigy, D-Adapt Adam) and schedule-free AdamW, from optional
+# packages: one run each, with its own options typed as "key=value, key=value" (empty: the
+# package's defaults), e.g. "prodigy:d_coef=0.5".
+LR_FREE = ("prodigy", "dadapt-adam", "schedulefree-adamw")
+OPTIMIZER_NAMES = ("agd", "adam", "sgd", "adamw", *LR_FREE)
+OPTIMIZER_TITLES = {"agd": "AGD", "adam": "Adam", "sgd": "SGD", "adamw": "AdamW", "prodigy": "Prodigy",
+                    "dadapt-adam": "D-Adapt Adam", "schedulefree-adamw": "Schedule-free AdamW"}
 # Baselines whose learning rates are typed as a list ("1e-3, 1e-2"): field name per optimiser.
 LR_FIELDS = {"adam": "adam_lr", "sgd": "sgd_lr", "adamw": "adamw_lr"}
+# The other optimisers' option fields ("d_coef=0.5, weight_decay=0.01").
+OPTION_FIELDS = {"prodigy": "prodigy_opts", "dadapt-adam": "dadapt_adam_opts",
+                 "schedulefree-adamw": "schedulefree_adamw_opts"}
+OPTION_OF = {v: k for k, v in OPTION_FIELDS.items()}
 
 # Ranges of the page's controls. Narrower than RunSpec's (train.LIMITS): the live page is shared by
 # a room of attendees on one server, so one click must not start a job that runs for hours or
@@ -57,6 +79,7 @@ UI_LIMITS = {
     "batch_size": (1, 4096),
     "steps": (1, 20_000),
     "seed": (0, 2**31 - 1),
+    "train_samples": (0, 60_000),  # 0: all; only for the downloadable sets
 }
 MAX_GAIN = 1000.0
 MAX_RATES = 4  # learning rates per baseline
@@ -74,7 +97,7 @@ class Field:
     """One form field: its URL/session name, kind, default and (for numbers) range."""
 
     name: str
-    kind: str  # "int" | "float" | "choice" | "multi" | "rates" | "bool"
+    kind: str  # "int" | "float" | "choice" | "multi" | "rates" | "options" | "bool"
     default: Any
     label: str
     lo: float | None = None
@@ -89,17 +112,20 @@ def _int_field(name, default, label):
 
 FIELDS: tuple[Field, ...] = (
     Field("dataset", "choice", "digits", "Dataset", choices=FALLBACK_DATASETS),
+    Field("arch", "choice", "mlp", "Architecture", choices=ARCHS),
     _int_field("depth", 8, "Depth (weight matrices)"),
     _int_field("width", 128, "Width"),
     _int_field("batch_size", 128, "Batch size"),
     _int_field("steps", 300, "Steps"),
     _int_field("seed", 0, "Seed"),
+    _int_field("train_samples", 0, "Training images"),
     Field("device", "choice", "auto", "Device", choices=DEVICES),
     Field("optimizers", "multi", ("agd", "adam"), "Optimisers", choices=OPTIMIZER_NAMES),
     Field("gain", "float", 1.0, "AGD gain", 0.01, MAX_GAIN),
     Field("adam_lr", "rates", "1e-3", "Adam learning rates"),
     Field("sgd_lr", "rates", "0.1", "SGD learning rates"),
     Field("adamw_lr", "rates", "1e-3", "AdamW learning rates"),
+    *(Field(OPTION_FIELDS[n], "options", "", f"{OPTIMIZER_TITLES[n]} options") for n in LR_FREE),
     Field("same_init", "bool", False, "Same init for all"),
 )
 FIELD = {f.name: f for f in FIELDS}
@@ -122,7 +148,8 @@ def _registry() -> dict:
 
 
 def dataset_choices() -> tuple[str, ...]:
-    """Data set names the form offers (the built-in ones; see KNOWN_DATASETS)."""
+    """Data set names the form offers: the built-in ones and the downloadable image sets (see
+    KNOWN_DATASETS)."""
     return FALLBACK_DATASETS
 
 
@@ -278,6 +305,8 @@ def parse_value(f: Field, raw: Any, choices: Sequence[str] | None = None) -> Any
         return tuple(n for n in f.choices if n in names)  # canonical order, no repeats
     if f.kind == "rates":
         return normalize_rates(text)
+    if f.kind == "options":
+        return normalize_options(OPTION_OF[f.name], text)
     raise AssertionError(f"unknown field kind {f.kind}")
 
 
@@ -292,6 +321,11 @@ def format_value(f: Field, value: Any) -> str:
     if f.kind == "rates":
         try:
             return normalize_rates(value)
+        except ValueError:
+            return str(value)
+    if f.kind == "options":
+        try:
+            return normalize_options(OPTION_OF[f.name], value)
         except ValueError:
             return str(value)
     return str(value)
@@ -361,9 +395,15 @@ class Note:
 
 
 def check(state: Mapping[str, Any], devices: Iterable[str] | None = None,
-          datasets: Sequence[str] | None = None) -> dict[str, list[Note]]:
+          datasets: Sequence[str] | None = None, device_kind: str | None = None,
+          data: DataStatus | None = None,
+          available: Mapping[str, tuple[bool, str | None]] | None = None) -> dict[str, list[Note]]:
     """What is wrong (or worth knowing) about each field, keyed by field name ("start" for the
-    whole configuration). `devices`: those available here; None skips that check."""
+    whole configuration). `devices`: those available here; None skips that check. `device_kind`:
+    what "auto" trains on here ("cpu", "cuda"), for the memory budget (agd_viz.spec; the job
+    manager refuses with the same sentence at Start). `data`: the chosen data set's download
+    status (`data_status`; None: nothing to download). `available`: optimiser name -> (can be
+    built here, install command) for the optional ones (default: `optimizer_status`)."""
     notes: dict[str, list[Note]] = {}
 
     def add(name, level, text):
@@ -375,13 +415,18 @@ def check(state: Mapping[str, Any], devices: Iterable[str] | None = None,
         if f.kind == "int":
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 add(f.name, "error", f"{f.label} must be a whole number.")
-            elif not f.lo <= v <= f.hi:
-                add(f.name, "error", f"{f.label} must be between {int(f.lo):,} and {int(f.hi):,} here.")
+            else:  # the page's own ranges, in the shared validator's words
+                text = spec_mod.range_problem(f.label, int(v), int(f.lo), int(f.hi))
+                if text:
+                    add(f.name, "error", text)
         elif f.kind == "float":
             if not isinstance(v, (int, float)) or not math.isfinite(v) or not f.lo <= v <= f.hi:
                 add(f.name, "error", f"{f.label} must be a number between {f.lo:g} and {f.hi:g}.")
     if state.get("dataset") not in datasets:
         add("dataset", "error", f"Unknown dataset {state.get('dataset')!r}; choose one of {', '.join(datasets)}.")
+    elif data is not None and data.name == state.get("dataset") and not data.downloaded:
+        add("dataset", "error", data.note())
+    _check_data_extras(state, add)
     if state.get("device") not in DEVICES:
         add("device", "error", f"Device must be one of {', '.join(DEVICES)}.")
     elif devices is not None and state.get("device") not in ("auto", "cpu") and state["device"] not in devices:
@@ -394,6 +439,10 @@ def check(state: Mapping[str, Any], devices: Iterable[str] | None = None,
     for name in opts:
         if name == "agd":
             n_runs += 1
+            continue
+        if name in OPTION_FIELDS:
+            n_runs += 1
+            _check_lr_free(name, state, add, available)
             continue
         key = LR_FIELDS.get(name)
         if key is None:
@@ -408,7 +457,7 @@ def check(state: Mapping[str, Any], devices: Iterable[str] | None = None,
 
     depth, width = state.get("depth"), state.get("width")
     if isinstance(depth, int) and isinstance(width, int) and "depth" not in notes and "width" not in notes:
-        hidden = width * width * max(depth - 2, 0)
+        hidden = width * width * max(depth - 2, 0) * (9 if effective_arch(state) == "cnn" else 1)
         if hidden > MAX_HIDDEN_WEIGHTS:
             add("width", "error",
                 f"Depth {depth} × width {width} has {hidden / 1e6:.0f}M hidden weights; this page "
@@ -421,6 +470,19 @@ def check(state: Mapping[str, Any], devices: Iterable[str] | None = None,
     if state.get("dataset") in TOY_2D and isinstance(depth, int) and isinstance(width, int):
         if width * width * max(depth - 2, 0) + 5 * width > SNAPSHOT_MAX_PARAMS:
             add("dataset", "info", "This network is too large for the live decision-boundary picture.")
+
+    if "steps" not in notes:
+        text = spec_mod.steps_problem(state.get("steps"))
+        if text:
+            add("steps", "error", text)
+    if not has_errors(notes):  # the form makes a spec: does this server have room for it?
+        device = state.get("device") if state.get("device") in ("cpu", "cuda", "mps") else device_kind
+        try:
+            text = spec_mod.memory_problem(spec_fields(state), device or "cpu")
+        except (ValueError, TypeError, KeyError) as exc:  # a bad AGD_VIZ_MAX_MEMORY_MB
+            text = str(exc)
+        if text:
+            add("width", "error", text)
 
     if not any(n.level == "error" for ns in notes.values() for n in ns):
         seconds = estimate_seconds(state, n_runs)
@@ -448,8 +510,10 @@ def estimate_seconds(state: Mapping[str, Any], n_runs: int | None = None) -> flo
             n_runs = len(optimizer_specs(state))
         except ValueError:
             return None
-    weights = width * width * max(depth - 2, 0) + width * 74  # 74: digits' 64 inputs + 10 classes
-    return 6.0 * weights * batch * steps * max(n_runs, 1) / CPU_FLOPS
+    macs = network_macs(state)
+    if macs is None:
+        macs = width * width * max(depth - 2, 0) + width * 74  # 74: digits' 64 inputs + 10 classes
+    return 6.0 * macs * batch * steps * max(n_runs, 1) / CPU_FLOPS
 
 
 # -------------------------------------------------------------------------------------------------
@@ -464,6 +528,9 @@ def optimizer_specs(state: Mapping[str, Any]) -> list[str]:
         if name == "agd":
             gain = float(state.get("gain", 1.0))
             out.append("agd" if gain == 1.0 else f"agd:gain={_fmt_float(gain)}")
+        elif name in OPTION_FIELDS:  # one run, with its options: "prodigy:d_coef=0.5"
+            options = normalize_options(name, state.get(OPTION_FIELDS[name], "")).replace(" ", "")
+            out.append(f"{name}:{options}" if options else name)
         else:
             out += [f"{name}:lr={_fmt_float(r)}" for r in parse_rates(state.get(LR_FIELDS[name], ""))]
     return out
@@ -476,17 +543,19 @@ def spec_fields(state: Mapping[str, Any]) -> dict[str, Any]:
         dataset=state["dataset"], depth=int(state["depth"]), width=int(state["width"]),
         optimizers=tuple(optimizer_specs(state)), steps=int(state["steps"]),
         batch_size=int(state["batch_size"]), seed=int(state["seed"]), device=state["device"],
-        metrics="full", same_init=bool(state["same_init"]),
+        metrics="full", same_init=bool(state["same_init"]), arch=effective_arch(state),
+        data_options=data_options(state),
     )
 
 
 def state_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The form that would produce a stored spec (a group's), as far as the form can express it."""
     state = dict(DEFAULTS)
-    for key in ("dataset", "depth", "width", "batch_size", "steps", "seed", "device", "same_init"):
+    for key in ("dataset", "arch", "depth", "width", "batch_size", "steps", "seed", "device", "same_init"):
         if key in spec:
             state[key] = spec[key]
-    names, rates, gain = [], {k: [] for k in LR_FIELDS}, 1.0
+    state["train_samples"] = int((spec.get("data_options") or {}).get("train_samples", 0) or 0)
+    names, rates, gain, options = [], {k: [] for k in LR_FIELDS}, 1.0, {}
     for text in spec.get("optimizers") or ():
         name, _, rest = str(text).partition(":")
         name = name.strip().lower()
@@ -497,16 +566,19 @@ def state_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             names.append(name)
         if name == "agd":
             gain = float(kwargs.get("gain", 1.0))
+        elif name in OPTION_FIELDS:  # the first run of it sets the options
+            options.setdefault(OPTION_FIELDS[name], rest.strip())
         else:
             default_lr = parse_rates(DEFAULTS[LR_FIELDS[name]])[0]
             rates[name].append(float(kwargs.get("lr", default_lr)))
     if names:
         state["optimizers"] = tuple(n for n in OPTIMIZER_NAMES if n in names)
     state["gain"] = gain
+    state.update(options)
     for name, rs in rates.items():
         if rs:
             state[LR_FIELDS[name]] = format_rates(dict.fromkeys(rs))
-    # Values the form cannot hold (depth 100, an MNIST run, 9 rates) fall back to its defaults.
+    # Values the form cannot hold (depth 100, an unknown data set, 9 rates) fall back to its defaults.
     state, _ = state_from_query(query_from_state(state))
     return state
 
@@ -720,3 +792,427 @@ def predict_grid(state_dict: Mapping[str, Any], spec: Mapping[str, Any], d_in: i
         if not torch.isfinite(out).all():
             raise ValueError("the network's outputs are not finite (the run diverged)")
         return torch.softmax(out, dim=1).numpy()
+
+
+# -------------------------------------------------------------------------------------------------
+# Architecture and image data
+
+
+def image_shape(dataset: Any) -> tuple[int, int, int] | None:
+    """(channels, height, width) of a data set whose inputs are images (digits, MNIST,
+    Fashion-MNIST, CIFAR-10), else None. The Architecture choice (MLP / CNN) is offered for these."""
+    shape = spec_mod.DATA_SHAPES.get(str(dataset))
+    return shape.input_shape if shape is not None else None
+
+
+def effective_arch(state: Mapping[str, Any]) -> str:
+    """The network a run of this form trains: the form's choice on image data, else an MLP (a link
+    may carry arch=cnn beside a 2-D set, where the control is not shown)."""
+    arch = state.get("arch", "mlp")
+    return arch if arch in ARCHS and image_shape(state.get("dataset")) is not None else "mlp"
+
+
+def data_options(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`RunSpec.data_options` of the form: a subset of the training images of a downloadable set."""
+    n = state.get("train_samples")
+    if state.get("dataset") in DOWNLOADABLE and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return {"train_samples": n}
+    return {}
+
+
+def network_macs(state: Mapping[str, Any]) -> float | None:
+    """Multiply-adds of one forward pass per example: Σ_k d_k·d_{k−1} for an MLP; a conv layer
+    counts once per output position. None if the form cannot say (a bad value)."""
+    try:
+        fields = dict(dataset=state["dataset"], depth=int(state["depth"]), width=int(state["width"]),
+                      arch=effective_arch(state), data_options=data_options(state))
+        weights, outs, _ = spec_mod._layers(fields)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if fields["arch"] != "cnn":
+        return float(sum(weights))
+    width = max(fields["width"], 1)
+    conv = sum(w * (o / width) for w, o in zip(weights[:-1], outs[:-1]))
+    return float(conv + weights[-1])
+
+
+def _check_data_extras(state: Mapping[str, Any], add) -> None:
+    """Architecture (a CNN needs image data and depth ≥ 2) and the training-image subset."""
+    if state.get("arch") not in ARCHS:
+        add("arch", "error", f"Architecture must be one of {', '.join(ARCHS)}.")
+    elif effective_arch(state) == "cnn":
+        depth = state.get("depth")
+        if isinstance(depth, int) and not isinstance(depth, bool) and depth < 2:
+            add("arch", "error", "A CNN needs depth ≥ 2: at least one convolution and the final linear layer.")
+    dataset, n = state.get("dataset"), state.get("train_samples")
+    if dataset in DOWNLOADABLE and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        most = spec_mod.DATA_SHAPES[dataset].n_train
+        if n < 10:
+            add("train_samples", "error", "Use at least 10 training images (0 uses all of them).")
+        elif n > most:
+            add("train_samples", "error",
+                f"{dataset_title(dataset)} has {most:,} training images; use at most that (0 uses all).")
+
+
+# -------------------------------------------------------------------------------------------------
+# Optimisers from optional packages (Prodigy, D-Adapt Adam, schedule-free AdamW)
+
+# = agd_viz.optim.OPTIMIZERS[name].defaults, repeated so the form can check options without torch
+# (a test checks they agree). The first key of each OPTION_HINTS entry is its main option.
+OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prodigy": {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decouple": True,
+                "use_bias_correction": False, "safeguard_warmup": False, "d0": 1e-6, "d_coef": 1.0},
+    "dadapt-adam": {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+                    "decouple": False, "use_bias_correction": False, "d0": 1e-6},
+    "schedulefree-adamw": {"lr": 0.0025, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0,
+                           "warmup_steps": 0, "r": 0.0, "weight_lr_power": 2.0},
+}
+OPTION_HINTS = {
+    "prodigy": "d_coef=1, weight_decay=0",
+    "dadapt-adam": "lr=1, weight_decay=0",
+    "schedulefree-adamw": "lr=0.0025, warmup_steps=0",
+}
+OPTION_HELP = {
+    "prodigy": "Prodigy (Mishchenko & Defazio 2023) estimates its step size d as it trains; d_coef "
+               "scales the estimate (1: the package's default).",
+    "dadapt-adam": "D-Adaptation Adam (Defazio & Mishchenko 2023) estimates its step size d as it "
+                   "trains; lr multiplies it (leave it at 1).",
+    "schedulefree-adamw": "Schedule-free AdamW (Defazio et al. 2024) needs no learning-rate schedule, "
+                          "but does have a learning rate (default 0.0025).",
+}
+# = agd_viz.optim's optional packages: module to look for, command that installs it.
+OPTIONAL_PACKAGES = {
+    "prodigy": ("prodigyopt", "pip install prodigyopt"),
+    "dadapt-adam": ("dadaptation", "pip install dadaptation"),
+    "schedulefree-adamw": ("schedulefree", "pip install schedulefree"),
+}
+_POSITIVE = {"lr", "eps", "d0", "d_coef"}
+_NON_NEGATIVE = {"weight_decay", "warmup_steps", "r", "weight_lr_power"}
+_BELOW_ONE = {"beta1", "beta2"}
+MAX_OPTIONS_CHARS = 200
+
+
+def package_status(module: str, install: str) -> tuple[bool, str | None]:
+    """(True, None) if `module` can be imported here, else (False, `install`). Nothing is imported."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install counts as missing
+        found = False
+    return (True, None) if found else (False, install)
+
+
+def optimizer_status(name: str) -> tuple[bool, str | None]:
+    """Whether optimiser `name` can be built here, and if not the command that installs it
+    ("pip install prodigyopt"). Asks agd_viz.optim's registry when something already imported it
+    (it is the authority: `optim.optimizer_available`); otherwise checks the same packages
+    without importing torch."""
+    optim = sys.modules.get("agd_viz.optim")
+    if optim is not None and hasattr(optim, "optimizer_available"):
+        try:
+            return optim.optimizer_available(name)
+        except ValueError:  # not in the registry at all
+            return False, None
+    required = OPTIONAL_PACKAGES.get(name)
+    return package_status(*required) if required else (True, None)
+
+
+def optimizer_statuses() -> dict[str, tuple[bool, str | None]]:
+    """`optimizer_status` of every optimiser the form offers from an optional package."""
+    return {name: optimizer_status(name) for name in LR_FREE}
+
+
+def _parse_option(name: str, key: str, text: str, default: Any) -> Any:
+    title = OPTIMIZER_TITLES.get(name, name)
+    if key == "init":
+        if text.lower() not in ("agd", "default"):
+            raise ValueError(f"{title}: init must be agd or default, got {text!r}.")
+        return text.lower()
+    if isinstance(default, bool):
+        if text.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return text.lower() in ("true", "1", "yes", "on")
+        raise ValueError(f"{title}: {key} must be true or false, got {text!r}.")
+    try:
+        value = int(text) if isinstance(default, int) else float(text)
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ValueError(f"{title}: {key} must be {kind}, got {text!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{title}: {key} must be finite, got {text!r}.")
+    if key in _POSITIVE and value <= 0:
+        raise ValueError(f"{title}: {key} must be > 0, got {text}.")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ValueError(f"{title}: {key} must be ≥ 0, got {text}.")
+    if key in _BELOW_ONE and not 0 <= value < 1:
+        raise ValueError(f"{title}: {key} must be in [0, 1), got {text}.")
+    return value
+
+
+def _option_items(name: str, text: Any) -> list[tuple[str, str, Any]]:
+    """(key, value as typed, parsed value) of an options text; ValueError says what is wrong."""
+    text = str(text or "").strip()
+    title = OPTIMIZER_TITLES.get(name, name)
+    if len(text) > MAX_OPTIONS_CHARS:
+        raise ValueError(f"{title}: the options are too long (at most {MAX_OPTIONS_CHARS} characters).")
+    defaults = OPTION_DEFAULTS[name]
+    valid = [*defaults, "init"]
+    out, seen = [], set()
+    for item in re.split(r"[,;\s]+", re.sub(r"\s*=\s*", "=", text)):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or not key or not value:
+            raise ValueError(f"{title}: write options as key=value, e.g. {OPTION_HINTS[name]}; got {item!r}.")
+        if key not in valid:
+            raise ValueError(f"{title}: unknown option {key!r}; valid: {', '.join(valid)}.")
+        if key in seen:
+            raise ValueError(f"{title}: {key} is given twice.")
+        seen.add(key)
+        out.append((key, value, _parse_option(name, key, value, defaults.get(key))))
+    return out
+
+
+def parse_options(name: str, text: Any) -> dict[str, Any]:
+    """"d_coef=0.5, decouple=false" -> {"d_coef": 0.5, "decouple": False} for optimiser `name`
+    (keys and types as agd_viz.optim's registry has them). ValueError: one sentence for the user."""
+    return {key: value for key, _, value in _option_items(name, text)}
+
+
+def normalize_options(name: str, text: Any) -> str:
+    """A valid options text as the user spelled its values ("d_coef=0.5, weight_decay=1e-2");
+    ValueError if invalid."""
+    return ", ".join(f"{key}={typed}" for key, typed, _ in _option_items(name, text))
+
+
+def _check_lr_free(name: str, state: Mapping[str, Any], add, available) -> None:
+    key = OPTION_FIELDS[name]
+    ok, install = (available or {}).get(name) or optimizer_status(name)
+    if not ok:
+        how = f" Install it with `{install}`, or untick it." if install else " Untick it."
+        add(key, "error", f"{OPTIMIZER_TITLES[name]} needs a package that is not installed here.{how}")
+    try:
+        parse_options(name, state.get(key, ""))
+    except ValueError as exc:
+        add(key, "error", str(exc))
+
+
+# -------------------------------------------------------------------------------------------------
+# Downloadable data sets (MNIST, Fashion-MNIST, CIFAR-10)
+
+ENV_ALLOW_DOWNLOADS = "AGD_VIZ_ALLOW_DOWNLOADS"  # "0": a shared demo server fetches nothing
+ENV_DATA_URL = "AGD_VIZ_DATA_URL"  # a mirror laid out like the cache: <url>/<dataset>/<file>
+
+
+def downloads_allowed() -> bool:
+    """Whether the pages may download data sets ($AGD_VIZ_ALLOW_DOWNLOADS, default yes)."""
+    return os.environ.get(ENV_ALLOW_DOWNLOADS, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    """A downloadable data set as the form shows it: whether it is in the cache, and its size."""
+
+    name: str
+    title: str
+    size_bytes: int
+    downloaded: bool
+    path: str
+    allowed: bool = True  # downloads allowed on this server
+
+    @property
+    def size_text(self) -> str:
+        return spec_mod.format_bytes(self.size_bytes)
+
+    @property
+    def button_label(self) -> str:
+        return f"Download {self.title} ({self.size_text})"
+
+    def note(self) -> str:
+        """Why Start waits, and what to do (shown next to the data set control)."""
+        if self.allowed:
+            return (f"{self.title} is not downloaded yet. Press “{self.button_label}” below: it is fetched "
+                    "once from its publisher, checked against the published checksums and kept on this "
+                    "server for later runs.")
+        return (f"{self.title} is not downloaded on this server, and downloads from the page are turned "
+                f"off here ({ENV_ALLOW_DOWNLOADS}=0). Whoever runs the server can fetch it with "
+                f"`python -m agd_viz download {self.name}`.")
+
+
+def data_status(name: Any) -> DataStatus | None:
+    """The download status of a downloadable data set; None for the built-in ones. Imports
+    agd_viz.downloads (and torch) only when such a set is chosen."""
+    if name not in DOWNLOADABLE:
+        return None
+    from agd_viz import downloads
+
+    source = downloads.SOURCES[name]
+    return DataStatus(name, source.title, int(source.size), downloads.is_downloaded(name),
+                      str(downloads.dataset_dir(name)), downloads_allowed())
+
+
+def download_base_url(name: str) -> str | None:
+    """Where to fetch `name` from: $AGD_VIZ_DATA_URL/<name> when set (a local mirror, e.g. a
+    workshop room without internet), else None (the publishers' mirrors)."""
+    base = os.environ.get(ENV_DATA_URL, "").strip()
+    return f"{base.rstrip('/')}/{name}" if base else None
+
+
+_DOWNLOAD_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def download_dataset(name: str, progress=None) -> tuple[bool, str]:
+    """Fetch a downloadable data set into the cache with agd_viz.downloads (checksums checked,
+    files moved into place only when intact). Returns (True, its folder) or (False, why not: the
+    library's message, which names the file and every URL tried). One download per data set at a
+    time in this process: a second session waits, then finds the files there.
+    `progress(done_bytes, total_bytes, message)` as in `downloads.download`."""
+    if name not in DOWNLOADABLE:
+        return False, f"{name!r} is not a downloadable data set."
+    if not downloads_allowed():
+        return False, f"downloads are turned off on this server ({ENV_ALLOW_DOWNLOADS}=0)."
+    from agd_viz import downloads
+
+    with _LOCKS_GUARD:
+        lock = _DOWNLOAD_LOCKS.setdefault(name, threading.Lock())
+    with lock:
+        try:
+            path = downloads.download(name, progress=progress, base_url=download_base_url(name))
+        except (downloads.DownloadError, OSError, ValueError) as exc:
+            return False, str(exc)
+    return True, str(path)
+
+
+def download_progress(done: int, total: int, message: str) -> tuple[float, str]:
+    """A progress bar's fraction and text: "MNIST: t10k-images… (3/4) · 1.2 MB of 12 MB"."""
+    fraction = min(max(done / total, 0.0), 1.0) if total else 0.0
+    return fraction, f"{message} · {spec_mod.format_bytes(done)} of {spec_mod.format_bytes(total)}"
+
+
+# -------------------------------------------------------------------------------------------------
+# The paper's comparisons (agd_viz.paper): presets, and its numbers beside the measured ones
+
+PAPER_PRESETS = {key: p for key, p in paper_mod.PRESETS.items() if p.kind == "run"}
+# Defaults of the keys that tell optimiser runs apart (so "adam" and "adam:lr=0.001" match).
+_BASE_DEFAULTS = {"agd": {"gain": 1.0}, "adam": {"lr": 1e-3}, "adamw": {"lr": 1e-3, "weight_decay": 0.01},
+                  "sgd": {"lr": 0.1, "momentum": 0.0}}
+
+
+def paper_preset_state(key: str) -> dict[str, Any]:
+    """The whole form for a run preset of agd_viz.paper (values the form cannot hold fall back)."""
+    return state_from_spec(dict(PAPER_PRESETS[key].spec))
+
+
+def paper_preset_note(key: str) -> str | None:
+    """For a preset made for a GPU: that it is slow on a CPU, with the estimate."""
+    preset = PAPER_PRESETS[key]
+    if not preset.gpu:
+        return None
+    seconds = estimate_seconds(paper_preset_state(key))
+    about = f" (about {format_duration(seconds)} on a laptop CPU)" if seconds else ""
+    return (f"Made for a GPU: slow on a CPU{about}. Choose device cuda if this server has one, or "
+            "fewer steps to get a first look.")
+
+
+def _option_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return float(low)
+    except ValueError:
+        return low
+
+
+def optimizer_key(text: Any) -> tuple:
+    """An optimiser spec in a comparable form: name and the settings that differ from their
+    defaults, so "adam", "adam:lr=0.001" and "adam:lr=1e-3" are the same optimiser."""
+    name, _, rest = str(text).partition(":")
+    name = name.strip().lower()
+    defaults = {**_BASE_DEFAULTS, **OPTION_DEFAULTS}.get(name, {})
+    kwargs = {}
+    for item in rest.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not eq or not key:
+            continue
+        v = _option_value(value)
+        d = defaults.get(key)
+        if d is not None and (v == d if not isinstance(d, bool) else v is d):
+            continue
+        kwargs[key] = v
+    return name, tuple(sorted(kwargs.items(), key=lambda kv: kv[0]))
+
+
+def paper_preset_for(spec: Mapping[str, Any]) -> str | None:
+    """The run preset of agd_viz.paper with paper numbers whose network and data this comparison
+    trained (data set, architecture, depth, width), preferring the one with the same optimisers;
+    None if there is none."""
+    mine = {optimizer_key(o) for o in spec.get("optimizers") or ()}
+    best, best_score = None, None
+    for key, preset in PAPER_PRESETS.items():
+        if not (preset.expected or preset.context):
+            continue
+        p = preset.spec
+        same_net = (spec.get("dataset") == p.get("dataset") and spec.get("arch", "mlp") == p.get("arch", "mlp")
+                    and spec.get("depth") == p.get("depth") and spec.get("width") == p.get("width"))
+        theirs = {optimizer_key(o) for o in p.get("optimizers") or ()}
+        if not same_net or not mine & theirs:
+            continue
+        score = (mine == theirs, len(mine & theirs))
+        if best_score is None or score > best_score:
+            best, best_score = key, score
+    return best
+
+
+def _percent(v: Any) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "–"
+    return f"{100 * f:.1f} %" if math.isfinite(f) else "–"
+
+
+def paper_table(spec: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> tuple[pd.DataFrame, str] | None:
+    """The paper's results beside this comparison's (a group's spec and its run rows): a frame with
+    Figure, Optimiser, Paper, Measured here (final test accuracy of each finished run), and a
+    caption on how the protocols differ. None when no paper preset matches the comparison."""
+    key = paper_preset_for(spec)
+    if key is None:
+        return None
+    preset = PAPER_PRESETS[key]
+    by_key: dict[tuple, Mapping] = {}
+    for row in rows:
+        by_key.setdefault(optimizer_key(row.get("optimizer")), row)
+    measured: dict[str, float | None] = {}
+    status: dict[str, str] = {}
+    for name in (*preset.expected, *preset.context):
+        result = paper_mod.PAPER_RESULTS[name]
+        row = by_key.get(optimizer_key(result.optimizer)) if result.optimizer else None
+        if row is None:
+            continue
+        summary = row.get("summary") or {}
+        if row.get("status") == "finished" and summary.get("final_test_acc") is not None:
+            measured[result.optimizer] = summary["final_test_acc"]
+        else:
+            status[result.optimizer] = str(row.get("status") or "queued")
+    table = []
+    for r in paper_mod.compare(key, measured):
+        opt = next((paper_mod.PAPER_RESULTS[n].optimizer for n in (*preset.expected, *preset.context)
+                    if paper_mod.PAPER_RESULTS[n].display == r["paper"]), None)
+        if r["measured"] is not None:
+            got = _percent(r["measured"])
+        elif opt in status:
+            got = status[opt]
+        else:
+            got = "–"
+        table.append({"Figure": r["figure"], "Optimiser (paper)": r["optimizer"], "Paper": r["paper"],
+                      "Measured here": got,
+                      "": "expected" if r["role"] == "expected" else "for orientation"})
+    steps, want = spec.get("steps"), preset.spec.get("steps")
+    parts = [f"Measured: final test accuracy of each finished run (preset “{preset.title}”)."]
+    if isinstance(steps, int) and isinstance(want, int) and steps != want:
+        parts.append(f"This comparison ran {steps:,} steps; the preset runs {want:,}.")
+    parts.append(preset.notes or "The paper's protocol differs (square loss, augmentation, longer "
+                 "training): expect close, not equal, numbers.")
+    return pd.DataFrame(table), " ".join(parts)

@@ -36,12 +36,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from agd_viz import paper as paper_mod
+from agd_viz import spec as spec_mod
+
 ENV_MAX_GRID = "AGD_VIZ_MAX_GRID"
 DEFAULT_MAX_GRID = 200
-# The ranges of train.LIMITS (a test checks they agree), repeated here so that checking a grid
-# does not import torch.
-DEPTH_RANGE = (1, 256)
-WIDTH_RANGE = (1, 16384)
+# The spec's own ranges (agd_viz.spec has no torch, so checking a grid stays light).
+DEPTH_RANGE = spec_mod.LIMITS["depth"]
+WIDTH_RANGE = spec_mod.LIMITS["width"]
 MAX_VALUES = 16  # depths (or widths) per sweep: past that the heatmap's cells are unreadable
 
 DEFAULT_DEPTHS = (2, 4, 8, 16, 32)
@@ -64,17 +66,6 @@ STATUS_TEXT = {"pending": "·", "queued": "queued", "running": "running", "faile
                "cancelled": "cancelled", "interrupted": "stopped", "diverged": "diverged"}
 ACTIVE = ("queued", "running")
 PENDING = "pending"  # a cell of the sweep's grid with no run (yet): shown, but nothing to wait for
-
-# (d_in, d_out, examples evaluated) of each data set with default options, for the estimate only.
-_DATA_SHAPES = {
-    "digits": (64, 10, 1797),
-    "spirals": (3, 2, 1000),
-    "moons": (3, 2, 1000),
-    "circles": (3, 2, 1000),
-    "xor": (3, 2, 1000),
-    "teacher": (16, 4, 2000),
-}
-_DEFAULT_SHAPE = (64, 10, 2000)
 
 
 class SweepError(ValueError):
@@ -179,8 +170,9 @@ class SweepConfig:
         return (f"{_plural(self.n_runs, 'run')} ({_plural(len(self.depths), 'depth')} × "
                 f"{_plural(len(self.widths), 'width')} × {_plural(len(self.optimizers), 'optimiser')})")
 
-    def check(self, limit: int | None = None) -> list[str]:
-        """Why this sweep may not start (one sentence each); empty if it may. No torch."""
+    def check(self, limit: int | None = None, device: str | None = None) -> list[str]:
+        """Why this sweep may not start (one sentence each); empty if it may. No torch. `device`:
+        what "auto" resolves to, for the memory budget (default: the config's own device)."""
         problems = []
         if not self.optimizers:
             problems.append("choose at least one optimiser.")
@@ -196,6 +188,15 @@ class SweepConfig:
             problems.append(
                 f"the largest network ({max(self.depths)} layers of width {max(self.widths):,}) has "
                 f"{biggest:,} weights, more than the {MAX_WEIGHTS:,} a run may have.")
+        # The server's limits, in the words every page and the CLI use (agd_viz.spec).
+        text = spec_mod.steps_problem(self.steps)
+        if text:
+            problems.append(text)
+        if self.optimizers and biggest <= MAX_WEIGHTS:
+            cells = [self.spec_fields(d, w) for d, w in self.cells()]
+            text = spec_mod.memory_problem(max(cells, key=spec_mod.estimate_memory_bytes), device)
+            if text:
+                problems.append(text)
         return problems
 
     # -- runs ------------------------------------------------------------------------------------
@@ -241,15 +242,8 @@ class SweepConfig:
 def _shape(config: SweepConfig | Mapping) -> tuple[int, int, int]:
     """(d_in, d_out, examples evaluated) of the sweep's data set."""
     get = config.get if isinstance(config, Mapping) else lambda k, v=None: getattr(config, k, v)
-    name = get("dataset", "digits")
-    opts = dict(get("data_options", ()) or ())
-    d_in, d_out, n = _DATA_SHAPES.get(name, _DEFAULT_SHAPE)
-    if name == "teacher":
-        d_in, d_out = int(opts.get("d_in", d_in)), int(opts.get("d_out", d_out))
-    if name == "spirals":
-        d_out = int(opts.get("classes", d_out))
-    n = int(opts.get("n_samples", n))
-    return d_in, d_out, n
+    shape = spec_mod.data_shape(get("dataset", "digits"), get("data_options", ()) or ())
+    return shape.d_in, shape.d_out, shape.n
 
 
 def layer_dims(d_in: int, d_out: int, depth: int, width: int) -> list[tuple[int, int]]:
@@ -714,3 +708,105 @@ def baseline_families(optimizers: Iterable[str]) -> list[str]:
     """Baselines of the sweep that have learning rates to pick the best of, in form order."""
     have = {family(o) for o in optimizers}
     return [f for f in BASELINES if f in have]
+
+
+# -------------------------------------------------------------------------------------------------
+# The paper's sweeps (agd_viz.paper): presets for the page's form, and its numbers beside ours
+
+PAPER_PRESETS = {key: p for key, p in paper_mod.PRESETS.items() if p.kind == "sweep"}
+LR_FREE = ("prodigy", "dadapt-adam", "schedulefree-adamw")  # = agd_viz.live.LR_FREE
+
+
+def paper_preset_form(key: str) -> dict[str, Any]:
+    """The page's form for a sweep preset of agd_viz.paper: depths and widths (text), dataset,
+    steps, batch_size, full (per-layer metrics), agd (bool), rates (baseline -> rate text, None
+    when left out), lr_free (names ticked) and more (any other optimiser specs)."""
+    preset = PAPER_PRESETS[key]
+    spec = preset.spec
+    rates: dict[str, list[str]] = {name: [] for name in BASELINES}
+    agd, lr_free, more = False, [], []
+    for opt in spec.get("optimizers") or ():
+        text = str(opt).strip()
+        fam = family(text)
+        m = re.search(r"(?:^|[:,\s])lr\s*=\s*([^,\s]+)", text)
+        if text == "agd":
+            agd = True
+        elif fam in BASELINES and set(re.findall(r"(\w+)\s*=", text.partition(":")[2])) <= {"lr"}:
+            rates[fam].append(m.group(1) if m else DEFAULT_RATES[fam])
+        elif text in LR_FREE:
+            lr_free.append(text)
+        else:
+            more.append(text)
+    return dict(depths=format_sizes(preset.depths), widths=format_sizes(preset.widths),
+                dataset=spec.get("dataset", "digits"), steps=int(spec.get("steps", 300)),
+                batch_size=int(spec.get("batch_size", 128)), full=spec.get("metrics") == "full",
+                agd=agd, rates={k: ", ".join(v) if v else None for k, v in rates.items()},
+                lr_free=lr_free, more="; ".join(more))
+
+
+def paper_preset_note(key: str) -> str | None:
+    """For a preset made for a GPU: that it is slow on a CPU."""
+    preset = PAPER_PRESETS[key]
+    if not preset.gpu:
+        return None
+    return (f"Made for a GPU: {preset.spec.get('steps', 0):,} steps per run on "
+            f"{len(preset.depths) * len(preset.widths)} networks is slow on a CPU (see the estimate "
+            "under New sweep). Choose device cuda if this server has one, or fewer steps for a first look.")
+
+
+def paper_preset_for(config: SweepConfig | None) -> str | None:
+    """The sweep preset of agd_viz.paper with paper numbers whose data set and grid this sweep
+    shares (some depths and widths in common), preferring the one with the same grid."""
+    if config is None:
+        return None
+    best, best_score = None, None
+    for key, preset in PAPER_PRESETS.items():
+        if not (preset.expected or preset.context) or config.dataset != preset.spec.get("dataset"):
+            continue
+        depths, widths = set(config.depths) & set(preset.depths), set(config.widths) & set(preset.widths)
+        if not depths or not widths or "agd" not in config.optimizers:
+            continue
+        score = (set(config.depths) == set(preset.depths) and set(config.widths) == set(preset.widths),
+                 len(depths) * len(widths))
+        if best_score is None or score > best_score:
+            best, best_score = key, score
+    return best
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f} %"
+
+
+def paper_table(df: pd.DataFrame, config: SweepConfig | None) -> tuple[pd.DataFrame, str] | None:
+    """The paper's Figure-6 numbers beside this sweep's AGD runs: its best and worst cell (final
+    test accuracy), and AGD's test accuracy by depth at the widest width for the qualitative rows.
+    A frame (Figure, Paper, Measured here, role) and a caption; None when no paper preset matches."""
+    key = paper_preset_for(config)
+    if key is None:
+        return None
+    preset = PAPER_PRESETS[key]
+    agd = df[(df["optimizer"] == "agd") & (df["status"] == "finished")] if len(df) else df
+    agd = agd[np.isfinite(agd["final_test_acc"].astype(float))] if len(agd) else agd
+    rows = []
+    for role, names in (("expected", preset.expected), ("for orientation", preset.context)):
+        for name in names:
+            result = paper_mod.PAPER_RESULTS[name]
+            got = "–"
+            if len(agd):
+                if name.endswith("_best") or name.endswith("_worst"):
+                    pick = agd.loc[agd["final_test_acc"].astype(float).idxmax() if name.endswith("_best")
+                                   else agd["final_test_acc"].astype(float).idxmin()]
+                    got = (f"{'best' if name.endswith('_best') else 'worst'} cell: depth {int(pick['depth'])}, "
+                           f"width {int(pick['width'])}, {_pct(float(pick['final_test_acc']))}")
+                else:
+                    widest = agd[agd["width"] == agd["width"].max()].sort_values("depth")
+                    got = (f"AGD at width {int(widest['width'].iloc[0])}, by depth: "
+                           + ", ".join(f"{int(d)}: {_pct(float(a))}"
+                                       for d, a in zip(widest["depth"], widest["final_test_acc"])))
+            rows.append({"Figure": result.figure, "Paper": result.display, "Measured here": got, "": role})
+    caption = (f"Measured: final test accuracy of this sweep's finished AGD runs (preset “{preset.title}”). "
+               f"The paper trained with square loss and data augmentation, for longer: expect close, not "
+               f"equal, numbers.")
+    if config is not None and config.steps != preset.spec.get("steps"):
+        caption += f" This sweep ran {config.steps:,} steps per run; the preset runs {preset.spec.get('steps', 0):,}."
+    return pd.DataFrame(rows), caption

@@ -13,10 +13,13 @@ import time
 import streamlit as st
 
 from agd_viz import charts, live
+from agd_viz.jobs import QueueFull
 from agd_viz.snapshots import snapshot_path
-from app_resources import job_manager
+from app_resources import job_manager, limits_expander, session_id
+from app_widgets import download_box
 
 REFRESH_S = 1.0  # seconds between chart refreshes while runs train (longer on a busy server)
+FIRST_POINTS_REFRESH_S = 0.25  # while a run trains but no step has reached the charts yet
 FIELD_KEY = "lv_{}".format  # widget key of a form field
 USE_KEY = "lv_use_{}".format  # checkbox "train this optimiser"
 
@@ -39,7 +42,8 @@ CHART_HELP = {
     "loss": ("Loss", "Minibatch (or full train/test set) loss per optimiser. Faint: raw; bold: EMA."),
     "acc": ("Accuracy", "Classification accuracy on the same split."),
     "step_size": ("Step size", "AGD's automatic η = log((1 + √(1 + 4G)) / 2) from its gradient "
-                  "summary G (lower panel); baselines' fixed learning rates dashed."),
+                  "summary G (lower panel); baselines' learning rates dashed (Prodigy and D-Adapt "
+                  "Adam: the step they adapt as they train, d·lr)."),
     "rel_update": ("Relative update per layer", "‖ΔW‖_F / ‖W‖_F each step: the step size that "
                    "compares across optimisers. Line: mean over layers; band: min to max."),
     "w_spec_scaled": ("Weight spectral norm, scaled", "‖W_l‖_* / √(d_out / d_in) per layer (light: "
@@ -77,6 +81,11 @@ def _set_form(state: dict) -> None:
 def _load_preset(name: str) -> None:
     _set_form(live.PRESETS[name].state())
     st.session_state["live_preset_note"] = name
+
+
+def _load_paper_preset(key: str) -> None:
+    _set_form(live.paper_preset_state(key))
+    st.session_state["live_paper_note"] = key
 
 
 def _read_widgets() -> dict:
@@ -150,8 +159,9 @@ def _write_url(state: dict, group: int | None, present: bool) -> None:
 # Controls (sidebar)
 
 
-def _controls(notes: dict, datasets) -> None:
-    """Draw the form in the sidebar, each control's notes right below it."""
+def _controls(notes: dict, datasets, state: dict, data, available: dict) -> None:
+    """Draw the form in the sidebar, each control's notes right below it. `data`: the chosen data
+    set's download status (None: built in); `available`: which optional optimisers are installed."""
     sb = st.sidebar
     sb.subheader("Presets")
     for name, preset in live.PRESETS.items():
@@ -160,10 +170,37 @@ def _controls(notes: dict, datasets) -> None:
     loaded = st.session_state.pop("live_preset_note", None)
     if loaded:
         sb.caption(f"Loaded “{loaded}”: {live.PRESETS[loaded].description}")
+    with sb.expander("The paper's comparisons, and beyond", icon=":material/menu_book:"):
+        st.caption("Rerun Bernstein et al. (2023) on its data sets; once the runs finish, the paper's "
+                   "numbers are shown beside the measured ones.")
+        for key, preset in live.PAPER_PRESETS.items():
+            gpu = live.paper_preset_note(key)
+            st.button(preset.title, key=f"lv_paper_{key}", on_click=_load_paper_preset, args=(key,),
+                      help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
+    loaded = st.session_state.pop("live_paper_note", None)
+    if loaded:
+        preset = live.PAPER_PRESETS[loaded]
+        sb.caption(f"Loaded “{preset.title}”: {preset.description}")
+        gpu = live.paper_preset_note(loaded)
+        if gpu:
+            sb.warning(gpu, icon=":material/speed:")
 
     sb.subheader("Data and network")
     sb.selectbox("Dataset", datasets, key=FIELD_KEY("dataset"), format_func=live.dataset_title)
     _show_notes_in(sb, notes.get("dataset", []))
+    download_box(data, "lv_download", sb)
+    if live.image_shape(state.get("dataset")) is not None:
+        sb.radio("Architecture", live.ARCHS, key=FIELD_KEY("arch"), horizontal=True,
+                 format_func=lambda a: live.ARCH_TITLES.get(a, a),
+                 help="MLP: fully connected. CNN: bias-free 3×3 convolutions with average pooling, then "
+                      "one linear layer; depth counts the convolutions and that layer, width the channels.")
+        _show_notes_in(sb, notes.get("arch", []))
+    if state.get("dataset") in live.DOWNLOADABLE:
+        f = live.FIELD["train_samples"]
+        sb.number_input("Training images (0 = all)", min_value=int(f.lo), max_value=int(f.hi), step=1000,
+                        key=FIELD_KEY("train_samples"),
+                        help="Train on a seeded subset of the training images for a quicker run.")
+        _show_notes_in(sb, notes.get("train_samples", []))
     c1, c2 = sb.columns(2)
     for col, name in ((c1, "depth"), (c2, "width")):
         f = live.FIELD[name]
@@ -194,6 +231,22 @@ def _controls(notes: dict, datasets) -> None:
             sb.text_input(f"{title} learning rates", key=FIELD_KEY(key), max_chars=80,
                           help="One or more, separated by commas: 1e-3, 1e-2. Each is its own run.")
             _show_notes_in(sb, notes.get(key, []))
+    sb.caption("Learning-rate-free (and schedule-free) baselines")
+    for name in live.LR_FREE:
+        title, key = live.OPTIMIZER_TITLES[name], live.OPTION_FIELDS[name]
+        ok, install = available.get(name, (True, None))
+        checked = bool(st.session_state.get(USE_KEY(name)))
+        sb.checkbox(title, key=USE_KEY(name), disabled=not ok and not checked,
+                    help=live.OPTION_HELP[name] if ok else f"Not installed here: {install}")
+        if not ok and not checked:
+            sb.caption(f"Not installed here: `{install}`" if install else "Not available here.")
+        elif ok and checked:
+            valid = ", ".join(live.OPTION_DEFAULTS[name])
+            sb.text_input(f"{title} options", key=FIELD_KEY(key), max_chars=live.MAX_OPTIONS_CHARS,
+                          placeholder=live.OPTION_HINTS[name],
+                          help=f"{live.OPTION_HELP[name]} Options as key=value, separated by commas; "
+                               f"empty: the package's defaults. Keys: {valid}.")
+        _show_notes_in(sb, notes.get(key, []))
     _show_notes_in(sb, notes.get("optimizers", []))
     sb.checkbox("Same init for all", key=FIELD_KEY("same_init"),
                 help="Give the baselines AGD's orthogonal initialisation too, so only the update differs.")
@@ -230,8 +283,8 @@ def _on_start(manager) -> None:
     state = _read_widgets()
     try:
         spec = RunSpec(**live.spec_fields(state))
-        group_id, _ = manager.submit(spec)
-    except (SpecError, ValueError) as exc:
+        group_id, _ = manager.submit(spec, session=session_id())
+    except (SpecError, ValueError, QueueFull) as exc:
         st.session_state["live_start_error"] = str(exc)
         return
     st.session_state["live_group"] = group_id
@@ -265,7 +318,10 @@ def _latest_group(store) -> int | None:
 def _describe(spec: dict) -> str:
     if not spec:
         return ""
-    return (f"{live.dataset_title(spec.get('dataset', '?'))} · depth {spec.get('depth')} × width "
+    arch = " · CNN" if spec.get("arch") == "cnn" else ""
+    subset = (spec.get("data_options") or {}).get("train_samples")
+    arch += f" · {subset:,} training images" if isinstance(subset, int) else ""
+    return (f"{live.dataset_title(spec.get('dataset', '?'))}{arch} · depth {spec.get('depth')} × width "
             f"{spec.get('width')} · batch {spec.get('batch_size')} · {spec.get('steps')} steps · "
             f"seed {spec.get('seed')}" + (" · same init" if spec.get("same_init") else ""))
 
@@ -286,7 +342,8 @@ def _run_data(rows: list[dict], frames: dict) -> list[charts.RunData]:
     return out
 
 
-_MD_COLORS = {"agd": "blue", "adam": "orange", "sgd": "green", "adamw": "violet"}
+_MD_COLORS = {"agd": "blue", "adam": "orange", "sgd": "green", "adamw": "violet", "prodigy": "red",
+              "dadapt-adam": "gray", "schedulefree-adamw": "yellow"}
 
 
 def _colored(label: str, optimizer: str) -> str:
@@ -415,6 +472,19 @@ def _toy_data(name: str, seed: int, options: tuple):
             ds.classes)
 
 
+def _refresh_interval(group_id: int | None, rows: list[dict]) -> float:
+    """REFRESH_S (stretched on a busy server), but FIRST_POINTS_REFRESH_S while a run of the
+    comparison trains and none of its steps has been read yet: after Start the first point then
+    shows a fraction of a second after the worker's first step, not up to a period later
+    (benchmarks/first_point.py). Queued runs poll at the normal rate."""
+    frames = st.session_state.get("live_frames")
+    read = (frames is not None and st.session_state.get("live_frames_group") == group_id
+            and any((fr.last_step or 0) >= 1 for fr in frames.runs.values()))
+    if not read and any(r["status"] == "running" for r in rows):
+        return FIRST_POINTS_REFRESH_S
+    return live.refresh_interval(st.session_state.get("live_tick_s"), REFRESH_S)
+
+
 def _panel(manager, group_id: int, present: bool, interval: float | None) -> None:
     """Progress, key numbers and charts of one comparison; re-run every `interval` seconds while
     its runs train (see module docstring for how the timer stops)."""
@@ -468,7 +538,7 @@ def _panel(manager, group_id: int, present: bool, interval: float | None) -> Non
     tick = time.perf_counter() - started
     previous = st.session_state.get("live_tick_s")
     st.session_state["live_tick_s"] = tick if previous is None else 0.7 * previous + 0.3 * tick
-    if live.interval_drifted(interval, live.refresh_interval(st.session_state["live_tick_s"], REFRESH_S)):
+    if live.interval_drifted(interval, _refresh_interval(group_id, rows)):
         st.rerun()  # re-create the timer at the new interval
 
 
@@ -500,12 +570,17 @@ paused = bool(_sticky("lv_pause", False))
 for key, default in (("lv_smooth", 0.6), ("lv_logy", False), ("lv_x", "step"), ("lv_split", "batch")):
     _sticky(key, default)
 devices = _available_devices() if state.get("device") in ("cuda", "mps") else None
-notes = live.check(state, devices=devices, datasets=datasets)
+data = live.data_status(state.get("dataset"))  # imports torch only for a downloadable set
+available = live.optimizer_statuses()
+notes = live.check(state, devices=devices, datasets=datasets, device_kind=manager.device_kind("auto"),
+                   data=data, available=available)
 
 if present:
     st.html(PRESENTER_CSS)
 else:
-    _controls(notes, datasets)
+    _controls(notes, datasets, state, data, available)
+    limits_expander(manager, st.sidebar, device=state.get("device", "auto"),
+                    page_steps=live.UI_LIMITS["steps"][1])
 
 group_id = st.session_state.get("live_group")
 if group_id is not None:
@@ -540,7 +615,9 @@ top[2].toggle("Presenter view", key="lv_present",
               help="Hide the controls; large numbers and charts for a projector. Link: ?present=1")
 top[3].toggle("Pause charts", key="lv_pause", help="Stop refreshing so you can zoom; training goes on.")
 with top[4]:
-    if blocked:
+    if blocked and data is not None and not data.downloaded and not present:
+        st.caption(f"{live.md_escape(data.title)} is not downloaded yet: see the note under Dataset.")
+    elif blocked:
         st.caption("Fix the settings marked in red to start." if not present
                    else "The configuration has errors: turn off the presenter view to fix them.")
     elif active:
@@ -564,6 +641,13 @@ else:
     if not present and shown_spec:
         c2.button("Load these settings", key="lv_load_group", type="tertiary", on_click=_set_form,
                   args=(live.state_from_spec(shown_spec),), help="Put this comparison's settings in the form.")
+    paper = live.paper_table(shown_spec, rows) if shown_spec else None
+    if paper is not None:
+        table, caption = paper
+        st.markdown("**Paper vs measured**", help="Final test accuracy reported by Bernstein et al. "
+                    "(2023) for this setting, beside this comparison's once its runs finish.")
+        st.dataframe(table, hide_index=True, width="stretch", key="lv_paper_table")
+        st.caption(live.md_escape(caption))
     if not present:
         with st.expander("Chart options", icon=":material/tune:"):
             o1, o2, o3, o4 = st.columns(4)
@@ -575,5 +659,5 @@ else:
                      format_func=lambda v: {"batch": "minibatch", "train": "train set", "test": "test set"}[v])
     interval = None
     if active and not paused:
-        interval = live.refresh_interval(st.session_state.get("live_tick_s"), REFRESH_S)
+        interval = _refresh_interval(group_id, rows)
     st.fragment(run_every=interval)(_panel)(manager, group_id, present, interval)

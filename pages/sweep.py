@@ -19,7 +19,9 @@ import streamlit as st
 from agd_viz import charts, live
 from agd_viz import runs_view as rv
 from agd_viz import sweep as sw
-from app_resources import job_manager
+from agd_viz.jobs import QueueFull
+from app_resources import job_manager, limits_expander, session_id
+from app_widgets import download_box
 
 REFRESH_S = 1.5
 SWEEP_PARAM = "sweep"
@@ -39,11 +41,42 @@ def _defaults() -> None:
         st.session_state.setdefault(key, value)
     for name, rates in sw.DEFAULT_RATES.items():
         st.session_state.setdefault(f"sw_lr_{name}", rates)
+    for name in live.LR_FREE:
+        st.session_state.setdefault(f"sw_use_{name}", False)
+
+
+def _load_paper_preset(key: str) -> None:
+    """Fill the form with a sweep of the paper (agd_viz.paper), every field at once."""
+    form = sw.paper_preset_form(key)
+    ss = st.session_state
+    ss["sw_depths"], ss["sw_widths"], ss["sw_dataset"] = form["depths"], form["widths"], form["dataset"]
+    ss["sw_steps"], ss["sw_batch"], ss["sw_full"] = form["steps"], form["batch_size"], form["full"]
+    ss["sw_use_agd"], ss["sw_more"] = form["agd"], form["more"]
+    for name, rates in form["rates"].items():
+        ss[f"sw_use_{name}"] = rates is not None
+        ss[f"sw_lr_{name}"] = rates if rates is not None else sw.DEFAULT_RATES[name]
+    for name in live.LR_FREE:
+        ss[f"sw_use_{name}"] = name in form["lr_free"]
+    ss["sw_paper_note"] = key
 
 
 def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
     """Draw the form; the config it describes (None if it cannot be built) and its problems."""
     sb = st.sidebar
+    with sb.expander("The paper's sweeps", icon=":material/menu_book:"):
+        st.caption("Grids that rerun Bernstein et al. (2023), Figure 6; the paper's numbers are shown "
+                   "beside this sweep's as its runs finish.")
+        for key, preset in sw.PAPER_PRESETS.items():
+            gpu = sw.paper_preset_note(key)
+            st.button(preset.title, key=f"sw_paper_{key}", on_click=_load_paper_preset, args=(key,),
+                      help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
+    loaded = st.session_state.pop("sw_paper_note", None)
+    if loaded:
+        preset = sw.PAPER_PRESETS[loaded]
+        sb.caption(f"Loaded “{preset.title}”: {preset.description}")
+        gpu = sw.paper_preset_note(loaded)
+        if gpu:
+            sb.warning(gpu, icon=":material/speed:")
     sb.subheader("Grid")
     sb.text_input("Depths", key="sw_depths", max_chars=120,
                   help="Weight matrices per network, separated by commas: 2, 4, 8, 16, 32.")
@@ -51,6 +84,10 @@ def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
                   help="Hidden units per layer, separated by commas: 32, 64, 128 (up to 1024 and more on a GPU).")
     sb.subheader("Training")
     sb.selectbox("Dataset", datasets, key="sw_dataset", format_func=live.dataset_title)
+    data = live.data_status(st.session_state.get("sw_dataset"))  # torch only for a downloadable set
+    if data is not None and not data.downloaded:
+        sb.error(data.note(), icon=":material/error:")
+    download_box(data, "sw_download", sb)
     c1, c2 = sb.columns(2)
     c1.number_input("Steps", min_value=1, max_value=1_000_000, step=50, key="sw_steps")
     c2.number_input("Batch size", min_value=1, max_value=65536, step=16, key="sw_batch")
@@ -69,22 +106,34 @@ def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
             sb.text_input(f"{title} learning rates", key=f"sw_lr_{name}", max_chars=80,
                           help="One or more, separated by commas; each rate is its own run in every cell.")
             rates[name] = st.session_state.get(f"sw_lr_{name}", "")
+    lr_free = []
+    for name, (ok, install) in live.optimizer_statuses().items():
+        checked = bool(st.session_state.get(f"sw_use_{name}"))
+        sb.checkbox(live.OPTIMIZER_TITLES[name], key=f"sw_use_{name}", disabled=not ok and not checked,
+                    help=live.OPTION_HELP[name] + " One run per cell, at the package's defaults (other "
+                         "settings: More optimisers)." if ok else f"Not installed here: {install}")
+        if not ok and not checked:
+            sb.caption(f"Not installed here: `{install}`" if install else "Not available here.")
+        if checked:
+            lr_free.append(name)
     sb.text_input("More optimisers", key="sw_more", max_chars=200,
                   help="Any other optimiser specs, separated by spaces or semicolons, e.g. "
                        "“agd:gain=2; sgd:lr=0.1,momentum=0.9; prodigy”.")
     problems = []
     try:
         optimizers = sw.optimizer_specs(bool(st.session_state.get("sw_use_agd")), rates,
-                                        st.session_state.get("sw_more", ""))
+                                        "; ".join([*lr_free, st.session_state.get("sw_more", "")]))
         config = sw.SweepConfig(
             depths=st.session_state["sw_depths"], widths=st.session_state["sw_widths"],
             optimizers=tuple(optimizers), dataset=st.session_state["sw_dataset"],
             steps=int(st.session_state["sw_steps"]), batch_size=int(st.session_state["sw_batch"]),
             seed=int(st.session_state["sw_seed"]), device=st.session_state["sw_device"],
             metrics="full" if st.session_state.get("sw_full") else "none")
-        problems = config.check()
+        problems = config.check(device=job_manager().device_kind(config.device))
     except ValueError as exc:  # SweepError included: a list that does not parse
         return None, [str(exc)]
+    if data is not None and not data.downloaded:
+        problems.append(f"{data.title} is not downloaded yet: see the note under Dataset on the left.")
     return config, problems
 
 
@@ -100,12 +149,19 @@ def _sentence(text: str) -> str:
 def _on_start(manager, config: sw.SweepConfig) -> None:
     """Queue every cell of the grid into one stored group of kind "sweep" (FIFO: cheap cells
     first, so the heatmaps start filling at once)."""
+    submitted: list[int] = []
+    gid = None
     try:
         specs = config.specs()  # imports torch: only on Start
+        manager.check_room(config.n_runs, session_id())  # the whole grid, or nothing
         gid = manager.store.create_group("sweep", None, config.to_dict())
         for spec in specs:
-            manager.submit(spec, group_kind="sweep", group_id=gid)
-    except (ValueError, RuntimeError) as exc:
+            submitted += manager.submit(spec, group_kind="sweep", group_id=gid, session=session_id())[1]
+    except (ValueError, QueueFull, RuntimeError) as exc:  # SpecError, SweepError, a full queue
+        for rid in submitted:  # another session filled the queue meanwhile: no half sweeps
+            manager.cancel(rid)
+        if gid is not None:
+            manager.store.delete_group(gid)  # with its runs
         st.session_state["sw_start_error"] = str(exc)
         return
     st.session_state["sw_pick"] = gid
@@ -204,6 +260,13 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
         if counts.get(status):
             parts.append(f"{counts[status]} {status if status != 'pending' else 'not started'}")
     st.progress(done / total, text=" · ".join(parts))
+    paper = sw.paper_table(df, config)
+    if paper is not None:
+        table, caption = paper
+        st.markdown("**Paper vs measured**", help="What Bernstein et al. (2023) report for this grid, "
+                    "beside this sweep's finished AGD runs.")
+        st.dataframe(table, hide_index=True, width="stretch", key="sw_paper_table")
+        st.caption(rv.md_escape(caption))
 
     panels = sw.panel_order(df, config)
     # A click picks a cell before the figures are drawn, so they outline the cell just picked.
@@ -322,6 +385,11 @@ with st.container(border=True):
     if error:
         st.error(f"Could not start: {rv.md_escape(error)}", icon=":material/error:")
 
+try:
+    grid_limit = sw.max_grid()
+except ValueError:
+    grid_limit = None  # config.check() above has said what is wrong with AGD_VIZ_MAX_GRID
+limits_expander(manager, st.sidebar, device=st.session_state.get("sw_device", "auto"), max_grid=grid_limit)
 image = st.sidebar.radio("Chart download format", ("png", "svg"), key="sw_img", horizontal=True,
                          format_func=str.upper, help="The camera button on each chart saves it in this format.")
 

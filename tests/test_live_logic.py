@@ -117,7 +117,7 @@ def test_form_to_run_spec_fields_and_back():
     fields = live.spec_fields(s)
     assert fields["optimizers"] == ("agd:gain=2", "adam:lr=0.001", "adam:lr=0.01", "adamw:lr=0.001")
     assert fields["metrics"] == "full" and fields["depth"] == 8
-    odd = live.state_from_spec(dict(fields, depth=100, dataset="mnist"))
+    odd = live.state_from_spec(dict(fields, depth=100, dataset="imagenet"))
     assert odd["depth"] == live.DEFAULTS["depth"] and odd["dataset"] == "digits" and odd["width"] == 128
     back = live.state_from_spec(fields)
     assert live.optimizer_specs(back) == list(fields["optimizers"])
@@ -266,11 +266,12 @@ def test_page_logic_does_not_import_torch():
     assert out.returncode == 0, out.stderr
 
 
-def test_the_form_offers_exactly_the_built_in_data_sets_of_the_registry():
+def test_the_form_offers_exactly_the_data_sets_of_the_registry():
+    from agd_viz import downloads
     from agd_viz.data import DATASETS
 
-    assert set(live.dataset_choices()) <= set(DATASETS)
-    builtin = {n for n, info in DATASETS.items() if getattr(info, "input_kind", "vector") != "image"}
-    assert set(live.dataset_choices()) == builtin
+    assert set(live.dataset_choices()) == set(DATASETS)
+    assert set(live.DOWNLOADABLE) == set(downloads.SOURCES)
+    assert {n for n in DATASETS if live.image_shape(n)} == {n for n, i in DATASETS.items() if i.input_shape}
     assert set(live.TOY_2D) == {n for n, info in DATASETS.items() if info.input_kind == "2d"}
     assert all(live.KNOWN_DATASETS[n] == DATASETS[n].title for n in live.KNOWN_DATASETS)

@@ -1,0 +1,347 @@
+"""Issue 9 in the pages: learning-rate-free optimisers, downloadable image data sets, the CNN,
+and the paper's comparisons, on the Live page (and the Sweep page where they apply).
+
+AppTests run the real app; downloads come from a local HTTP server on 127.0.0.1 serving small
+generated IDX files (tests/test_downloads.py's helpers) into a cache under tmp_path. A missing
+optimiser package is simulated through the registry itself (`optim.register_optimizer` with a
+module that does not exist), never by patching the availability check.
+"""
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from agd_viz import charts, downloads, jobs, live, optim, paper
+from agd_viz import sweep as sw
+from agd_viz.store import Store
+from test_downloads import Server, free_port, mnist_files, source_for
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+LIVE, SWEEP = "pages/live.py", "pages/sweep.py"
+TINY = {"lv_depth": 3, "lv_width": 8, "lv_batch_size": 16, "lv_steps": 12}
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    path = tmp_path / "runs.db"
+    monkeypatch.setenv("AGD_VIZ_DB", str(path))
+    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "3")
+    monkeypatch.setenv(downloads.ENV_DIR, str(tmp_path / "cache"))  # nothing downloaded yet
+    for name in (live.ENV_DATA_URL, live.ENV_ALLOW_DOWNLOADS, "AGD_VIZ_MAX_GRID"):
+        monkeypatch.delenv(name, raising=False)
+    st.cache_resource.clear()
+    yield path
+    for manager in list(jobs._LIVE):
+        if manager.db_path == path.resolve():
+            manager.shutdown()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def missing_package():
+    """D-Adapt Adam re-registered as needing a package that does not exist, then restored."""
+    name = "dadapt-adam"
+    entry, (module, install) = optim.OPTIMIZERS[name], optim._REQUIRES[name]
+    optim.register_optimizer(name, entry.factory, entry.defaults, requires="agd_viz_no_such_package",
+                             install="pip install agd-viz-no-such-package")
+    yield "pip install agd-viz-no-such-package"
+    optim.register_optimizer(name, entry.factory, entry.defaults, requires=module, install=install)
+
+
+def page(path, query=None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if query:
+        at.query_params.update(query)
+    return at.switch_page(path).run()
+
+
+def clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements).replace("\\", "")  # md_escape'd text, plain
+
+
+def start(at):
+    return at.button(key="lv_start")
+
+
+def wait_final(db, deadline_s=120.0) -> list[dict]:
+    store = Store(db)
+    try:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            runs = store.list_runs()
+            if runs and all(r["status"] not in ("queued", "running") for r in runs):
+                return sorted(runs, key=lambda r: r["id"])
+            time.sleep(0.3)
+        raise AssertionError(f"runs still active: {[(r['id'], r['status']) for r in runs]}")
+    finally:
+        store.close()
+
+
+def seed_group(db, spec: dict, accs: dict[str, float]) -> int:
+    """A finished comparison in the store, each run with a final test accuracy."""
+    store = Store(db)
+    gid = store.create_group("compare", None, spec)
+    for opt, acc in accs.items():
+        rid = store.create_run({**spec, "optimizers": [opt]}, opt, group_id=gid)
+        store.append_metrics(rid, [{"step": k, "t": 0.01 * k, "loss": 1.0 / (1 + k), "acc": 0.5,
+                                    "lr": None if opt == "agd" else 1e-4, "eta": 0.2 if opt == "agd" else None}
+                                   for k in range(5)], progress={"steps": 4})
+        store.finish_run(rid, "finished", summary={"final_test_acc": acc, "final_train_acc": acc})
+    store.close()
+    return gid
+
+
+# -------------------------------------------------------------------------------------------------
+# Logic (agd_viz.live, agd_viz.sweep, agd_viz.charts)
+
+
+def test_the_forms_tables_agree_with_the_optimiser_registry():
+    for name in live.LR_FREE:
+        assert live.OPTION_DEFAULTS[name] == optim.OPTIMIZERS[name].defaults
+        assert live.OPTIONAL_PACKAGES[name] == optim._REQUIRES[name]
+        assert live.optimizer_status(name) == optim.optimizer_available(name)
+    assert sw.LR_FREE == live.LR_FREE
+    assert live.package_status("agd_viz_no_such_package", "pip install x") == (False, "pip install x")
+
+
+def test_lr_free_options_parse_check_and_round_trip():
+    assert live.parse_options("prodigy", "d_coef = 0.5; decouple=false") == {"d_coef": 0.5, "decouple": False}
+    assert live.normalize_options("schedulefree-adamw", " lr=1e-2  warmup_steps=10") == "lr=1e-2, warmup_steps=10"
+    for text, why in (("d_coef", "key=value"), ("foo=1", "unknown option 'foo'"), ("d_coef=-1", "> 0"),
+                      ("beta1=1", "[0, 1)"), ("d_coef=1, d_coef=2", "twice"), ("decouple=maybe", "true or false")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            live.parse_options("prodigy", text)
+    state = dict(live.DEFAULTS, optimizers=("agd", "prodigy", "schedulefree-adamw"),
+                 prodigy_opts="d_coef=0.5, weight_decay=0.01", schedulefree_adamw_opts="")
+    specs = live.optimizer_specs(state)
+    assert specs == ["agd", "prodigy:d_coef=0.5,weight_decay=0.01", "schedulefree-adamw"]
+    assert all(optim.parse_optimizer(s) for s in specs)  # the library accepts what the form makes
+    assert live.check(state, available={n: (True, None) for n in live.LR_FREE}) == {}
+    back, notes = live.state_from_query(live.query_from_state(state))
+    assert not notes and back["optimizers"] == state["optimizers"] and back["prodigy_opts"] == state["prodigy_opts"]
+    again = live.state_from_spec(live.spec_fields(state))
+    assert live.optimizer_specs(again) == specs
+    bad = live.check(dict(state, prodigy_opts="d_coef=zero"))
+    assert "d_coef must be a number" in bad["prodigy_opts"][0].text
+    missing = live.check(state, available={**{n: (True, None) for n in live.LR_FREE},
+                                           "prodigy": (False, "pip install prodigyopt")})
+    assert "pip install prodigyopt" in missing["prodigy_opts"][0].text and live.has_errors(missing)
+
+
+def test_cnn_is_offered_on_image_data_only_and_needs_depth_two():
+    assert live.image_shape("digits") == (1, 8, 8) and live.image_shape("cifar10") == (3, 32, 32)
+    assert live.image_shape("moons") is None
+    state = dict(live.DEFAULTS, arch="cnn", depth=1)
+    assert "depth ≥ 2" in live.check(state)["arch"][0].text
+    assert live.spec_fields(dict(state, depth=3))["arch"] == "cnn"
+    assert live.spec_fields(dict(state, dataset="moons"))["arch"] == "mlp"  # hidden control, MLP
+    back, notes = live.state_from_query({"arch": "cnn", "dataset": "mnist", "train_samples": "500"})
+    assert not notes and back["arch"] == "cnn" and live.data_options(back) == {"train_samples": 500}
+    assert live.query_from_state(back)["arch"] == "cnn"
+    assert "at most that" in live.check(dict(back, dataset="cifar10", train_samples=55000))["train_samples"][0].text
+
+
+def test_download_dataset_reports_progress_and_names_the_url_when_offline(db, server, monkeypatch, tmp_path):
+    files = mnist_files()
+    server.files.update(files)
+    monkeypatch.setitem(downloads.SOURCES, "mnist", source_for("mnist", files, server.url))
+    assert not live.data_status("mnist").downloaded
+    calls = []
+    ok, where = live.download_dataset("mnist", progress=lambda d, t, m: calls.append(live.download_progress(d, t, m)))
+    assert ok and Path(where) == tmp_path / "cache" / "mnist" and live.data_status("mnist").downloaded
+    assert calls[-1][0] == 1.0 and calls[-1][1].startswith("MNIST: done")
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(live.ENV_DATA_URL, url)
+    ok, why = live.download_dataset("fashion-mnist")
+    assert not ok and f"{url}/fashion-mnist/train-images-idx3-ubyte.gz: connection refused" in why
+    monkeypatch.setenv(live.ENV_ALLOW_DOWNLOADS, "0")
+    assert live.download_dataset("fashion-mnist") == (False, "downloads are turned off on this server "
+                                                             "(AGD_VIZ_ALLOW_DOWNLOADS=0).")
+
+
+def test_paper_tables_match_runs_to_the_paper():
+    spec = dict(paper.PRESETS["paper-fcn16-cifar10"].spec, optimizers=["agd", "adam:lr=0.0001"], steps=500)
+    rows = [{"optimizer": "agd", "status": "finished", "summary": {"final_test_acc": 0.5}},
+            {"optimizer": "adam:lr=0.0001", "status": "running", "summary": None}]
+    assert live.paper_preset_for(spec) == "paper-fcn16-cifar10"
+    table, caption = live.paper_table(spec, rows)
+    assert list(table["Paper"]) == ["52.7 % test accuracy", "53.5 % test accuracy"]
+    assert list(table["Measured here"]) == ["50.0 %", "running"]
+    assert "ran 500 steps; the preset runs 19,550" in caption
+    assert live.paper_table(dict(spec, depth=4), rows) is None
+    assert live.optimizer_key("adam") == live.optimizer_key("adam:lr=1e-3") != live.optimizer_key("adam:lr=1e-4")
+
+
+def test_new_optimisers_get_their_own_stable_colours():
+    colours = {charts.color_for(n) for n in ("agd", "adam", "sgd", "adamw", *live.LR_FREE)}
+    assert len(colours) == 7
+    assert charts.color_for("prodigy lr=1") == charts.color_for("prodigy")
+
+
+# -------------------------------------------------------------------------------------------------
+# Live page
+
+
+def test_lr_free_optimisers_train_from_the_page_and_show_their_step_size(db):
+    at = page(LIVE)
+    for key, value in TINY.items():
+        at.number_input(key=key).set_value(value)
+    at.checkbox(key="lv_use_adam").uncheck()
+    at.checkbox(key="lv_use_prodigy").check()
+    at.checkbox(key="lv_use_schedulefree-adamw").check().run()
+    clean(at.text_input(key="lv_prodigy_opts").input("d_coef=0.5").run())
+    assert at.query_params["optimizers"] == "agd,prodigy,schedulefree-adamw"
+    assert at.query_params["prodigy_opts"] == "d_coef=0.5"
+    clean(start(at).click().run())
+    runs = wait_final(db)
+    assert [r["optimizer"] for r in runs] == ["agd", "prodigy:d_coef=0.5", "schedulefree-adamw"]
+    assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
+    clean(at.run())
+    step = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][2]
+    names = {t.get("name") for t in step["data"]}
+    assert {"agd η", "prodigy lr=1 d_coef=0.5 d·lr", "schedulefree-adamw lr=0.0025 lr"} <= names
+    colours = {t["name"]: t["line"]["color"] for t in step["data"] if t.get("name") and "line" in t}
+    assert colours["prodigy lr=1 d_coef=0.5 d·lr"] == charts.color_for("prodigy:d_coef=0.5")
+
+
+def test_a_missing_package_is_shown_disabled_with_its_install_command(db, missing_package):
+    at = clean(page(LIVE))
+    box = at.checkbox(key="lv_use_dadapt-adam")
+    assert box.disabled and missing_package in box.help
+    assert missing_package in texts(at.sidebar.caption)
+    assert not at.checkbox(key="lv_use_prodigy").disabled  # installed ones stay available
+    # A link that asks for it: ticked, so it can be unticked; Start waits and says why.
+    at = clean(page(LIVE, {"optimizers": "agd,dadapt-adam"}))
+    assert at.checkbox(key="lv_use_dadapt-adam").value and not at.checkbox(key="lv_use_dadapt-adam").disabled
+    assert missing_package in texts(at.sidebar.error) and start(at).disabled
+    at.checkbox(key="lv_use_dadapt-adam").uncheck().run()
+    assert not at.sidebar.error and not start(at).disabled
+
+
+def test_download_button_fetches_on_click_then_start_trains_a_cnn(db, server, monkeypatch, tmp_path):
+    files = mnist_files(n_train=40, n_test=10)
+    server.files.update(files)
+    monkeypatch.setitem(downloads.SOURCES, "mnist", source_for("mnist", files, server.url))
+    monkeypatch.setenv(live.ENV_DATA_URL, server.url)  # a local mirror: <url>/mnist/<file>
+    real, fed = live.download_dataset, []
+
+    def tap(name, progress=None):  # the page's progress callback, fed by the library
+        return real(name, progress=lambda d, t, m: (fed.append((d, t)), progress(d, t, m)))
+
+    monkeypatch.setattr(live, "download_dataset", tap)
+    at = clean(page(LIVE, {"dataset": "mnist"}))
+    assert "MNIST is not downloaded yet" in texts(at.sidebar.error) and start(at).disabled
+    assert "not downloaded yet" in texts(at.caption)
+    button = at.button(key="lv_download")
+    assert button.label.startswith("Download MNIST (") and server.requests == []  # only on click
+    clean(button.click().run())
+    assert sorted(server.requests) == sorted(files)
+    assert fed and fed[-1][0] == fed[-1][1] == sum(len(b) for b in files.values())
+    assert downloads.is_downloaded("mnist") and "MNIST is downloaded and checked" in texts(at.sidebar.success)
+    assert not at.sidebar.error and not [b for b in at.button if b.key == "lv_download"]
+    at.radio(key="lv_arch").set_value("cnn")
+    for key, value in dict(TINY, lv_steps=5).items():
+        at.number_input(key=key).set_value(value)
+    clean(at.run())
+    assert not start(at).disabled
+    clean(start(at).click().run())
+    runs = wait_final(db)
+    assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
+    assert {r["spec"]["arch"] for r in runs} == {"cnn"} and {r["spec"]["dataset"] for r in runs} == {"mnist"}
+
+
+def test_offline_download_shows_the_librarys_error_and_downloads_can_be_turned_off(db, monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv(live.ENV_DATA_URL, url)
+    at = clean(page(LIVE, {"dataset": "cifar10"}))
+    clean(at.button(key="lv_download").click().run())
+    error = texts(at.sidebar.error)
+    assert "Download failed: could not download cifar-10-binary.tar.gz for CIFAR-10" in error
+    assert f"{url}/cifar10/cifar-10-binary.tar.gz: connection refused" in error
+    assert start(at).disabled and not downloads.is_downloaded("cifar10")
+    monkeypatch.setenv(live.ENV_ALLOW_DOWNLOADS, "0")
+    at = clean(page(LIVE, {"dataset": "cifar10"}))
+    assert "downloads from the page are turned off here (AGD_VIZ_ALLOW_DOWNLOADS=0)" in texts(at.sidebar.error)
+    assert not [b for b in at.button if b.key == "lv_download"] and start(at).disabled
+
+
+def test_architecture_choice_for_image_data_and_its_link(db):
+    at = clean(page(LIVE))
+    assert at.radio(key="lv_arch").value == "mlp"  # digits: 8×8 images
+    at.radio(key="lv_arch").set_value("cnn")
+    clean(at.number_input(key="lv_depth").set_value(1).run())
+    assert "A CNN needs depth ≥ 2" in texts(at.sidebar.error) and start(at).disabled
+    clean(at.number_input(key="lv_depth").set_value(4).run())
+    assert not start(at).disabled and at.query_params["arch"] == "cnn"
+    at = clean(page(LIVE, {"arch": "cnn", "depth": "5"}))
+    assert at.radio(key="lv_arch").value == "cnn" and at.number_input(key="lv_depth").value == 5
+    at = clean(page(LIVE, {"dataset": "moons"}))
+    assert not [r for r in at.radio if r.key == "lv_arch"]  # 2-D points: no CNN
+
+
+def test_a_paper_preset_fills_the_form_and_shows_the_papers_numbers(db):
+    at = clean(page(LIVE))
+    clean(at.button(key="lv_paper_paper-fcn16-cifar10").click().run())
+    assert at.selectbox(key="lv_dataset").value == "cifar10"
+    assert (at.number_input(key="lv_depth").value, at.number_input(key="lv_width").value) == (16, 512)
+    assert at.number_input(key="lv_steps").value == 19550 and at.text_input(key="lv_adam_lr").value == "0.0001"
+    assert "Made for a GPU: slow on a CPU" in texts(at.sidebar.warning)
+    spec = {**paper.PRESETS["paper-fcn16-cifar10"].spec, "optimizers": ["agd", "adam:lr=0.0001"], "steps": 4,
+            "seed": 0, "device": "cpu", "same_init": False}
+    seed_group(db, spec, {"agd": 0.481, "adam:lr=0.0001": 0.502})
+    at = clean(page(LIVE))
+    (table,) = at.dataframe
+    df = table.value
+    assert list(df["Paper"]) == ["52.7 % test accuracy", "53.5 % test accuracy"]
+    assert list(df["Measured here"]) == ["48.1 %", "50.2 %"]
+    assert "ran 4 steps; the preset runs 19,550" in texts(at.caption)
+
+
+# -------------------------------------------------------------------------------------------------
+# Sweep page
+
+
+def test_sweep_page_offers_the_papers_depth_sweep_and_its_numbers(db, missing_package):
+    at = clean(page(SWEEP))
+    assert at.checkbox(key="sw_use_dadapt-adam").disabled  # the same install hint as on Live
+    clean(at.button(key="sw_paper_paper-depth-sweep-cifar10").click().run())
+    assert at.text_input(key="sw_depths").value == "2, 4, 8, 16, 32" and at.text_input(key="sw_widths").value == "512"
+    assert at.selectbox(key="sw_dataset").value == "cifar10" and at.text_input(key="sw_lr_adam").value == "1e-4"
+    assert "Made for a GPU" in texts(at.sidebar.warning)
+    assert "CIFAR-10 is not downloaded yet" in texts(at.error) and at.button(key="sw_start").disabled
+    config = sw.SweepConfig(depths=(2, 4), widths=(512,), optimizers=("agd", "adam:lr=1e-4"), dataset="cifar10",
+                            steps=4)
+    store = Store(db)
+    gid = store.create_group("sweep", None, config.to_dict())
+    for d, acc in ((2, 0.40), (4, 0.45)):
+        for opt in config.optimizers:
+            fields = config.spec_fields(d, 512)
+            rid = store.create_run({**fields, "optimizers": [opt]}, opt, group_id=gid)
+            store.finish_run(rid, "finished", summary={"final_test_acc": acc if opt == "agd" else 0.1,
+                                                       "final_train_loss": 1.0})
+    store.close()
+    at = clean(page(SWEEP, {"sweep": str(gid)}))
+    df = at.dataframe[0].value
+    assert "best cell: depth 4, width 2048, 63.7 % test accuracy" in list(df["Paper"])
+    measured = " ".join(df["Measured here"])
+    assert "best cell: depth 4, width 512, 45.0 %" in measured and "worst cell: depth 2, width 512, 40.0 %" in measured
+    assert len(df) == 3
