@@ -1,49 +1,30 @@
 """AppTest of the Live training page under the app's navigation: presets, explanations of bad
 values, links, Start/Stop with real worker processes, charts with data, presenter view."""
 
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from agd_viz import jobs
 from agd_viz.store import Store
+from apptest_util import APP, app_store, clean, figures, open_page
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGE = "pages/live.py"
 TINY = {"lv_depth": 3, "lv_width": 16, "lv_batch_size": 32, "lv_steps": 40}
 
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
-    path = tmp_path / "runs.db"
-    monkeypatch.setenv("AGD_VIZ_DB", str(path))
-    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "2")  # AGD and its baseline train side by side
-    st.cache_resource.clear()
-    yield path
-    for manager in list(jobs._LIVE):  # the app's cached manager: stop its workers and thread
-        if manager.db_path == path.resolve():
-            manager.shutdown()
-    st.cache_resource.clear()
+    with app_store(tmp_path / "runs.db", monkeypatch, max_workers=2) as path:  # AGD and baseline side by side
+        yield path
 
 
 def live_page(query=None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    if query:
-        at.query_params.update(query)
-    return at.switch_page(PAGE).run()
-
-
-def clean(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, query)
 
 
 def texts(elements):
@@ -52,10 +33,6 @@ def texts(elements):
 
 def start_button(at):
     return at.button(key="lv_start")
-
-
-def figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
 def n_points(fig) -> int:

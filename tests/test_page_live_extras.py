@@ -13,34 +13,25 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
-from agd_viz import charts, downloads, jobs, live, optim, paper
+from agd_viz import charts, downloads, live, optim, paper
 from agd_viz import sweep as sw
 from agd_viz.store import Store
+from apptest_util import app_store, clean, open_page
 from test_downloads import Server, free_port, mnist_files, source_for
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 LIVE, SWEEP = "pages/live.py", "pages/sweep.py"
 TINY = {"lv_depth": 3, "lv_width": 8, "lv_batch_size": 16, "lv_steps": 12}
 
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
-    path = tmp_path / "runs.db"
-    monkeypatch.setenv("AGD_VIZ_DB", str(path))
-    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "3")
     monkeypatch.setenv(downloads.ENV_DIR, str(tmp_path / "cache"))  # nothing downloaded yet
     for name in (live.ENV_DATA_URL, live.ENV_ALLOW_DOWNLOADS, "AGD_VIZ_MAX_GRID"):
         monkeypatch.delenv(name, raising=False)
-    st.cache_resource.clear()
-    yield path
-    for manager in list(jobs._LIVE):
-        if manager.db_path == path.resolve():
-            manager.shutdown()
-    st.cache_resource.clear()
+    with app_store(tmp_path / "runs.db", monkeypatch, max_workers=3) as path:
+        yield path
 
 
 @pytest.fixture
@@ -61,17 +52,7 @@ def missing_package():
     optim.register_optimizer(name, entry.factory, entry.defaults, requires=module, install=install)
 
 
-def page(path, query=None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    if query:
-        at.query_params.update(query)
-    return at.switch_page(path).run()
-
-
-def clean(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+page = open_page
 
 
 def texts(elements) -> str:

@@ -15,9 +15,9 @@ from streamlit.testing.v1 import AppTest
 from agd_viz import cli, jobs
 from agd_viz.store import Store
 from agd_viz.train import RunSpec
+from apptest_util import app_store, clean, figures, open_page
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGE = "pages/runs.py"
 NAME = "*bold* <b>x</b>"
 
@@ -27,9 +27,8 @@ def db(tmp_path, monkeypatch):
     """A store holding real tiny runs: a comparison (agd, adam) with per-layer metrics, named
     with markdown and HTML, and a 2-cell AGD sweep without."""
     path = tmp_path / "runs.db"
-    monkeypatch.setenv("AGD_VIZ_DB", str(path))
-    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "2")
     st.cache_resource.clear()
+    monkeypatch.setenv("AGD_VIZ_DB", str(path))
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     common = ["--dataset", "digits", "--steps", "15", "--batch-size", "32", "--device", "cpu",
               "--quiet", "--json", "--db", str(path)]
@@ -38,24 +37,12 @@ def db(tmp_path, monkeypatch):
     assert cli.main(["sweep", "--depths", "1,2", "--widths", "8", "--optimizer", "agd", *common]) == 0
     for s, h in saved.items():
         signal.signal(s, h)
-    yield path
-    for manager in list(jobs._LIVE):
-        if manager.db_path == path.resolve():
-            manager.shutdown()
-    st.cache_resource.clear()
+    with app_store(path, monkeypatch):
+        yield path
 
 
 def runs_page(query=None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    if query:
-        at.query_params.update(query)
-    return at.switch_page(PAGE).run()
-
-
-def clean(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, query)
 
 
 def texts(elements):
@@ -64,10 +51,6 @@ def texts(elements):
 
 def table_ids(at) -> list[int]:
     return [int(i) for i in at.dataframe[0].value["id"]]
-
-
-def figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
 # -------------------------------------------------------------------------------------------------

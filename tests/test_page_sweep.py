@@ -3,7 +3,6 @@ estimate before starting, the grid-size limit, a real sweep through the backgrou
 its heatmaps, cell curves, and reopening stored sweeps (picker, ?sweep=ID)."""
 
 import base64
-import json
 import re
 import signal
 import time
@@ -11,32 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from agd_viz import cli, jobs
+from agd_viz import cli
 from agd_viz.store import Store
+from apptest_util import app_store, clean, figures, open_page
 
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 PAGE = "pages/sweep.py"
 
 
 @pytest.fixture
 def db(tmp_path, monkeypatch):
     path = tmp_path / "runs.db"
-    monkeypatch.setenv("AGD_VIZ_DB", str(path))
-    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", "2")
     monkeypatch.delenv("AGD_VIZ_MAX_GRID", raising=False)
-    st.cache_resource.clear()
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield path
+    with app_store(path, monkeypatch):
+        yield path
     for s, h in saved.items():  # the in-process CLI installs its own handlers
         signal.signal(s, h)
-    for manager in list(jobs._LIVE):  # the app's cached manager: stop its workers and thread
-        if manager.db_path == path.resolve():
-            manager.shutdown()
-    st.cache_resource.clear()
 
 
 def cli_sweep(db, *args):
@@ -47,25 +39,12 @@ def cli_sweep(db, *args):
 
 
 def sweep_page(query=None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    if query:
-        at.query_params.update(query)
-    return at.switch_page(PAGE).run()
-
-
-def clean(at):
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page(PAGE, query)
 
 
 def texts(elements):
     """Shown text: markdown escapes (added so names and errors stay literal) taken off."""
     return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
-
-
-def figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
 def values(z):

@@ -1,0 +1,46 @@
+"""Plumbing shared by the AppTest page tests: open a page through app.py, and an app-store fixture."""
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from agd_viz import jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+
+
+def open_page(page: str, query=None) -> AppTest:
+    """Run app.py (navigation, shared resources), then switch to `page` with an optional URL query."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if query:
+        at.query_params.update(query)
+    return at.switch_page(page).run()
+
+
+def clean(at):
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+@contextmanager
+def app_store(path: Path, monkeypatch, max_workers: int = 2):
+    """Point the app at a fresh store; afterwards stop the cached manager's workers and thread."""
+    monkeypatch.setenv("AGD_VIZ_DB", str(path))
+    monkeypatch.setenv("AGD_VIZ_MAX_WORKERS", str(max_workers))
+    st.cache_resource.clear()
+    try:
+        yield path
+    finally:
+        for manager in list(jobs._LIVE):
+            if manager.db_path == path.resolve():
+                manager.shutdown()
+        st.cache_resource.clear()
