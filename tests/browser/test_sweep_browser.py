@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from server import wait_idle
+from server import count_runs, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -69,6 +69,12 @@ def test_a_small_sweep_fills_four_heatmap_cells_and_a_click_opens_a_cell(page):
             break
         assert time.monotonic() < end, f"heatmaps did not fill in time: {filled}"
         page.wait_for_timeout(500)
+    wait_idle(page)
+    # Once every run has ended the page reruns one last time and stops polling; wait for that, or
+    # the rerun can replace the chart between locating it and clicking it.
+    end = time.monotonic() + 30
+    while count_runs(page, 1.5) > 0:
+        assert time.monotonic() < end, "the sweep page kept polling after every run ended"
     wait_idle(page)
 
     # clicking a cell of the train-accuracy heatmap opens that cell's curves
