@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from agd_viz import live as live_mod
 from agd_viz import paper as paper_mod
 from agd_viz import spec as spec_mod
 
@@ -374,14 +375,10 @@ def estimate_seconds(config: SweepConfig, speed: Speed | None = None, workers: i
 
 
 def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "–"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{max(s, 1)} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+    """As the Live page writes durations, but an estimate never reads "0 s"."""
+    if seconds is not None and math.isfinite(seconds) and 0 <= seconds < 1:
+        seconds = 1.0
+    return live_mod.format_duration(seconds)
 
 
 # -------------------------------------------------------------------------------------------------
