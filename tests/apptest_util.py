@@ -1,6 +1,7 @@
 """Plumbing shared by the AppTest page tests: open a page through app.py, and an app-store fixture."""
 
 import json
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from agd_viz import jobs
+from agd_viz.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -44,3 +46,18 @@ def app_store(path: Path, monkeypatch, max_workers: int = 2):
             if manager.db_path == path.resolve():
                 manager.shutdown()
         st.cache_resource.clear()
+
+
+def wait_final(db, deadline_s: float = 120.0) -> list[dict]:
+    """Every run in the store once none is queued or running (by id), or fail after the deadline."""
+    store = Store(db)
+    try:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            runs = store.list_runs()
+            if runs and all(r["status"] not in ("queued", "running") for r in runs):
+                return sorted(runs, key=lambda r: r["id"])
+            time.sleep(0.3)
+        raise AssertionError(f"runs still active after {deadline_s} s: {[(r['id'], r['status']) for r in runs]}")
+    finally:
+        store.close()

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from agd_viz.store import Store
-from apptest_util import APP, app_store, clean, figures, open_page
+from apptest_util import APP, app_store, clean, figures, open_page, wait_final
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/live.py"
@@ -48,20 +48,6 @@ def n_points(fig) -> int:
                 total += len(values)
                 break
     return total
-
-
-def wait_final(db, deadline_s=120.0) -> list[dict]:
-    store = Store(db)
-    try:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            runs = store.list_runs()
-            if runs and all(r["status"] not in ("queued", "running") for r in runs):
-                return runs
-            time.sleep(0.3)
-        raise AssertionError(f"runs still active after {deadline_s} s: {[(r['id'], r['status']) for r in runs]}")
-    finally:
-        store.close()
 
 
 def seed_group(db, optimizers=("agd", "adam:lr=0.001"), steps=30, status="finished") -> tuple[int, list[int]]:

@@ -9,7 +9,6 @@ module that does not exist), never by patching the availability check.
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from agd_viz import charts, downloads, live, optim, paper
 from agd_viz import sweep as sw
 from agd_viz.store import Store
-from apptest_util import app_store, clean, open_page
+from apptest_util import app_store, clean, open_page, wait_final
 from test_downloads import Server, free_port, mnist_files, source_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,20 +60,6 @@ def texts(elements) -> str:
 
 def start(at):
     return at.button(key="lv_start")
-
-
-def wait_final(db, deadline_s=120.0) -> list[dict]:
-    store = Store(db)
-    try:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            runs = store.list_runs()
-            if runs and all(r["status"] not in ("queued", "running") for r in runs):
-                return sorted(runs, key=lambda r: r["id"])
-            time.sleep(0.3)
-        raise AssertionError(f"runs still active: {[(r['id'], r['status']) for r in runs]}")
-    finally:
-        store.close()
 
 
 def seed_group(db, spec: dict, accs: dict[str, float]) -> int:

@@ -5,7 +5,6 @@ its heatmaps, cell curves, and reopening stored sweeps (picker, ?sweep=ID)."""
 import base64
 import re
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from agd_viz import cli
 from agd_viz.store import Store
-from apptest_util import app_store, clean, figures, open_page
+from apptest_util import app_store, clean, figures, open_page, wait_final
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/sweep.py"
@@ -59,20 +58,6 @@ def filled_cells(fig) -> list[int]:
     """Finite cells of each heatmap panel."""
     return [int(np.isfinite(values(t["z"]).astype(np.float64)).sum())
             for t in fig["data"] if t["type"] == "heatmap"]
-
-
-def wait_final(db, deadline_s=150.0):
-    store = Store(db)
-    try:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            runs = store.list_runs()
-            if runs and all(r["status"] not in ("queued", "running") for r in runs):
-                return runs
-            time.sleep(0.3)
-        raise AssertionError(f"still training after {deadline_s} s: {[(r['id'], r['status']) for r in runs]}")
-    finally:
-        store.close()
 
 
 # -------------------------------------------------------------------------------------------------
@@ -141,7 +126,7 @@ def test_a_sweep_runs_in_the_background_and_fills_its_heatmaps(db):
     assert at.button(key="sw_start").disabled  # one sweep at a time on the page
     store.close()
 
-    runs = wait_final(db)
+    runs = wait_final(db, 150.0)
     assert {r["status"] for r in runs} == {"finished"}
     clean(at.run())
     assert "4 of 4 runs done" in " ".join(p.proto.text for p in at.get("progress"))
