@@ -318,16 +318,19 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
             rows.clear()
         yield {"type": "sync"}
 
+    def take_snapshots(step):
+        if snapshot is not None:
+            for i in active:
+                with eval_mode(optimizers[i]):  # schedule-free: save the averaged iterate
+                    snapshot(i, step, models[i])
+
     # Step 0: the state at initialisation, so charts start where training starts.
     for i in active:
         ly = probes[i].at_init() if full else None
         sc = torch.stack([nan, nan, nan, nan, nan])
         pending[i].append((0, 0.0, sc, evaluate(i), ly))
     yield from flush()
-    if snapshot is not None:
-        for i in active:
-            with eval_mode(optimizers[i]):
-                snapshot(i, 0, models[i])
+    take_snapshots(0)
 
     for opt in optimizers:
         train_mode(opt)  # schedule-free optimisers refuse to step in eval mode
@@ -367,10 +370,7 @@ def run(spec: RunSpec, stop: Callable[[int], bool] | None = None,
                 or now - last_sync >= SYNC_EVERY_S):
             last_sync = now
             yield from flush()
-            if snapshot is not None:
-                for i in active:
-                    with eval_mode(optimizers[i]):
-                        snapshot(i, step, models[i])
+            take_snapshots(step)
             if stop is not None:
                 for i in list(active):
                     if stop(i):
