@@ -170,16 +170,7 @@ def _gpu_hint() -> bool:
 
 
 def _env_max_workers() -> int | None:
-    env = os.environ.get(ENV_MAX_WORKERS, "").strip()
-    if not env:
-        return None
-    try:
-        n = int(env)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"{ENV_MAX_WORKERS} must be a whole number >= 1, got {env!r}.")
-    return n
+    return spec_mod.env_int(ENV_MAX_WORKERS, None)
 
 
 def worker_threads(max_workers: int, cpus: int | None = None) -> int:

@@ -434,7 +434,7 @@ def format_count(n: float) -> str:
 # Server limits (environment variables)
 
 
-def _env_int(name: str, default: int | None) -> int | None:
+def env_int(name: str, default: int | None) -> int | None:
     """A positive whole number from the environment; a bad value stops with a sentence."""
     text = os.environ.get(name, "").strip()
     if not text:
@@ -456,7 +456,7 @@ def budget_bytes(device: str | None = "cpu", device_memory: int | None = None) -
     """The memory a spec may ask for on `device` ("cpu", "cuda", "mps"; "auto"/None count as cpu
     unless the caller resolved them): $AGD_VIZ_MAX_MEMORY_MB if set; else GPU_BUDGET_SHARE of
     `device_memory` when the caller knows it (the CLI, with torch); else DEFAULT_BUDGET_MB."""
-    mb = _env_int(ENV_MAX_MEMORY_MB, None)
+    mb = env_int(ENV_MAX_MEMORY_MB, None)
     if mb is not None:
         return mb * 1_000_000
     kind = _device_kind(device)
@@ -482,17 +482,17 @@ def memory_problem(spec: Any, device: str | None = None, device_memory: int | No
 def max_steps() -> int:
     """Steps one run may take here: $AGD_VIZ_MAX_STEPS, at most LIMITS' 1,000,000."""
     hi = LIMITS["steps"][1]
-    return min(_env_int(ENV_MAX_STEPS, hi), hi)
+    return min(env_int(ENV_MAX_STEPS, hi), hi)
 
 
 def max_queued() -> int:
     """Runs waiting or training at once on this server: $AGD_VIZ_MAX_QUEUED (default 400)."""
-    return _env_int(ENV_MAX_QUEUED, DEFAULT_MAX_QUEUED)
+    return env_int(ENV_MAX_QUEUED, DEFAULT_MAX_QUEUED)
 
 
 def max_queued_per_session() -> int:
     """Runs one browser session may have waiting or training: $AGD_VIZ_MAX_QUEUED_PER_SESSION."""
-    return _env_int(ENV_MAX_QUEUED_PER_SESSION, DEFAULT_MAX_QUEUED_PER_SESSION)
+    return env_int(ENV_MAX_QUEUED_PER_SESSION, DEFAULT_MAX_QUEUED_PER_SESSION)
 
 
 def steps_problem(steps: Any) -> str | None:

@@ -27,7 +27,6 @@ loading the data); the app's queue runs `workers` runs at a time.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -108,16 +107,10 @@ def format_sizes(values: Iterable[int]) -> str:
 
 def max_grid() -> int:
     """Runs allowed in one sweep: `$AGD_VIZ_MAX_GRID`, default 200."""
-    env = os.environ.get(ENV_MAX_GRID, "").strip()
-    if not env:
-        return DEFAULT_MAX_GRID
     try:
-        n = int(env)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise SweepError(f"{ENV_MAX_GRID} must be a whole number ≥ 1, got {env!r}.")
-    return n
+        return spec_mod.env_int(ENV_MAX_GRID, DEFAULT_MAX_GRID)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def _plural(n: int, word: str) -> str:
