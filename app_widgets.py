@@ -5,6 +5,9 @@ not in the cache yet. It fetches only on click, in the script thread, with a pro
 `agd_viz.downloads.download`'s progress callback; then the page reruns, so Start (disabled until
 the data is there) and the notes see the new files. The outcome (where the data now is, or the
 library's error naming the file and URLs) is shown under the control after the rerun.
+
+`paper_presets`: the sidebar expander of the paper's presets, and after a click the note of the
+one loaded (with its "slow on a CPU" warning for presets made for a GPU).
 """
 
 from __future__ import annotations
@@ -44,3 +47,23 @@ def download_box(status: live.DataStatus | None, key: str, container=None) -> No
         else:
             st.session_state[f"{key}_error"] = text
         st.rerun()
+
+
+def paper_presets(presets, note_of, caption: str, key_prefix: str, loaded_key: str, on_click) -> None:
+    """In the sidebar: one button per preset (`presets`: key -> preset with title/description;
+    `note_of(key)`: its GPU warning or None) calling `on_click(key)`; then, if `loaded_key` names
+    the preset just loaded, what it is and its warning."""
+    sb = st.sidebar
+    with sb.expander(caption[0], icon=":material/menu_book:"):
+        st.caption(caption[1])
+        for key, preset in presets.items():
+            gpu = note_of(key)
+            st.button(preset.title, key=f"{key_prefix}{key}", on_click=on_click, args=(key,),
+                      help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
+    loaded = st.session_state.pop(loaded_key, None)
+    if loaded:
+        preset = presets[loaded]
+        sb.caption(f"Loaded “{preset.title}”: {preset.description}")
+        gpu = note_of(loaded)
+        if gpu:
+            sb.warning(gpu, icon=":material/speed:")

@@ -16,7 +16,7 @@ from agd_viz import charts, live
 from agd_viz.jobs import QueueFull
 from agd_viz.snapshots import snapshot_path
 from app_resources import job_manager, limits_expander, session_id
-from app_widgets import download_box
+from app_widgets import download_box, paper_presets
 
 REFRESH_S = 1.0  # seconds between chart refreshes while runs train (longer on a busy server)
 FIRST_POINTS_REFRESH_S = 0.25  # while a run trains but no step has reached the charts yet
@@ -170,20 +170,11 @@ def _controls(notes: dict, datasets, state: dict, data, available: dict) -> None
     loaded = st.session_state.pop("live_preset_note", None)
     if loaded:
         sb.caption(f"Loaded “{loaded}”: {live.PRESETS[loaded].description}")
-    with sb.expander("The paper's comparisons, and beyond", icon=":material/menu_book:"):
-        st.caption("Rerun Bernstein et al. (2023) on its data sets; once the runs finish, the paper's "
-                   "numbers are shown beside the measured ones.")
-        for key, preset in live.PAPER_PRESETS.items():
-            gpu = live.paper_preset_note(key)
-            st.button(preset.title, key=f"lv_paper_{key}", on_click=_load_paper_preset, args=(key,),
-                      help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
-    loaded = st.session_state.pop("live_paper_note", None)
-    if loaded:
-        preset = live.PAPER_PRESETS[loaded]
-        sb.caption(f"Loaded “{preset.title}”: {preset.description}")
-        gpu = live.paper_preset_note(loaded)
-        if gpu:
-            sb.warning(gpu, icon=":material/speed:")
+    paper_presets(live.PAPER_PRESETS, live.paper_preset_note,
+                  ("The paper's comparisons, and beyond",
+                   "Rerun Bernstein et al. (2023) on its data sets; once the runs finish, the paper's "
+                   "numbers are shown beside the measured ones."),
+                  key_prefix="lv_paper_", loaded_key="live_paper_note", on_click=_load_paper_preset)
 
     sb.subheader("Data and network")
     sb.selectbox("Dataset", datasets, key=FIELD_KEY("dataset"), format_func=live.dataset_title)

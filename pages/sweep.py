@@ -21,7 +21,7 @@ from agd_viz import runs_view as rv
 from agd_viz import sweep as sw
 from agd_viz.jobs import QueueFull
 from app_resources import job_manager, limits_expander, session_id
-from app_widgets import download_box
+from app_widgets import download_box, paper_presets
 
 REFRESH_S = 1.5
 SWEEP_PARAM = "sweep"
@@ -63,20 +63,11 @@ def _load_paper_preset(key: str) -> None:
 def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
     """Draw the form; the config it describes (None if it cannot be built) and its problems."""
     sb = st.sidebar
-    with sb.expander("The paper's sweeps", icon=":material/menu_book:"):
-        st.caption("Grids that rerun Bernstein et al. (2023), Figure 6; the paper's numbers are shown "
-                   "beside this sweep's as its runs finish.")
-        for key, preset in sw.PAPER_PRESETS.items():
-            gpu = sw.paper_preset_note(key)
-            st.button(preset.title, key=f"sw_paper_{key}", on_click=_load_paper_preset, args=(key,),
-                      help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
-    loaded = st.session_state.pop("sw_paper_note", None)
-    if loaded:
-        preset = sw.PAPER_PRESETS[loaded]
-        sb.caption(f"Loaded “{preset.title}”: {preset.description}")
-        gpu = sw.paper_preset_note(loaded)
-        if gpu:
-            sb.warning(gpu, icon=":material/speed:")
+    paper_presets(sw.PAPER_PRESETS, sw.paper_preset_note,
+                  ("The paper's sweeps",
+                   "Grids that rerun Bernstein et al. (2023), Figure 6; the paper's numbers are shown "
+                   "beside this sweep's as its runs finish."),
+                  key_prefix="sw_paper_", loaded_key="sw_paper_note", on_click=_load_paper_preset)
     sb.subheader("Grid")
     sb.text_input("Depths", key="sw_depths", max_chars=120,
                   help="Weight matrices per network, separated by commas: 2, 4, 8, 16, 32.")
