@@ -2,18 +2,20 @@
 
 For weights W_1..W_L (W_k of shape d_k x d_{k-1}, PyTorch's (out, in)) with scale_k = sqrt(d_k/d_{k-1}):
 
-    init:    W_k semi-orthogonal, every singular value = scale_k                          (Alg. 1, init)
-    summary: G = (1/L) sum_k scale_k ||grad W_k||_F                                        (Alg. 1, line 3)
-    step:    eta = log((1 + sqrt(1 + 4G)) / 2)                                            (Alg. 1, line 4)
-    update:  W_k <- W_k - gain * (eta/L) * scale_k * grad W_k / ||grad W_k||_F             (Alg. 1, line 5)
+    init:    W_k semi-orthogonal, every singular value = scale_k        (Alg. 1, initialisation)
+    summary: G = (1/L) sum_k scale_k ||grad W_k||_F                      (Alg. 1, "get gradient summary")
+    step:    eta = log((1 + sqrt(1 + 4G)) / 2)                          (Alg. 1, "set automatic learning rate")
+    update:  W_k <- W_k - gain * (eta/L) * scale_k * grad W_k / ||grad W_k||_F   (Alg. 1, "update weights")
+
+The formulas themselves are written once, in agd_viz.theory; this module applies them to tensors.
 
 A 4-D conv kernel (out, in, kh, kw) is treated as kh*kw matrices W[:, :, i, j], each with
 scale = sqrt(out/in) / sqrt(kh*kw): every slice adds scale*||grad slice||_F to the sum in G and is
 normalised by its own gradient norm. L counts weight tensors, not slices.
 
-The registry also offers learning-rate-free baselines from their maintained packages, optional at
-runtime: "prodigy" (prodigyopt), "dadapt-adam" (dadaptation), "schedulefree-adamw" (schedulefree);
-`optimizer_available` says whether one can be built here and how to install it. `step_size` reads
+`make_optimizer` builds any optimiser of the vocabulary in agd_viz.optspec from its spec string
+("adam:lr=1e-3"), through `FACTORIES`; the learning-rate-free baselines come from their maintained
+packages, optional at runtime (optspec.available says whether one can be built here). `step_size` reads
 the learning rate an optimiser applies at its next step (d * lr for the D-adaptation family), and
 `eval_mode` / `train_mode` handle schedule-free AdamW's switch between its two iterates.
 
@@ -25,32 +27,27 @@ number to the host, so a training loop can call `step_tensors()` every step with
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import math
-import re
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from agd_viz import optspec, theory
 
 __all__ = [
     "AGD",
     "agd_update",
     "agd_scale",
     "init_agd_",
-    "OPTIMIZERS",
-    "OptimizerEntry",
-    "OptSpec",
+    "FACTORIES",
     "register_optimizer",
-    "parse_optimizer",
     "make_optimizer",
     "optimizer_lr",
     "optimizer_state_bytes",
-    "optimizer_available",
     "step_size",
     "step_size_tensor",
     "eval_mode",
@@ -85,10 +82,7 @@ def _check_weight(p: Tensor) -> None:
 def agd_scale(p: Tensor) -> float:
     """scale = sqrt(d_out/d_in) for a matrix; sqrt(out/in)/sqrt(kh*kw) per slice of a conv kernel."""
     _check_weight(p)
-    scale = math.sqrt(p.shape[0] / p.shape[1])
-    if p.dim() == 4:
-        scale /= math.sqrt(p.shape[2] * p.shape[3])
-    return scale
+    return theory.agd_scale(p.shape[0], p.shape[1], p.shape[2] * p.shape[3] if p.dim() == 4 else 1)
 
 
 def _semi_orthogonal(
@@ -135,11 +129,6 @@ def init_agd_(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
 # --------------------------------------------------------------------------------------------------
 
 
-def _eta_from_G(G: Tensor) -> Tensor:
-    """eta = log((1 + sqrt(1 + 4G)) / 2), the step that minimises the paper's majorisation."""
-    return torch.log((1 + torch.sqrt(1 + 4 * G)) / 2)
-
-
 def _inverse_or_zero(norm: Tensor) -> Tensor:
     """1/norm, but 0 where norm is 0: a zero gradient then moves nothing instead of making NaN."""
     return torch.where(norm > 0, norm.reciprocal(), torch.zeros_like(norm))
@@ -159,7 +148,7 @@ def _agd_update_loop(params, grads, scales, gains, L):
     """
     norms = [_slice_norms(g) for g in grads]
     G = sum(scale * norm.sum() for scale, norm in zip(scales, norms)) / L
-    eta = _eta_from_G(G)
+    eta = theory.eta_of_G(G)
     for p, g, norm, scale, gain in zip(params, grads, norms, scales, gains):
         # For a conv kernel the (kh, kw) factor broadcasts over the trailing dims: one norm per slice.
         p.sub_(g * (eta * _inverse_or_zero(norm)) * (gain * scale / L))
@@ -186,7 +175,7 @@ def _agd_update_foreach(params, grads, scales, gains, L):
         terms.append(torch.stack(torch._foreach_mul([norms[i] for i in mat], [scales[i] for i in mat])))
     terms += [norms[i].sum().unsqueeze(0) * scales[i] for i in conv]
     G = torch.cat(terms).sum() / L
-    eta = _eta_from_G(G)
+    eta = theory.eta_of_G(G)
 
     coef: list[Tensor] = [None] * len(grads)  # type: ignore[list-item]
     if mat:
@@ -231,7 +220,7 @@ def agd_update(
         device = params[0].device if params else None
         dtype = params[0].dtype if params else torch.float32
         G = torch.zeros((), device=device, dtype=dtype)
-        return _eta_from_G(G), G
+        return theory.eta_of_G(G), G
     p_live = [params[i] for i in live]
     g_live = [grads[i] for i in live]
     s_live = [float(scales[i]) for i in live]
@@ -328,83 +317,8 @@ def _check_gain(gain) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Optimiser registry and spec strings ("adam:lr=1e-3,weight_decay=0")
+# Factories: how each optimiser of the vocabulary (agd_viz.optspec) is built
 # --------------------------------------------------------------------------------------------------
-
-
-class OptimizerEntry(NamedTuple):
-    """factory(params, **kwargs) -> Optimizer, and the keys it accepts with their defaults."""
-
-    factory: Callable[..., torch.optim.Optimizer]
-    defaults: dict[str, Any]
-
-
-OPTIMIZERS: dict[str, OptimizerEntry] = {}
-
-# Range checks by key name, shared by every optimiser that uses the key; a key without one only
-# has to parse and be finite.
-_CHECKS: dict[str, tuple[Callable[[float], bool], str]] = {
-    "lr": (lambda v: v > 0, "> 0"),
-    "gain": (lambda v: v > 0, "> 0"),
-    "eps": (lambda v: v > 0, "> 0"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "dampening": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "d0": (lambda v: v > 0, "> 0"),
-    "d_coef": (lambda v: v > 0, "> 0"),
-    "warmup_steps": (lambda v: v >= 0, ">= 0"),
-    "r": (lambda v: v >= 0, ">= 0"),
-    "weight_lr_power": (lambda v: v >= 0, ">= 0"),
-}
-_INITS = ("agd", "default")
-_MAX_SPEC_LEN = 500
-
-
-# name -> (module the factory imports, the command that installs it), for optimisers that live in
-# an optional package: the registry lists them either way, and says how to get them when missing.
-_REQUIRES: dict[str, tuple[str, str]] = {}
-
-
-def register_optimizer(
-    name: str,
-    factory: Callable[..., torch.optim.Optimizer],
-    defaults: dict,
-    *,
-    requires: str | None = None,
-    install: str | None = None,
-) -> None:
-    """Add an optimiser to OPTIMIZERS. Default values fix each key's type (float, int or bool).
-
-    `requires` names a module the factory imports (an optional package); `install` is the command
-    that provides it, shown to the user while the module is missing.
-    """
-    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-        raise ValueError(f"optimiser name must be lower-case letters, digits, '_' or '-', got {name!r}")
-    if "init" in defaults:
-        raise ValueError("'init' is a key of every optimiser; do not declare it")
-    OPTIMIZERS[name] = OptimizerEntry(factory, dict(defaults))
-    if requires is not None:
-        _REQUIRES[name] = (requires, install or f"pip install {requires}")
-    else:
-        _REQUIRES.pop(name, None)
-
-
-def optimizer_available(name: str) -> tuple[bool, str | None]:
-    """(True, None) if optimiser `name` (or a spec "name:...") can be built here, else (False, the
-    install command, e.g. "pip install prodigyopt"). Unknown name -> ValueError listing valid ones."""
-    key = str(name).partition(":")[0].strip().lower()
-    if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimiser {key!r}; valid: {', '.join(sorted(OPTIMIZERS))}")
-    if key not in _REQUIRES:
-        return True, None
-    module, install = _REQUIRES[key]
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a broken install counts as missing
-        found = False
-    return (True, None) if found else (False, install)
 
 
 def _adam(params, lr, beta1, beta2, eps, weight_decay):
@@ -415,9 +329,12 @@ def _adamw(params, lr, beta1, beta2, eps, weight_decay):
     return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
 
 
+def _nadam(params, lr, beta1, beta2, eps, weight_decay, momentum_decay):
+    return torch.optim.NAdam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
+                             momentum_decay=momentum_decay)
+
+
 def _sgd(params, lr, momentum, nesterov, weight_decay):
-    if nesterov and momentum == 0:
-        raise ValueError("sgd: nesterov=true needs momentum > 0")
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
 
@@ -457,153 +374,37 @@ def _schedulefree_adamw(params, lr, beta1, beta2, eps, weight_decay, warmup_step
                              warmup_steps=warmup_steps, r=r, weight_lr_power=weight_lr_power)
 
 
-register_optimizer("agd", lambda params, gain: AGD(params, gain=gain), {"gain": 1.0})
-register_optimizer("adam", _adam, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0})
-register_optimizer("adamw", _adamw, {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01})
-register_optimizer("sgd", _sgd, {"lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0})
-# Learning-rate-free baselines, from their maintained packages (optional). Defaults are the packages'
-# own; "lr" is a multiplier on the adapted step for Prodigy and D-Adapt (leave it at 1).
-register_optimizer(
-    "prodigy", _prodigy,
-    {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decouple": True,
-     "use_bias_correction": False, "safeguard_warmup": False, "d0": 1e-6, "d_coef": 1.0},
-    requires="prodigyopt", install="pip install prodigyopt",
-)
-register_optimizer(
-    "dadapt-adam", _dadapt_adam,
-    {"lr": 1.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "decouple": False,
-     "use_bias_correction": False, "d0": 1e-6},
-    requires="dadaptation", install="pip install dadaptation",
-)
-register_optimizer(
-    "schedulefree-adamw", _schedulefree_adamw,
-    {"lr": 0.0025, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "warmup_steps": 0,
-     "r": 0.0, "weight_lr_power": 2.0},
-    requires="schedulefree", install="pip install schedulefree",
-)
+# name -> factory(params, **options): one per optimiser of agd_viz.optspec.OPTIMIZERS, whose
+# options (with their defaults) it takes as keyword arguments.
+FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "agd": lambda params, gain: AGD(params, gain=gain),
+    "adam": _adam,
+    "adamw": _adamw,
+    "nadam": _nadam,
+    "sgd": _sgd,
+    "prodigy": _prodigy,
+    "dadapt-adam": _dadapt_adam,
+    "schedulefree-adamw": _schedulefree_adamw,
+}
 
 
-def _fmt(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def register_optimizer(name: str, factory: Callable[..., torch.optim.Optimizer], defaults: dict, *,
+                       title: str | None = None, requires: str | None = None, install: str | None = None,
+                       **info) -> None:
+    """Add an optimiser from your own code in one call: its vocabulary entry (agd_viz.optspec, so
+    specs like "name:key=value" parse everywhere) and its factory. `defaults` fixes each option's
+    type and default; `requires` names a module the factory imports (an optional package) and
+    `install` the command that provides it."""
+    optspec.register(optspec.OptimizerInfo(
+        name, title or name, defaults, kind=info.pop("kind", "options"),
+        requires=(requires, install or f"pip install {requires}") if requires else None, **info))
+    FACTORIES[name] = factory
 
 
-@dataclass(frozen=True)
-class OptSpec:
-    """A parsed optimiser spec: registry name, every factory kwarg (defaults filled in), legend label.
-
-    `kwargs` may also hold "init" ("agd" | "default"), which selects the weight init and is never
-    passed to the factory.
-    """
-
-    name: str
-    kwargs: dict
-    label: str
-
-    def __hash__(self) -> int:
-        return hash((self.name, tuple(sorted(self.kwargs.items())), self.label))
-
-    @property
-    def is_agd(self) -> bool:
-        return self.name == "agd"
-
-    @property
-    def init(self) -> str:
-        return self.kwargs.get("init", "agd" if self.is_agd else "default")
-
-    @property
-    def factory_kwargs(self) -> dict:
-        return {k: v for k, v in self.kwargs.items() if k != "init"}
-
-    @property
-    def spec(self) -> str:
-        """Canonical spec string (non-default keys only); parse_optimizer(s.spec) == s."""
-        defaults = OPTIMIZERS[self.name].defaults
-        parts = [f"{k}={_fmt(v)}" for k, v in self.kwargs.items() if k == "init" or defaults.get(k) != v]
-        return self.name + (":" + ",".join(parts) if parts else "")
-
-
-def _parse_value(opt: str, key: str, text: str, default):
-    if key == "init":
-        if text.lower() not in _INITS:
-            raise ValueError(f"{opt}: init must be one of {', '.join(_INITS)}, got {text!r}")
-        return text.lower()
-    if isinstance(default, bool):
-        low = text.lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
-        raise ValueError(f"{opt}: {key} must be true or false, got {text!r}")
-    try:
-        value = int(text) if isinstance(default, int) else float(text)
-    except ValueError:
-        kind = "an integer" if isinstance(default, int) else "a number"
-        raise ValueError(f"{opt}: {key} must be {kind}, got {text!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{opt}: {key} must be finite, got {text!r}")
-    check = _CHECKS.get(key)
-    if check is not None and not check[0](value):
-        raise ValueError(f"{opt}: {key} must be {check[1]}, got {text!r}")
-    return value
-
-
-def _label(name: str, kwargs: Mapping[str, Any]) -> str:
-    """Legend text: the name, the learning rate always (baselines are compared by it), then every
-    other key whose value differs from its default, in registry order so equal specs label alike."""
-    defaults = dict(OPTIMIZERS[name].defaults, init="agd" if name == "agd" else "default")
-    shown = ["lr"] if "lr" in kwargs else []
-    shown += [k for k in kwargs if k != "lr" and kwargs[k] != defaults[k]]
-    return " ".join([name] + [f"{k}={_fmt(kwargs[k])}" for k in shown])
-
-
-def parse_optimizer(spec: str | OptSpec) -> OptSpec:
-    """Parse "name" or "name:key=value,key=value" (e.g. "sgd:lr=0.1,momentum=0.9") into an OptSpec."""
-    if isinstance(spec, OptSpec):
-        return spec
-    if not isinstance(spec, str):
-        raise ValueError(f"optimiser spec must be a string, got {type(spec).__name__}")
-    text = spec.strip()
-    if len(text) > _MAX_SPEC_LEN:
-        raise ValueError(f"optimiser spec is too long ({len(text)} characters, at most {_MAX_SPEC_LEN})")
-    name, _, rest = text.partition(":")
-    name = name.strip().lower()
-    if name not in OPTIMIZERS:
-        shown = repr(name) if name else "''"
-        raise ValueError(f"unknown optimiser {shown}; valid: {', '.join(sorted(OPTIMIZERS))}")
-    available, install = optimizer_available(name)
-    if not available:
-        raise ValueError(
-            f"optimiser {name!r} needs the package {_REQUIRES[name][0]!r}, which is not installed; "
-            f"install it with: {install}"
-        )
-    defaults = OPTIMIZERS[name].defaults
-    valid = sorted(defaults) + ["init"]
-    kwargs: dict[str, Any] = dict(defaults)
-    given: list[str] = []
-    for item in rest.split(","):
-        if not item.strip():
-            continue
-        key, eq, value = item.partition("=")
-        key, value = key.strip().lower(), value.strip()
-        if not eq or not key or not value:
-            raise ValueError(f"{name}: expected key=value, got {item.strip()!r}")
-        if key not in valid:
-            raise ValueError(f"unknown key {key!r} for optimiser {name!r}; valid keys: {', '.join(valid)}")
-        if key in given:
-            raise ValueError(f"{name}: key {key!r} given twice")
-        given.append(key)
-        kwargs[key] = _parse_value(name, key, value, defaults.get(key))
-    return OptSpec(name=name, kwargs=kwargs, label=_label(name, kwargs))
-
-
-def make_optimizer(spec: str | OptSpec, params: Iterable[Tensor] | Iterable[dict]) -> torch.optim.Optimizer:
-    """Build the optimiser a spec names over `params` (the "init" key is not passed on)."""
-    parsed = parse_optimizer(spec)
-    return OPTIMIZERS[parsed.name].factory(params, **parsed.factory_kwargs)
+def make_optimizer(spec: str | optspec.OptSpec, params: Iterable[Tensor] | Iterable[dict]) -> torch.optim.Optimizer:
+    """Build the optimiser a spec names over `params` (the "init" option is not passed on)."""
+    parsed = optspec.parse(spec)
+    return FACTORIES[parsed.name](params, **parsed.factory_kwargs)
 
 
 def optimizer_lr(opt: torch.optim.Optimizer) -> float:

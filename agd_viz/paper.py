@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agd_viz.spec import RunSpec
+
 __all__ = ["PAPER", "PAPER_URL", "PaperResult", "PAPER_RESULTS", "Preset", "PRESETS", "compare",
            "expected", "run_spec"]
 
@@ -88,8 +90,8 @@ PAPER_RESULTS: dict[str, PaperResult] = {
 
 @dataclass(frozen=True)
 class Preset:
-    """A run (or a sweep) the UI can offer with one click. `spec` holds `train.RunSpec` fields; a
-    sweep adds `depths` and `widths` (fields of `sweep.SweepConfig`). `expected` lists PAPER_RESULTS
+    """A run (or a sweep) the UI can offer with one click. `spec` holds `spec.RunSpec` fields; a
+    sweep adds `depths` and `widths` (fields of `spec.SweepConfig`). `expected` lists PAPER_RESULTS
     keys to show beside the measured numbers, `context` ones to show for orientation only."""
 
     title: str
@@ -189,12 +191,10 @@ def expected(name: str) -> list[PaperResult]:
 
 
 def run_spec(name: str, **overrides):
-    """The `train.RunSpec` of a run preset (fields overridden by `overrides`), validated."""
-    from agd_viz.train import RunSpec
-
+    """The `spec.RunSpec` of a run preset (fields overridden by `overrides`), validated."""
     preset = _preset(name)
     if preset.kind != "run":
-        raise ValueError(f"preset {name!r} is a sweep; build a sweep.SweepConfig from its spec, depths and widths")
+        raise ValueError(f"preset {name!r} is a sweep; build a spec.SweepConfig from its spec, depths and widths")
     return RunSpec(**{**dict(preset.spec), **overrides})
 
 

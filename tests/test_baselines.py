@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from agd_viz import data, optim, train
-from agd_viz.optim import make_optimizer, optimizer_available, parse_optimizer, step_size, step_size_tensor
-from agd_viz.train import RunSpec, SpecError
+from agd_viz.optim import make_optimizer, step_size, step_size_tensor
+from agd_viz.optspec import available as optimizer_available
+from agd_viz.optspec import parse as parse_optimizer
+from agd_viz.spec import RunSpec, SpecError
 
 pytest.importorskip("prodigyopt")
 pytest.importorskip("dadaptation")
@@ -29,10 +31,10 @@ BASE = dict(dataset="moons", depth=3, width=16, steps=STEPS, batch_size=1000, me
 
 def logged(spec, key="lr"):
     recs = list(train.run(spec))
-    ends = [r for r in recs if r["type"] == "end"]
-    assert [e["status"] for e in ends] == ["finished"] * len(spec.optimizers), ends
-    steps = [r for r in recs if r["type"] == "step" and r["opt"] == 0 and r["step"] > 0]
-    return [r[key] for r in steps], recs
+    ends = [r for r in recs if isinstance(r, train.End)]
+    assert [e.status for e in ends] == ["finished"] * len(spec.optimizers), ends
+    steps = [r for r in recs if isinstance(r, train.Step) and r.opt == 0 and r.step > 0]
+    return [getattr(r, key) for r in steps], recs
 
 
 def replay(spec, before_step=None, after_step=None):
@@ -97,9 +99,9 @@ def test_schedule_free_logs_warmed_up_lr_and_evaluates_the_averaged_iterate():
             assert opt.param_groups[0]["train_mode"] is False
             loss_x = loss_fn(model(ds.x_test), ds.y_test).item()
         assert opt.param_groups[0]["train_mode"] is True
-    final = [r for r in recs if r["type"] == "step" and r["step"] == STEPS][0]
+    final = [r for r in recs if isinstance(r, train.Step) and r.step == STEPS][0]
     assert abs(loss_x - loss_y) > 1e-3  # the two points differ enough to tell apart
-    assert final["test_loss"] == pytest.approx(loss_x, rel=1e-4, abs=1e-5)
+    assert final.test_loss == pytest.approx(loss_x, rel=1e-4, abs=1e-5)
 
 
 def test_eval_mode_restores_training_weights_and_ignores_other_optimisers():
@@ -170,14 +172,15 @@ def test_package_messages_do_not_reach_stdout(capsys):
 
 
 def test_paper_presets_are_valid_runs_and_sweeps_with_their_expected_numbers():
-    from agd_viz import paper, sweep
+    from agd_viz import paper
+    from agd_viz.spec import SweepConfig
 
     for name, preset in paper.PRESETS.items():
         if preset.kind == "run":
             spec = paper.run_spec(name)
             assert spec.dataset in data.DATASETS
         else:
-            config = sweep.SweepConfig(depths=preset.depths, widths=preset.widths, **preset.spec)
+            config = SweepConfig(depths=preset.depths, widths=preset.widths, **preset.spec)
             # A GPU preset is sized for a GPU's memory budget (a CPU server's default refuses it).
             assert config.check(device="cuda" if preset.gpu else "cpu") == []
             assert len(config.specs()) == len(preset.depths) * len(preset.widths)

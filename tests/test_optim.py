@@ -12,17 +12,17 @@ from torch import nn
 from agd_viz.nets import MLP, init_agd_model_
 from agd_viz.optim import (
     AGD,
-    OPTIMIZERS,
-    OptSpec,
+    FACTORIES,
     agd_scale,
     agd_update,
     init_agd_,
     make_optimizer,
     optimizer_lr,
     optimizer_state_bytes,
-    parse_optimizer,
     register_optimizer,
 )
+from agd_viz.optspec import OPTIMIZERS, OptSpec
+from agd_viz.optspec import parse as parse_optimizer
 
 MLP_SHAPES = [(32, 10), (64, 32), (64, 64), (8, 64), (3, 8)]  # includes wide -> narrow (8, 64)
 CONV_SHAPES = [(8, 4, 3, 3), (16, 8, 3, 3), (4, 16, 1, 1), (10, 4)]
@@ -470,10 +470,10 @@ def test_specs_are_hashable_and_compare_by_value():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("foo", "unknown optimiser 'foo'; valid: adam, adamw, agd, dadapt-adam, prodigy, schedulefree-adamw, sgd"),
+        ("foo", "unknown optimiser 'foo'; valid: adam, adamw, agd, dadapt-adam, nadam, prodigy, schedulefree-adamw, sgd"),
         ("", "unknown optimiser"),
-        ("adam:foo=1", "valid keys: beta1, beta2, eps, lr, weight_decay, init"),
-        ("agd:lr=0.1", "valid keys: gain, init"),
+        ("adam:foo=1", "valid options: beta1, beta2, eps, lr, weight_decay, init"),
+        ("agd:lr=0.1", "valid options: gain, init"),
         ("adam:lr=abc", "lr must be a number, got 'abc'"),
         ("adam:lr=-1e-3", "lr must be > 0"),
         ("adam:lr=0", "lr must be > 0"),
@@ -514,8 +514,7 @@ def test_registry_accepts_new_optimisers_with_typed_keys():
                        {"lr": 0.5, "steps": 3, "flag": False})
     try:
         assert "toysgd" in OPTIMIZERS
-        factory, defaults = OPTIMIZERS["toysgd"]
-        assert defaults["steps"] == 3
+        assert OPTIMIZERS["toysgd"].defaults["steps"] == 3
         spec = parse_optimizer("toysgd:steps=10,flag=true,lr=2")
         assert spec.kwargs == {"lr": 2.0, "steps": 10, "flag": True}
         assert isinstance(spec.kwargs["steps"], int)
@@ -525,4 +524,5 @@ def test_registry_accepts_new_optimisers_with_typed_keys():
         assert "toysgd" in str(pytest.raises(ValueError, parse_optimizer, "nope").value)
     finally:
         OPTIMIZERS.pop("toysgd")
+        FACTORIES.pop("toysgd")
     assert isinstance(parse_optimizer("agd"), OptSpec)

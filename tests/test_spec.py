@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agd_viz import data, nets, spec, sweep, train
+from agd_viz import cost, data, datasets, nets, spec
 from agd_viz.jobs import JobManager, QueueFull
 from agd_viz.spec import RunSpec, SpecError
 from agd_viz.store import Store
@@ -33,11 +33,9 @@ def sentence(text: str) -> bool:
 # -- one spec, one place -----------------------------------------------------------------------
 
 
-def test_train_re_exports_the_spec_and_the_module_needs_no_torch():
-    assert train.RunSpec is RunSpec and train.SpecError is SpecError and train.LIMITS is spec.LIMITS
-    assert sweep.DEPTH_RANGE == spec.LIMITS["depth"] and sweep.WIDTH_RANGE == spec.LIMITS["width"]
-    code = ("import sys\nfrom agd_viz import spec\n"
-            "print(spec.estimate_memory_bytes({'depth': 8, 'width': 128, 'optimizers': ['agd', 'adam']}) > 0,\n"
+def test_the_spec_and_its_cost_need_no_torch():
+    code = ("import sys\nfrom agd_viz import cost, spec\n"
+            "print(cost.estimate_memory_bytes({'depth': 8, 'width': 128, 'optimizers': ['agd', 'adam']}) > 0,\n"
             "      spec.check_fields({'depth': 0}), 'torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -45,26 +43,25 @@ def test_train_re_exports_the_spec_and_the_module_needs_no_torch():
     assert out.stdout.strip() == "True {'depth': 'depth must be between 1 and 256, got 0.'} False"
 
 
-def test_the_data_set_table_matches_the_registry():
-    """Every registered data set has a row, and the built-in ones load with exactly those shapes
-    (with default options and with options that change them)."""
-    assert set(spec.DATA_SHAPES) == set(data.DATASETS)
+def test_the_catalogues_shapes_match_the_loaded_data():
+    """The built-in datasets load with exactly the shapes the catalogue states (with default
+    options and with options that change them)."""
     cases = [(n, {}) for n in BUILT_IN] + [
         ("teacher", {"d_in": 5, "d_out": 3, "n_samples": 500}), ("spirals", {"classes": 3}),
         ("moons", {"n_samples": 333, "test_fraction": 0.3}), ("digits", {"test_fraction": 0.5})]
     for name, options in cases:
         ds = data.load(name, **options)
-        shape = spec.data_shape(name, options)
+        shape = datasets.shape(name, options)
         assert (shape.d_in, shape.d_out, shape.n_train, shape.n_test, shape.input_shape) == \
             (ds.d_in, ds.d_out, ds.n_train, ds.n_test, ds.input_shape), (name, options)
-    for name, info in data.DATASETS.items():  # the downloadable ones: from their registry entries
-        shape = spec.data_shape(name)
+    for name, info in datasets.DATASETS.items():  # the downloadable ones: from their catalogue entries
+        shape = datasets.shape(name)
         assert shape.input_shape == info.input_shape
         if info.input_shape is not None:
             assert shape.d_in == info.input_shape[0] * info.input_shape[1] * info.input_shape[2]
         if "train_samples" in info.options:
             assert shape.n_train == info.options["train_samples"]
-            assert spec.data_shape(name, {"train_samples": 100}).n_train == 100
+            assert datasets.shape(name, {"train_samples": 100}).n_train == 100
 
 
 @pytest.mark.parametrize("fields", [
@@ -75,15 +72,15 @@ def test_the_data_set_table_matches_the_registry():
 ])
 def test_parameter_estimate_equals_the_real_models_count(fields):
     s = RunSpec(**fields)
-    shape = spec.data_shape(s.dataset, s.data_options)
+    shape = datasets.shape(s.dataset, s.data_options)
     model = nets.build_model(s.arch, shape.d_in, shape.d_out, s.depth, s.width, input_shape=shape.input_shape)
-    assert spec.estimate_params(s) == sum(p.numel() for p in model.parameters())
+    assert cost.estimate_params(s) == sum(p.numel() for p in model.parameters())
 
 
 def test_memory_grows_with_the_network_the_batch_and_the_optimisers():
     base = dict(dataset="digits", depth=8, width=256, batch_size=128, optimizers=("agd",))
-    m = spec.estimate_memory_bytes
-    params = spec.estimate_params(base)
+    m = cost.estimate_memory_bytes
+    params = cost.estimate_params(base)
     assert m(base) >= 4 * 3 * params  # weights, gradients, the update's copy
     assert m({**base, "optimizers": ("adam",)}) - m(base) == 4 * 2 * params  # Adam's two moments
     assert m({**base, "optimizers": ("sgd:lr=0.1,momentum=0.9",)}) - m(base) == 4 * params
@@ -122,7 +119,7 @@ def test_max_steps_from_the_environment(monkeypatch):
 
 
 def test_refusals_agree_between_the_spec_the_page_and_the_sweep():
-    from agd_viz import live
+    from agd_viz.views import live_form as live
 
     assert spec.check_fields({"width": 10**9})["width"] == "width must be between 1 and 16,384, got 1,000,000,000."
     with pytest.raises(SpecError, match=r"^width must be between 1 and 16,384, got 1,000,000,000\.$"):
@@ -135,7 +132,7 @@ def test_refusals_agree_between_the_spec_the_page_and_the_sweep():
     page = [n.text for n in live.check(big)["width"] if n.level == "error"]
     assert page == [spec.memory_problem(live.spec_fields(big), "cpu")]
     assert "(12.7 M parameters × 8 optimisers)" in page[0]
-    config = sweep.SweepConfig(depths="5", widths="2048", optimizers=live.spec_fields(big)["optimizers"],
+    config = spec.SweepConfig(depths="5", widths="2048", optimizers=live.spec_fields(big)["optimizers"],
                                metrics="full")
     assert config.check(device="cpu") == page
 
@@ -143,6 +140,7 @@ def test_refusals_agree_between_the_spec_the_page_and_the_sweep():
 # -- the command line -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_refuses_an_oversized_network_before_writing_anything(tmp_path):
     db = tmp_path / "runs.db"
     p = cli("train", "--depth", "64", "--width", "16384", "--device", "cpu", "--db", str(db))
@@ -173,6 +171,7 @@ def tiny(**kw):
     return RunSpec(**{**dict(dataset="digits", depth=2, width=16, batch_size=32, steps=10, device="cpu"), **kw})
 
 
+@pytest.mark.slow
 def test_the_manager_refuses_over_budget_and_full_queues_before_writing(tmp_path, monkeypatch):
     sleeper = tmp_path / "python-stub"
     sleeper.write_text("#!/bin/sh\nexec sleep 60\n")
@@ -216,18 +215,18 @@ MEASURE = """
 import json, sys
 import torch
 torch.set_num_threads(1)
-from agd_viz import data, spec, train
+from agd_viz import cost, data, spec, train
 
 def peak_rss():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 
-s = train.RunSpec(**json.loads(sys.argv[1]))
+s = spec.RunSpec(**json.loads(sys.argv[1]))
 data.load(s.dataset)  # imports and the data set are paid for before the baseline
 base = peak_rss()
-ends = [rec["status"] for rec in train.run(s) if rec["type"] == "end"]
+ends = [rec.status for rec in train.run(s) if isinstance(rec, train.End)]
 peak = peak_rss()
-print(json.dumps({"measured": peak - base, "estimate": spec.estimate_memory_bytes(s), "ends": ends}))
+print(json.dumps({"measured": peak - base, "estimate": cost.estimate_memory_bytes(s), "ends": ends}))
 """
 
 
@@ -236,6 +235,7 @@ print(json.dumps({"measured": peak - base, "estimate": spec.estimate_memory_byte
     dict(depth=16, width=1024, optimizers=["agd"], metrics="none"),  # 16 M parameters, no state
 ])
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak memory from Linux's /proc")
+@pytest.mark.slow
 def test_the_memory_estimate_is_close_to_what_a_real_run_takes(fields):
     """Peak resident memory a few steps of training add to a process, against the estimate."""
     fields = {**fields, "steps": 3, "eval_every": 3, "device": "cpu"}
