@@ -3,18 +3,16 @@
 `download(name, cache_dir=None, progress=None, base_url=None)` fetches a dataset's published files into
 the cache (env AGD_VIZ_DATA, else ~/.cache/agd_viz) and checks each against the MD5 its publisher
 lists. A file that fails the check is deleted, never cached. Nothing here touches the network unless
-`download` is called: `data.load("mnist")` before a download raises `NotDownloadedError`, which says
-how to download.
+`download` is called: `read(name)` before a download raises `NotDownloadedError`, which says how to
+download.
 
-The formats need no pickle: MNIST and Fashion-MNIST are gzipped IDX files (a big-endian header of
-dimensions, then unsigned bytes); CIFAR-10 is read from its binary distribution, records of one label
-byte and 3072 pixel bytes (R, G and B planes of 32x32), straight out of the tarball.
+`read(name)` returns the official train/test split as numpy arrays: flat rows of pixel bytes and
+their labels. The formats need no pickle: MNIST and Fashion-MNIST are gzipped IDX files (a big-endian
+header of dimensions, then unsigned bytes); CIFAR-10 is read from its binary distribution, records of
+one label byte and 3072 pixel bytes (R, G and B planes of 32x32), straight out of the tarball.
 
-Inputs are prepared as for every dataset in data.py (Bernstein et al. 2023 normalise inputs to
-||x||_2 = sqrt(d_0)): pixels / 255, centred with the per-pixel train mean, each image scaled to norm
-sqrt(d_in). Here that is done in float32 and in place, because CIFAR-10 in float64 would take 1.5 GB.
-The official train/test split is kept; the option `train_samples` takes a seeded subset of the
-training images for quick runs.
+No torch, and nothing of agd_viz above it (docs/architecture.md): `agd_viz.datasets` reads the files
+through this module and prepares them like every other dataset.
 """
 
 from __future__ import annotations
@@ -38,9 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-
-from agd_viz import data as data_mod
 
 __all__ = [
     "ENV_DIR",
@@ -56,6 +51,7 @@ __all__ = [
     "download_source",
     "is_downloaded",
     "missing_files",
+    "read",
     "status",
 ]
 
@@ -327,9 +323,9 @@ def _corrupt(path: Path, name: str, detail: str) -> ValueError:
     )
 
 
-def _require(name: str) -> Path:
-    folder = dataset_dir(name)
-    missing = missing_files(name)
+def _require(name: str, cache_dir=None) -> Path:
+    folder = dataset_dir(name, cache_dir)
+    missing = missing_files(name, cache_dir)
     if missing:
         size_mb = _source(name).size / 1e6
         raise NotDownloadedError(
@@ -365,13 +361,18 @@ def _read_idx_pair(folder: Path, name: str, prefix: str) -> tuple[np.ndarray, np
     return images.reshape(images.shape[0], -1), labels
 
 
+def _read_idx_dataset(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (*_read_idx_pair(folder, name, "train"), *_read_idx_pair(folder, name, "t10k"))
+
+
 _CIFAR_RECORD = 1 + 3 * 32 * 32
 _CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 _CIFAR_TEST = "test_batch.bin"
 
 
-def _read_cifar(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _read_cifar(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The six batch files of the binary tarball, read in one streaming pass (nothing is extracted)."""
+    path = folder / _source(name).files[0].name
     wanted = set(_CIFAR_TRAIN) | {_CIFAR_TEST}
     blobs: dict[str, bytes] = {}
     try:
@@ -398,78 +399,17 @@ def _read_cifar(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test
 
 
-def _prepare(x_u8: np.ndarray, mean: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """x -> (x/255 - mean) scaled per row to norm sqrt(d); the mean is the train split's per pixel."""
-    x = torch.tensor(x_u8, dtype=torch.float32).div_(255.0)
-    if mean is None:
-        mean = x.mean(dim=0)
-    x.sub_(mean)
-    norms = torch.linalg.vector_norm(x, dim=1, keepdim=True)
-    # An image equal to the mean has no direction; it stays zero instead of becoming NaN.
-    x.mul_(torch.where(norms > 0, math.sqrt(x.shape[1]) / norms.clamp_min(1e-30), torch.zeros_like(norms)))
-    return x, mean
+# How each source's files are laid out; keyed by name so a test may swap a source's mirrors and
+# checksums without saying how to read it.
+_READERS = {"mnist": _read_idx_dataset, "fashion-mnist": _read_idx_dataset, "cifar10": _read_cifar}
 
 
-def _build(name: str, x_train, y_train, x_test, y_test, shape, classes, seed: int, train_samples: int):
-    if y_train.size and int(y_train.max()) >= len(classes) or y_test.size and int(y_test.max()) >= len(classes):
-        raise ValueError(f"dataset {name!r}: a label is >= {len(classes)}; the files are corrupt, download again")
-    if train_samples < x_train.shape[0]:
-        keep = np.sort(np.random.default_rng(seed).permutation(x_train.shape[0])[:train_samples])
-        x_train, y_train = x_train[keep], y_train[keep]
-    xt, mean = _prepare(x_train)
-    xv, _ = _prepare(x_test, mean)
-    d_in = xt.shape[1]
-    transform = data_mod.InputTransform(mean=mean.double().numpy(), rms=1.0, append_constant=False, d_in=d_in)
-    return data_mod.Dataset(
-        name=name, task="classification",
-        x_train=xt, y_train=torch.tensor(y_train, dtype=torch.int64),
-        x_test=xv, y_test=torch.tensor(y_test, dtype=torch.int64),
-        d_in=d_in, d_out=len(classes), classes=list(classes),
-        input_kind="image", input_shape=tuple(shape),
-        input_transform=transform,  # raw inputs for it are pixels / 255, flattened C, H, W
-    )
+def read(name: str, cache_dir=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The official split of a downloaded dataset: (x_train, y_train, x_test, y_test), uint8.
 
-
-def _idx_loader(name: str, classes: tuple[str, ...]):
-    def loader(seed: int, train_samples: int) -> data_mod.Dataset:
-        folder = _require(name)
-        x_train, y_train = _read_idx_pair(folder, name, "train")
-        x_test, y_test = _read_idx_pair(folder, name, "t10k")
-        side = int(math.isqrt(x_train.shape[1]))
-        return _build(name, x_train, y_train, x_test, y_test, (1, side, side), classes, seed, train_samples)
-
-    return loader
-
-
-def _load_cifar10(seed: int, train_samples: int) -> data_mod.Dataset:
-    folder = _require("cifar10")
-    x_train, y_train, x_test, y_test = _read_cifar(folder / SOURCES["cifar10"].files[0].name, "cifar10")
-    return _build("cifar10", x_train, y_train, x_test, y_test, (3, 32, 32), CIFAR10_CLASSES, seed, train_samples)
-
-
-MNIST_CLASSES = tuple(str(i) for i in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Ankle boot")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-data_mod.register(data_mod.DatasetInfo(
-    name="mnist", title="MNIST (28×28)", task="classification",
-    description="70,000 handwritten digits, 28×28 grey pixels, 10 classes; official split 60,000/10,000. "
-                "Downloaded on request (12 MB).",
-    options={"train_samples": 60000}, limits={"train_samples": (10, 60000)},
-    input_kind="image", input_shape=(1, 28, 28), loader=_idx_loader("mnist", MNIST_CLASSES),
-))
-data_mod.register(data_mod.DatasetInfo(
-    name="fashion-mnist", title="Fashion-MNIST (28×28)", task="classification",
-    description="70,000 photos of clothing (Zalando), 28×28 grey pixels, 10 classes; official split "
-                "60,000/10,000. Downloaded on request (31 MB).",
-    options={"train_samples": 60000}, limits={"train_samples": (10, 60000)},
-    input_kind="image", input_shape=(1, 28, 28), loader=_idx_loader("fashion-mnist", FASHION_CLASSES),
-))
-data_mod.register(data_mod.DatasetInfo(
-    name="cifar10", title="CIFAR-10 (32×32 colour)", task="classification",
-    description="60,000 colour photos, 32×32 pixels, 10 classes; official split 50,000/10,000 — the "
-                "paper's main dataset. Downloaded on request (170 MB).",
-    options={"train_samples": 50000}, limits={"train_samples": (10, 50000)},
-    input_kind="image", input_shape=(3, 32, 32), loader=_load_cifar10,
-))
+    Each x row is one image's pixel bytes, flattened channel, height, width (MNIST 784, CIFAR-10
+    3072); y holds the class indices. Raises NotDownloadedError (saying how to download) when a
+    file is missing, ValueError naming the file when one is truncated or corrupt.
+    """
+    folder = _require(name, cache_dir)
+    return _READERS[name](folder, name)

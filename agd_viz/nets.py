@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from agd_viz.optim import init_agd_
+from agd_viz.shapes import mlp_sizes, pool_positions
 
 __all__ = ["MLP", "CNN", "ARCHS", "build_model", "init_default_", "init_agd_model_"]
 
@@ -34,7 +35,7 @@ class MLP(nn.Module):
         super().__init__()
         d_in, d_out = _positive_int("d_in", d_in), _positive_int("d_out", d_out)
         depth, width = _positive_int("depth", depth), _positive_int("width", width)
-        sizes = [d_in] + [width] * (depth - 1) + [d_out]
+        sizes = mlp_sizes(d_in, d_out, depth, width)
         self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -52,26 +53,12 @@ class MLP(nn.Module):
         return [(layer.out_features, layer.in_features) for layer in self.layers]
 
 
-def _pool_positions(n_conv: int, side: int) -> tuple[int, ...]:
-    """After which convs (0-based) a 2x2 average pool halves the resolution.
-
-    Halve while the smaller side is at least 8 (32 -> 16 -> 8 -> 4, 28 -> 14 -> 7, 8 -> 4), never
-    after the last conv (the global pool follows it), spread evenly through depth.
-    """
-    n_pool = 0
-    while side >= 8 and n_pool < n_conv - 1:
-        side //= 2
-        n_pool += 1
-    # ceil, so that stages at high resolution are the longer ones: 7 convs, 3 pools -> after 1, 3, 5.
-    return tuple(-(-(k + 1) * n_conv // (n_pool + 1)) - 1 for k in range(n_pool))
-
-
 class CNN(nn.Module):
     """`depth` bias-free weight tensors: depth-1 3x3 convs with `width` channels, then one Linear.
 
     x (n, C*H*W) is viewed as (n, C, H, W) (4-D input is taken as is), then
         h <- phi(conv3x3(h))            (padding 1, no bias; phi(z) = sqrt(2) relu(z))
-        h <- avgpool2x2(h)              after the convs in `pool_after` (see _pool_positions)
+        h <- avgpool2x2(h)              after the convs in `pool_after` (see shapes.pool_positions)
     then a global average over positions gives (n, width) and f = W_L h (unscaled output).
     Pooling has no weights, so depth counts weight tensors exactly as for the MLP.
     """
@@ -94,7 +81,7 @@ class CNN(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv2d(a, b, kernel_size=3, padding=1, bias=False) for a, b in zip(channels[:-1], channels[1:])
         )
-        self.pool_after = _pool_positions(depth - 1, min(shape[1], shape[2]))
+        self.pool_after = pool_positions(depth - 1, min(shape[1], shape[2]))
         self.head = nn.Linear(width, d_out, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,18 +1,16 @@
 """How AGD works: the derivation of automatic gradient descent in plain words, with live pictures.
 
-Thin page: widgets -> agd_viz.explain -> charts. No st.set_page_config here, so the page runs
-both on its own and under the app's st.navigation.
+Thin page: widgets -> agd_viz.views.explain (numbers; numpy, no torch even for the depth demo) ->
+agd_viz.charts.explain (figures). No st.set_page_config: it runs alone and under st.navigation.
 """
 
 import math
 
 import streamlit as st
 
-from agd_viz import explain as ex
-from agd_viz.runs_view import md_escape
-
-# Digits, the app's default data set: 8x8 images, 10 classes.
-D_IN, D_OUT = 64, 10
+from agd_viz.charts import explain as figs
+from agd_viz.fmt import md_escape
+from agd_viz.views import explain as ex
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -80,7 +78,7 @@ with col_ctrl:
     st.metric("Euclidean ‖v‖₂", f"{norms['l2']:.3f}")
     st.metric("infinity ‖v‖∞", f"{norms['linf']:.3f}")
 with col_fig:
-    st.plotly_chart(ex.fig_norm_balls([v1, v2]), width="stretch", key="how_fig_norms")
+    st.plotly_chart(figs.fig_norm_balls(ex.norm_balls([v1, v2])), width="stretch", key="how_fig_norms")
 
 st.subheader("Matrices")
 st.markdown(
@@ -119,9 +117,9 @@ k3.metric("rank", f"{summary['rank']}")
 k4.metric("stable rank", f"{summary['stable_rank']:.2f}")
 f1, f2 = st.columns(2)
 with f1:
-    st.plotly_chart(ex.fig_singular_values(summary), width="stretch", key="how_fig_sv")
+    st.plotly_chart(figs.fig_singular_values(summary), width="stretch", key="how_fig_sv")
 with f2:
-    st.plotly_chart(ex.fig_matrix(M), width="stretch", key="how_fig_matrix")
+    st.plotly_chart(figs.fig_matrix(M), width="stretch", key="how_fig_matrix")
 st.caption(
     r"AGD starts every layer as an orthogonal matrix scaled to $\|W_k\|_* = \sqrt{d_k/d_{k-1}}$, "
     "and the Live training page logs `w_spec`, `w_fro` and `w_srank` of every layer: these same "
@@ -207,9 +205,9 @@ else:
     )
 g1, g2 = st.columns(2)
 with g1:
-    st.plotly_chart(ex.fig_eta_curve(G, stored), width="stretch", key="how_fig_eta")
+    st.plotly_chart(figs.fig_eta_curve(G, stored), width="stretch", key="how_fig_eta")
 with g2:
-    st.plotly_chart(ex.fig_mm_bound(G), width="stretch", key="how_fig_mm")
+    st.plotly_chart(figs.fig_mm_bound(ex.mm_curve(G)), width="stretch", key="how_fig_mm")
 st.markdown(
     r"For a small gradient $\eta \approx G$: AGD behaves like gradient descent on normalised "
     r"steps. For a large one $\eta$ grows only like $\tfrac12\log G$, so a sudden spike in the "
@@ -225,30 +223,19 @@ st.markdown(
     r"$\|W_k\|_F = \sqrt{d_k/d_{k-1}}\,\sqrt{\min(d_k, d_{k-1})}$, so the relative change is "
     r"$\frac{\eta}{L}/\sqrt{\min(d_k, d_{k-1})}$ in Frobenius norm and at most $\eta/L$ in "
     r"operator norm, which adds up to $\eta$ over the layers. "
-    f"Input {D_IN} and output {D_OUT}, as for the digits data."
+    f"Input {ex.SPLIT_DIMS[0]} and output {ex.SPLIT_DIMS[1]}, as for the digits data."
 )
 s1, s2 = st.columns(2)
 with s1:
     split_depth = st.slider("depth L", 1, 32, 8, key="how_split_depth")
 with s2:
-    split_width = st.select_slider(
-        "width", [16, 32, 64, 128, 256, 512, 1024], 128, key="how_split_width"
-    )
-split = ex.layer_split(split_depth, split_width, D_IN, D_OUT, G)
-st.plotly_chart(ex.fig_layer_split(split), width="stretch", key="how_fig_split")
+    split_width = st.select_slider("width", [16, 32, 64, 128, 256, 512, 1024], 128, key="how_split_width")
+split = ex.layer_split(split_depth, split_width, *ex.SPLIT_DIMS, G)
+st.plotly_chart(figs.fig_layer_split(split), width="stretch", key="how_fig_split")
 st.dataframe(
-    split.drop(columns=["weight_spec"]),
-    hide_index=True,
-    key="how_split_table",
-    column_config={
-        "layer": "k",
-        "shape": "d_k × d_(k−1)",
-        "scale": st.column_config.NumberColumn("√(d_k/d_(k−1))", format="%.3f"),
-        "update_fro": st.column_config.NumberColumn("‖ΔW_k‖_F", format="%.4f"),
-        "weight_fro": st.column_config.NumberColumn("‖W_k‖_F", format="%.3f"),
-        "rel_update": st.column_config.NumberColumn("‖ΔW_k‖_F/‖W_k‖_F", format="%.5f"),
-        "rel_bound": st.column_config.NumberColumn("η/L", format="%.5f"),
-    },
+    split[list(ex.SPLIT_COLUMNS)], hide_index=True, key="how_split_table",
+    column_config={key: st.column_config.NumberColumn(title, format=form) if form else title
+                   for key, (title, form) in ex.SPLIT_COLUMNS.items()},
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -276,39 +263,33 @@ with d3:
 with d4:
     demo_norm = st.radio(
         "measure", ex.DEMO_NORMS, horizontal=True, key="how_demo_norm",
-        format_func=lambda s: {"operator": "operator ‖·‖*", "frobenius": "Frobenius ‖·‖_F"}[s],
+        format_func=ex.NORM_LABELS.get,
         help="Operator norm: the quantity in the bound. Frobenius: the rel_update the app logs.",
     )
 compare_depths = st.toggle("Compare depths 2 to 32", value=True, key="how_demo_compare")
 
-try:
-    with st.spinner("One forward and backward pass…"):
-        demo = _depth_demo(demo_depth, demo_width, demo_data)
-        totals = _depth_totals(demo_width, demo_data) if compare_depths else None
-except ImportError as err:
-    # A missing or half-written library module must not take the rest of the page down.
-    st.warning(f"The live demo needs agd_viz.nets, agd_viz.optim and agd_viz.data: {err}")
-else:
-    sfx = "_op" if demo_norm == "operator" else ""
-    last = demo.iloc[-1]
-    e1, e2, e3, e4 = st.columns(4)
-    e1.metric("Adam: ∏(1 + rel_k) − 1", f"{last['adam_bound' + sfx]:.3f}")
-    e2.metric("AGD: ∏(1 + rel_k) − 1", f"{last['agd_bound' + sfx]:.3f}")
-    e3.metric("AGD's G at init", f"{last['G']:.3f}")
-    e4.metric("AGD's η", f"{last['eta']:.3f}", help=r"$e^\eta - 1$ caps AGD's bound in operator norm.")
-    p1, p2 = st.columns(2)
-    with p1:
-        st.plotly_chart(ex.fig_depth_layers(demo, demo_norm), width="stretch", key="how_fig_demo_layers")
-    with p2:
-        st.plotly_chart(ex.fig_depth_bound(demo, demo_norm), width="stretch", key="how_fig_demo_bound")
-    if totals is not None:
-        fig = ex.fig_depth_totals(totals, demo_norm, demo_depth)
-        st.plotly_chart(fig, width="stretch", key="how_fig_demo_totals")
-    st.caption(
-        "Relative updates are ‖ΔW_k‖/‖W_k‖ of the first step, Adam at its default lr = 1e-3. "
-        "In Frobenius norm both come out smaller, because a step has a lower stable rank than "
-        "AGD's orthogonal weights; the growth with depth contrasts the same way."
-    )
+with st.spinner("One forward and backward pass…"):
+    demo = ex.in_norm(_depth_demo(demo_depth, demo_width, demo_data), demo_norm)
+    totals = ex.in_norm(_depth_totals(demo_width, demo_data), demo_norm) if compare_depths else None
+last = demo.iloc[-1]
+e1, e2, e3, e4 = st.columns(4)
+e1.metric("Adam: ∏(1 + rel_k) − 1", f"{last['adam_bound']:.3f}")
+e2.metric("AGD: ∏(1 + rel_k) − 1", f"{last['agd_bound']:.3f}")
+e3.metric("AGD's G at init", f"{last['G']:.3f}")
+e4.metric("AGD's η", f"{last['eta']:.3f}", help=r"$e^\eta - 1$ caps AGD's bound in operator norm.")
+p1, p2 = st.columns(2)
+with p1:
+    fig = figs.fig_depth_layers(demo, ex.NORM_SYMBOLS[demo_norm])
+    st.plotly_chart(fig, width="stretch", key="how_fig_demo_layers")
+with p2:
+    st.plotly_chart(figs.fig_depth_bound(demo), width="stretch", key="how_fig_demo_bound")
+if totals is not None:
+    st.plotly_chart(figs.fig_depth_totals(totals, demo_depth), width="stretch", key="how_fig_demo_totals")
+st.caption(
+    "Relative updates are ‖ΔW_k‖/‖W_k‖ of the first step, Adam at its default lr = 1e-3. "
+    "In Frobenius norm both come out smaller, because a step has a lower stable rank than "
+    "AGD's orthogonal weights; the growth with depth contrasts the same way."
+)
 
 st.divider()
 st.caption(

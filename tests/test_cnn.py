@@ -12,7 +12,7 @@ import torch
 from agd_viz import downloads, nets, train
 from agd_viz.nets import CNN, build_model
 from agd_viz.optim import AGD, agd_scale
-from agd_viz.train import RunSpec, SpecError
+from agd_viz.spec import RunSpec, SpecError
 
 
 def test_forward_shapes_pools_and_no_biases():
@@ -32,6 +32,23 @@ def test_forward_shapes_pools_and_no_biases():
     with pytest.raises(ValueError, match="not d_in = 100"):
         build_model("cnn", 100, 10, 3, 4, input_shape=(1, 8, 8))
     assert isinstance(build_model("cnn", 64, 10, 3, 4, input_shape=(1, 8, 8)), CNN)
+
+
+@pytest.mark.parametrize("shape, depth", [((3, 32, 32), 8), ((1, 28, 28), 6), ((1, 8, 8), 5), ((3, 32, 32), 2)])
+def test_the_cnn_pools_where_the_cost_estimates_expect(shape, depth):
+    """The CNN built for training and the shapes the server sizes it by (no torch) agree."""
+    from agd_viz import shapes
+
+    model = CNN(shape, 10, depth=depth, width=4)
+    assert model.pool_after == shapes.pool_positions(depth - 1, min(shape[1:]))
+    sizes, pools = [], 0
+    x = torch.zeros(1, *shape)
+    for i, conv in enumerate(model.convs):
+        sizes.append(x.shape[-1])
+        x = conv(x)
+        if i in model.pool_after:
+            x = torch.nn.functional.avg_pool2d(x, 2)
+    assert [shape[-1] // 2**k for k in shapes.pools_before(depth - 1, shape[-1])] == sizes
 
 
 def test_agd_init_makes_every_kernel_slice_semi_orthogonal_at_its_scale():
@@ -112,14 +129,14 @@ def test_tiny_cnn_trains_through_the_run_loop(tmp_path, monkeypatch):
     spec = RunSpec(dataset="mnist", arch="cnn", depth=3, width=8, steps=12, batch_size=64,
                    optimizers=("agd", "adam:lr=1e-2"), eval_every=4, metrics="full")
     recs = list(train.run(spec))
-    ends = [r for r in recs if r["type"] == "end"]
-    assert [e["status"] for e in ends] == ["finished", "finished"]
-    agd = [r for r in recs if r["type"] == "step" and r["opt"] == 0]
+    ends = [r for r in recs if isinstance(r, train.End)]
+    assert [e.status for e in ends] == ["finished", "finished"]
+    agd = [r for r in recs if isinstance(r, train.Step) and r.opt == 0]
     first, last = agd[0], agd[-1]
-    assert last["step"] == 12 and last["train_loss"] < first["train_loss"]
-    assert all(math.isfinite(r["eta"]) and r["eta"] > 0 for r in agd[1:])
-    assert len(first["layers"]["w_spec_scaled"]) == 3
+    assert last.step == 12 and last.train_loss < first.train_loss
+    assert all(math.isfinite(r.eta) and r.eta > 0 for r in agd[1:])
+    assert len(first.layers["w_spec_scaled"]) == 3
     # AGD's init puts the hidden conv kernel at scaled spectral norm 1 (out = in channels).
-    assert first["layers"]["w_spec_scaled"][1] == pytest.approx(1.0, abs=0.1)
-    adam = [r for r in recs if r["type"] == "step" and r["opt"] == 1]
-    assert adam[-1]["lr"] == pytest.approx(1e-2)
+    assert first.layers["w_spec_scaled"][1] == pytest.approx(1.0, abs=0.1)
+    adam = [r for r in recs if isinstance(r, train.Step) and r.opt == 1]
+    assert adam[-1].lr == pytest.approx(1e-2)

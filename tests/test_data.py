@@ -1,4 +1,9 @@
+"""The dataset catalogue and its numpy loaders (agd_viz.datasets), and the tensors of agd_viz.data."""
+
+import dataclasses
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -6,7 +11,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from agd_viz import data
+from agd_viz import data, datasets
 
 TOY = ["spirals", "moons", "circles", "xor"]
 
@@ -16,18 +21,83 @@ def row_norms(x):
 
 
 def test_registry_lists_every_dataset_with_its_defaults():
-    assert set(data.DATASETS) >= {"digits", "spirals", "moons", "circles", "xor", "teacher"}
-    assert data.DEFAULT_DATASET == "digits"
-    for name, info in data.DATASETS.items():
+    assert set(datasets.DATASETS) >= {"digits", "spirals", "moons", "circles", "xor", "teacher"}
+    assert data.DATASETS is datasets.DATASETS  # one catalogue, torch side and page side
+    assert data.DEFAULT_DATASET == datasets.DEFAULT_DATASET == "digits"
+    assert set(datasets.LOADERS) == set(datasets.DATASETS)  # every entry loads
+    for name, info in datasets.DATASETS.items():
         assert info.name == name and info.title and info.description
         assert info.task in ("classification", "regression")
         assert info.input_kind in ("vector", "2d", "image")
-        assert data.validate_options(name) == dict(info.options)
+        assert datasets.validate_options(name) == dict(info.options)
         for key, default in info.options.items():
             lo, hi = info.limits[key]
             assert lo <= default <= hi
-    assert data.DATASETS["teacher"].task == "regression"
-    assert {n for n, i in data.DATASETS.items() if i.input_kind == "2d"} == set(TOY)
+    assert datasets.DATASETS["teacher"].task == "regression"
+    assert {n for n, i in datasets.DATASETS.items() if i.input_kind == "2d"} == set(TOY) == set(datasets.TOY_2D)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("digits", {}), ("digits", {"test_fraction": 0.5}), ("spirals", {"classes": 3}), ("moons", {}),
+    ("circles", {"n_samples": 333, "test_fraction": 0.3}), ("xor", {}), ("teacher", {}),
+    ("teacher", {"d_in": 5, "d_out": 3, "n_samples": 500})])
+def test_catalogue_sizes_are_the_loaded_sizes(name, options):
+    arrays = datasets.load_arrays(name, **options)
+    info = datasets.DATASETS[name]
+    shape = datasets.shape(name, options)
+    assert (shape.d_in, shape.d_out, shape.n_train, shape.n_test, shape.input_shape) == \
+        (arrays.d_in, arrays.d_out, arrays.n_train, arrays.n_test, arrays.input_shape)
+    assert (arrays.task, arrays.input_kind) == (info.task, info.input_kind)
+    if name != "spirals" and info.classes is not None:
+        assert arrays.classes == list(info.classes)
+
+
+def test_load_arrays_gives_numpy_and_data_load_the_same_values_as_tensors():
+    arrays = datasets.load_arrays("moons", seed=4, n_samples=200)
+    assert isinstance(arrays.x_train, np.ndarray) and arrays.x_train.dtype == np.float32
+    assert arrays.y_train.dtype == np.int64
+    ds = data.load("moons", seed=4, n_samples=200)
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(ds, name).numpy(), getattr(arrays, name))
+    np.testing.assert_array_equal(ds.raw_train, arrays.raw_train)
+    assert (ds.classes, ds.input_kind, ds.d_in) == (arrays.classes, "2d", 3)
+    # raw_test is kept in float32, so the map of it matches to float32 precision.
+    np.testing.assert_allclose(arrays.transform(arrays.raw_test), arrays.x_test, rtol=1e-5, atol=1e-6)
+
+
+def test_the_catalogue_and_loaders_import_no_torch():
+    code = ("import sys, agd_viz.datasets as d; d.load_arrays('digits'); d.load_arrays('teacher'); "
+            "d.load_arrays('spirals'); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_a_registered_dataset_loads_validates_and_trains_like_a_built_in(monkeypatch):
+    monkeypatch.setattr(datasets, "DATASETS", dict(datasets.DATASETS))
+    monkeypatch.setattr(datasets, "LOADERS", dict(datasets.LOADERS))
+    monkeypatch.setattr(datasets, "TOY_2D", datasets.TOY_2D)
+    monkeypatch.setattr(datasets, "DOWNLOADABLE", datasets.DOWNLOADABLE)
+
+    def lines(seed, n_samples, test_fraction):
+        x = np.random.default_rng(seed).normal(size=(n_samples, 2))
+        return datasets.from_arrays("lines", x, (x[:, 0] > 0).astype(int), "classification", seed,
+                                    test_fraction, classes=["left", "right"], append_constant=True,
+                                    input_kind="2d")
+
+    info = datasets.DatasetInfo("lines", "Two half-planes", "classification", "Split by the y axis.",
+                                3, 2, 80, 20, {"n_samples": 100, "test_fraction": 0.2},
+                                {"n_samples": (10, 1000), "test_fraction": (0.01, 0.9)}, input_kind="2d")
+    datasets.register(info, lines)
+    assert "lines" in datasets.TOY_2D and datasets.title("lines") == "Two half-planes"
+    ds = data.load("lines", seed=1)
+    assert (ds.n_train, ds.n_test, ds.d_in, ds.classes) == (80, 20, 3, ["left", "right"])
+    with pytest.raises(ValueError, match="n_samples must be between 10"):
+        data.load("lines", n_samples=5)
+    with pytest.raises(ValueError, match="already registered"):
+        datasets.register(info, lines)
+    with pytest.raises(ValueError, match="no limits for options"):
+        datasets.register(dataclasses.replace(info, name="other", limits={}), lines)
 
 
 def test_digits_default_split_and_prepared_inputs():
@@ -133,36 +203,38 @@ def test_from_arrays_rejects_non_finite_values_and_says_how_many():
     x[7, 0] = np.inf
     x[9, 2] = -np.inf
     with pytest.raises(ValueError, match="'bad': inputs contain 3 non-finite"):
-        data.from_arrays("bad", x, np.zeros(50, dtype=int), "classification")
+        datasets.from_arrays("bad", x, np.zeros(50, dtype=int), "classification")
     y = np.ones((50, 2))
     y[0, 0] = np.nan
     with pytest.raises(ValueError, match="'bad': targets contain 1 non-finite"):
-        data.from_arrays("bad", np.ones((50, 4)), y, "regression")
+        datasets.from_arrays("bad", np.ones((50, 4)), y, "regression")
     with pytest.raises(ValueError, match="50 inputs but 49 targets"):
-        data.from_arrays("bad", np.ones((50, 4)), np.zeros(49, dtype=int), "classification")
+        datasets.from_arrays("bad", np.ones((50, 4)), np.zeros(49, dtype=int), "classification")
     with pytest.raises(ValueError, match="integers"):
-        data.from_arrays("bad", np.ones((50, 4)), np.full(50, 0.5), "classification")
+        datasets.from_arrays("bad", np.ones((50, 4)), np.full(50, 0.5), "classification")
 
 
 def test_a_row_equal_to_the_train_mean_becomes_zero_not_nan():
     x = np.array([[1.0, 2.0], [3.0, 4.0], [2.0, 3.0], [5.0, 1.0]])
-    ds = data.from_arrays("tiny", x, np.array([0, 1, 0, 1]), "classification", test_fraction=0.25)
+    arrays = datasets.from_arrays("tiny", x, np.array([0, 1, 0, 1]), "classification", test_fraction=0.25)
+    ds = data.tensors(arrays)
     mean = ds.input_transform.mean
     out = ds.transform(mean[None, :])
     assert torch.equal(out, torch.zeros(1, 2))
     assert torch.isfinite(ds.x_train).all()
+    np.testing.assert_array_equal(arrays.transform(mean[None, :]), np.zeros((1, 2)))
 
 
 def test_teacher_targets_are_the_teachers_outputs():
     ds = data.load("teacher", n_samples=500)
     assert (ds.d_in, ds.d_out, ds.task) == (16, 4, "regression")
     assert ds.y_train.dtype == torch.float32 and ds.y_train.shape == (400, 4)
-    weights = ds.meta["teacher_weights"]
+    weights = [torch.from_numpy(w) for w in ds.meta["teacher_weights"]]
     assert [tuple(w.shape) for w in weights] == [(32, 16), (32, 32), (4, 32)]
     h = ds.x_test
     for w in weights[:-1]:
         h = torch.relu(h @ w.T) * math.sqrt(2)
-    torch.testing.assert_close(h @ weights[-1].T, ds.y_test)
+    torch.testing.assert_close(h @ weights[-1].T, ds.y_test)  # what a student of its shape computes
     # Targets of order one: predicting zero costs a loss of order one, not 1e-4 or 1e4.
     zero_loss = data.loss_fn("regression")(torch.zeros_like(ds.y_train), ds.y_train)
     assert 0.05 < zero_loss.item() < 5

@@ -11,6 +11,8 @@ import io
 import math
 import socket
 import struct
+import subprocess
+import sys
 import tarfile
 import threading
 
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from agd_viz import cli, data, downloads, train
+from agd_viz import cli, data, datasets, downloads, train
 from agd_viz.downloads import DownloadError, NotDownloadedError, RemoteFile, Source
 
 
@@ -123,11 +125,15 @@ def files_under(path):
 
 def test_image_datasets_are_registered_but_load_only_after_a_download(cache):
     for name, shape in (("mnist", (1, 28, 28)), ("fashion-mnist", (1, 28, 28)), ("cifar10", (3, 32, 32))):
-        info = data.DATASETS[name]
+        info = datasets.DATASETS[name]
         assert (info.input_kind, info.input_shape, info.task) == ("image", shape, "classification")
+        assert info.downloadable and name in downloads.SOURCES
         assert not downloads.is_downloaded(name)
+    assert set(datasets.DOWNLOADABLE) == set(downloads.SOURCES)
     with pytest.raises(NotDownloadedError, match=r"not downloaded yet: run `python -m agd_viz download mnist`"):
         data.load("mnist")
+    with pytest.raises(NotDownloadedError, match=r"about 12 MB"):
+        datasets.load_arrays("mnist")
     spec = train.RunSpec(dataset="cifar10")  # a spec may name it; training says what to do
     with pytest.raises(train.SpecError, match="python -m agd_viz download cifar10"):
         train.load_dataset(spec)
@@ -152,6 +158,27 @@ def test_mnist_loader_reads_idx_files_and_prepares_inputs(cache):
     again = data.load("mnist", seed=1, train_samples=12)
     assert small.n_train == 12 and torch.equal(small.x_train, again.x_train)
     assert not torch.equal(data.load("mnist", seed=2, train_samples=12).y_train, small.y_train)
+
+
+def test_read_returns_the_official_split_as_bytes(cache):
+    folder = cache / "mnist"
+    folder.mkdir(parents=True)
+    files = mnist_files(n_train=30, n_test=10)
+    for name, body in files.items():
+        (folder / name).write_bytes(body)
+    x_train, y_train, x_test, y_test = downloads.read("mnist")
+    assert x_train.dtype == np.uint8 and x_train.shape == (30, 784) and x_test.shape == (10, 784)
+    raw = np.frombuffer(gzip.decompress(files["train-images-idx3-ubyte.gz"])[16:], dtype=np.uint8)
+    np.testing.assert_array_equal(x_train, raw.reshape(30, 784))
+    assert y_train.tolist() == [i % 10 for i in range(30)] and y_test.tolist() == list(range(10))
+
+
+def test_downloads_imports_neither_torch_nor_the_loaders():
+    code = ("import sys, agd_viz.downloads; "
+            "print(sorted({'torch', 'agd_viz.data', 'agd_viz.datasets'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_cifar10_loader_reads_the_binary_tarball(cache):
@@ -262,3 +289,41 @@ def test_cli_download_shows_progress_and_explains_failures(cache, server, monkey
     assert cli.main(["download", "imagenet"]) == 2
     assert "available: mnist, fashion-mnist, cifar10" in capsys.readouterr().err
     assert math.isclose(downloads.SOURCES["cifar10"].size, 170052171)
+
+
+# -- the page's view of downloads (agd_viz.views.datasets) ----------------------------------------
+
+
+def test_data_status_says_what_to_do_before_a_download(cache, monkeypatch):
+    from agd_viz.views import datasets as data_view
+
+    monkeypatch.delenv(data_view.ENV_ALLOW_DOWNLOADS, raising=False)
+    assert data_view.data_status("digits") is None  # nothing to download
+    status = data_view.data_status("cifar10")
+    assert (status.downloaded, status.allowed, status.path) == (False, True, str(cache / "cifar10"))
+    assert status.button_label == "Download CIFAR-10 (170 MB)"
+    assert "Press “Download CIFAR-10 (170 MB)” below" in status.note()
+    monkeypatch.setenv(data_view.ENV_ALLOW_DOWNLOADS, "off")
+    off = data_view.data_status("cifar10")
+    assert not off.allowed and "`python -m agd_viz download cifar10`" in off.note()
+    assert data_view.download_dataset("digits") == (False, "'digits' is not a downloadable data set.")
+    assert data_view.download_progress(0, 0, "MNIST") == (0.0, "MNIST · 0 kB of 0 kB")
+    assert data_view.download_progress(6_000_000, 12_000_000, "MNIST")[0] == 0.5
+
+
+def test_two_sessions_downloading_at_once_fetch_each_file_once(cache, server, monkeypatch):
+    from agd_viz.views import datasets as data_view
+
+    monkeypatch.delenv(data_view.ENV_ALLOW_DOWNLOADS, raising=False)
+    files = mnist_files()
+    server.files.update(files)
+    monkeypatch.setitem(downloads.SOURCES, "mnist", source_for("mnist", files, server.url))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(data_view.download_dataset("mnist")))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [ok for ok, _ in results] == [True, True]
+    assert sorted(server.requests) == sorted(files)  # the second session found the files there

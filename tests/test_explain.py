@@ -1,11 +1,15 @@
-"""agd_viz.explain: the numbers behind the "How AGD works" page."""
+"""agd_viz.views.explain and agd_viz.charts.explain: the numbers and figures of the "How AGD works" page."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from agd_viz import explain as ex
+from agd_viz import theory
+from agd_viz.charts import explain as figs
+from agd_viz.views import explain as ex
 
 # ---------------------------------------------------------------------------------------------
 # matrices
@@ -102,6 +106,7 @@ def test_norm_ball_points_have_the_radius_as_norm(p):
 
 
 def test_eta_of_G_values():
+    assert ex.eta_of_G is theory.eta_of_G  # the page shows the optimiser's own formula
     assert ex.eta_of_G(0.0) == 0.0
     assert ex.eta_of_G(2.0) == pytest.approx(math.log((1 + math.sqrt(9.0)) / 2))  # = log 2
     grid = np.linspace(0.0, 100.0, 1001)
@@ -109,14 +114,26 @@ def test_eta_of_G_values():
     # Small G: eta ~ G (plain normalised gradient descent). Large G: eta ~ log(G)/2.
     assert ex.eta_of_G(1e-9) == pytest.approx(1e-9, rel=1e-6)
     assert ex.eta_of_G(1e8) == pytest.approx(0.5 * math.log(1e8), abs=1e-3)
-    with pytest.raises(ValueError):
-        ex.eta_of_G(-0.1)
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="G must be finite and >= 0"):
+            ex.check_G(bad)
+        with pytest.raises(ValueError, match="G must be finite and >= 0"):
+            ex.layer_split(depth=2, width=8, d_in=4, d_out=2, G=bad)
 
 
 @pytest.mark.parametrize("G", [0.05, 1.0, 7.0])
 def test_eta_of_G_minimises_the_majorisation(G):
     grid = np.linspace(0.0, 3.0, 30001)
     assert grid[np.argmin(ex.mm_bound(grid, G))] == pytest.approx(ex.eta_of_G(G), abs=2e-4)
+
+
+def test_mm_curve_marks_the_minimum_of_its_bound():
+    curve = ex.mm_curve(2.0)
+    assert curve["best_eta"] == pytest.approx(math.log(2.0))
+    assert curve["best_bound"] == pytest.approx(ex.mm_bound(math.log(2.0), 2.0))
+    assert curve["best_bound"] <= curve["bound"].min() + 1e-12
+    np.testing.assert_allclose(curve["bound"], curve["gain"] + curve["penalty"])
+    assert curve["eta"][-1] >= 2 * curve["best_eta"]
 
 
 def test_layer_split_shares_eta_across_layers():
@@ -135,7 +152,7 @@ def test_layer_split_shares_eta_across_layers():
 
 
 # ---------------------------------------------------------------------------------------------
-# depth demo (real nets and optimisers, tiny sizes)
+# depth demo (numpy network, gradient and first steps; tiny sizes)
 
 
 def test_depth_demo_shape_and_agd_step():
@@ -164,16 +181,90 @@ def test_adam_bound_grows_with_depth_while_agd_stays_bounded():
     assert deep["adam_total_op"] > deep["agd_total_op"]
 
 
+def test_depth_totals_agree_with_the_demo_at_each_depth():
+    totals = ex.depth_totals([3, 5], width=16, seed=2, data="digits", batch_size=32).set_index("depth")
+    for depth in (3, 5):
+        last = ex.depth_demo(depth, width=16, seed=2, data="digits", batch_size=32).iloc[-1]
+        assert totals.loc[depth, "adam_total_op"] == pytest.approx(last["adam_bound_op"])
+        assert totals.loc[depth, "agd_total"] == pytest.approx(last["agd_bound"])
+        assert totals.loc[depth, "G"] == pytest.approx(last["G"])
+
+
 def test_depth_demo_on_digits_uses_the_app_dataset():
     df = ex.depth_demo(depth=3, width=16, seed=0, data="digits")
     assert list(df["shape"]) == ["16 × 64", "16 × 16", "10 × 16"]
     assert df["G"].iloc[0] > 0
     assert df["loss"].iloc[0] == pytest.approx(math.log(10), rel=0.5)  # near chance at init
+    again = ex.depth_demo(depth=3, width=16, seed=0, data="digits")
+    assert again.equals(df)  # one seed, one picture
+    assert not ex.depth_demo(depth=3, width=16, seed=1, data="digits").equals(df)
 
 
 def test_depth_demo_rejects_unknown_data():
     with pytest.raises(ValueError, match="digits"):
         ex.depth_demo(depth=2, width=8, data="imagenet")
+
+
+def test_agd_init_is_semi_orthogonal_at_the_agd_scale():
+    weights = ex.agd_init([64, 32, 32, 100, 10], np.random.default_rng(0))
+    assert [w.shape for w in weights] == [(32, 64), (32, 32), (100, 32), (10, 100)]
+    for w in weights:
+        s = np.linalg.svd(w, compute_uv=False)
+        np.testing.assert_allclose(s, theory.agd_scale(*w.shape), rtol=1e-10)
+
+
+def test_numpy_demo_matches_torch_nets_and_optimisers():
+    """The page's numpy network, backprop and first steps against the training code's own MLP,
+    autograd and optimisers (torch here in the test only; the page never imports it)."""
+    torch = pytest.importorskip("torch")
+    from agd_viz.nets import MLP
+    from agd_viz.optim import make_optimizer
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((40, 12))
+    y = rng.integers(0, 3, 40)
+    weights = ex.agd_init([12, 16, 16, 16, 3], np.random.default_rng(6))
+    df = ex._demo_one(x, y, weights, 1e-3)
+
+    model = MLP(12, 3, depth=4, width=16).double()
+    with torch.no_grad():
+        for p, w in zip(model.weights(), weights):
+            p.copy_(torch.from_numpy(w))
+    loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+    grads = torch.autograd.grad(loss, model.weights())
+    assert df["loss"].iloc[0] == pytest.approx(loss.item(), rel=1e-10)
+
+    def first_step(spec):
+        params = [torch.from_numpy(w).clone().requires_grad_(True) for w in weights]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt = make_optimizer(spec, params)
+        opt.step()
+        return opt, [(p.detach() - torch.from_numpy(w)).numpy() for p, w in zip(params, weights)]
+
+    _, adam = first_step("adam:lr=1e-3")
+    agd, agd_d = first_step("agd")
+    assert df["G"].iloc[0] == pytest.approx(float(agd.last_G), rel=1e-6)
+    assert df["eta"].iloc[0] == pytest.approx(float(agd.last_eta), rel=1e-6)
+    for k, w in enumerate(weights):
+        row = df.iloc[k]
+        assert row["adam_rel"] == pytest.approx(np.linalg.norm(adam[k]) / np.linalg.norm(w), rel=1e-5)
+        assert row["agd_rel"] == pytest.approx(np.linalg.norm(agd_d[k]) / np.linalg.norm(w), rel=1e-5)
+        assert row["adam_rel_op"] == pytest.approx(np.linalg.norm(adam[k], 2) / np.linalg.norm(w, 2), rel=1e-5)
+        assert row["agd_rel_op"] == pytest.approx(np.linalg.norm(agd_d[k], 2) / np.linalg.norm(w, 2), rel=1e-5)
+
+
+def test_in_norm_picks_one_measure_under_plain_names():
+    df = ex.depth_demo(depth=3, width=8, data="random")
+    op = ex.in_norm(df, "operator")
+    fro = ex.in_norm(df, "frobenius")
+    assert list(op["adam_bound"]) == list(df["adam_bound_op"])
+    assert list(fro["agd_rel"]) == list(df["agd_rel"])
+    assert not any(c.endswith("_op") for c in [*op.columns, *fro.columns])
+    totals = ex.in_norm(ex.depth_totals([2], width=8, data="random"), "operator")
+    assert list(totals.columns) == ["depth", "adam_total", "agd_total", "eta", "G"]
+    with pytest.raises(ValueError, match="operator, frobenius"):
+        ex.in_norm(df, "nuclear")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,25 +308,39 @@ def test_latest_agd_point_ignores_a_file_that_is_not_a_store(tmp_path):
 
 def test_figures_build():
     summary = ex.matrix_summary(ex.build_matrix("gaussian", 6, 4))
-    figs = [
-        ex.fig_norm_balls([1.0, -0.5]),
-        ex.fig_singular_values(summary),
-        ex.fig_matrix(ex.build_matrix("rank-one", 6, 4)),
-        ex.fig_eta_curve(2.0, {"run_id": 3, "name": "r", "step": 9, "G": 12.0, "eta": 1.5}),
-        ex.fig_mm_bound(0.0),
-        ex.fig_layer_split(ex.layer_split(3, 16, 64, 10, 1.0)),
+    demo = ex.in_norm(ex.depth_demo(depth=3, width=8, data="random"), "operator")
+    totals = ex.in_norm(ex.depth_totals([2, 4], width=8, data="random"), "frobenius")
+    built = [
+        figs.fig_norm_balls(ex.norm_balls([1.0, -0.5])),
+        figs.fig_singular_values(summary),
+        figs.fig_matrix(ex.build_matrix("rank-one", 6, 4)),
+        figs.fig_eta_curve(2.0, {"run_id": 3, "name": "r", "step": 9, "G": 12.0, "eta": 1.5}),
+        figs.fig_mm_bound(ex.mm_curve(0.0)),
+        figs.fig_layer_split(ex.layer_split(3, 16, 64, 10, 1.0)),
+        figs.fig_depth_layers(demo, ex.NORM_SYMBOLS["operator"]),
+        figs.fig_depth_bound(demo),
+        figs.fig_depth_totals(totals, depth=4),
     ]
-    for fig in figs:
+    for fig in built:
         assert fig.layout.title.text
-    eta_fig = figs[3]
+    eta_fig = built[3]
     assert eta_fig.layout.xaxis.range is None or eta_fig.layout.xaxis.range[1] >= 12.0
     assert any(t.marker.symbol == "star" for t in eta_fig.data)
+    assert built[6].layout.title.text == "Relative update per layer ‖ΔW_k‖* / ‖W_k‖*"
+    # Each norm ball passes through the tip of v.
+    balls = ex.norm_balls([1.0, -0.5])
+    assert [t.name for t in built[0].data[:3]] == ["Manhattan ℓ1 = 1.5", "Euclidean ℓ2 = 1.12", "infinity ℓ∞ = 1"]
+    with pytest.raises(ValueError, match="2-D"):
+        ex.norm_balls([1.0, 2.0, 3.0])
+    assert set(balls["balls"]) == {1, 2, math.inf}
 
 
-def test_explain_imports_neither_streamlit_nor_torch():
-    import subprocess
-    import sys
-
-    code = "import sys, agd_viz.explain; print(sorted({'streamlit', 'torch'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+def test_the_page_modules_import_neither_streamlit_nor_torch():
+    code = ("import sys, agd_viz.datasets, agd_viz.downloads, agd_viz.views.explain, agd_viz.views.datasets, "
+            "agd_viz.charts.explain as figs, agd_viz.views.explain as ex; "
+            "ex.depth_demo(4, 16, data='digits'); ex.depth_totals([2, 4], 16, data='random'); "
+            "figs.fig_depth_totals(ex.in_norm(ex.depth_totals([2], 8), 'operator')); "
+            "print(sorted({'streamlit', 'torch'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

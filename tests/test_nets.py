@@ -19,6 +19,15 @@ def test_depth_counts_weight_matrices_and_dims_are_out_in():
     AGD(model.parameters())  # so AGD accepts it as is
 
 
+@pytest.mark.parametrize("d_in, d_out, depth, width", [(5, 3, 1, 99), (64, 10, 4, 32), (3, 2, 8, 1)])
+def test_the_mlp_has_the_shapes_the_server_sizes_it_by(d_in, d_out, depth, width):
+    from agd_viz import shapes
+
+    model = MLP(d_in, d_out, depth, width)
+    assert model.dims == shapes.layer_dims(d_in, d_out, depth, width)
+    assert sum(w.numel() for w in model.weights()) == shapes.weight_count(d_in, d_out, depth, width)
+
+
 def test_forward_is_scaled_relu_between_linear_layers_and_flattens_input():
     torch.manual_seed(0)
     model = MLP(18, 4, depth=3, width=8)

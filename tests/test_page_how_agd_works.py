@@ -1,13 +1,17 @@
-"""AppTest of pages/how_agd_works.py: it renders, every control works, a stored AGD run is marked."""
+"""AppTest of pages/how_agd_works.py: it renders, every control works, a stored AGD run is marked,
+and the page never imports torch."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from agd_viz import explain as ex
+from agd_viz.views import explain as ex
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "how_agd_works.py")
 
@@ -130,3 +134,22 @@ def test_latest_agd_run_is_marked_on_the_eta_curve(page, tmp_path):
     eta_fig = _figures(at)["AGD's step size η(G)"]
     stars = [t for t in eta_fig["data"] if t.get("marker", {}).get("symbol") == "star"]
     assert len(stars) == 1 and stars[0]["x"] == [2.5]
+
+
+
+def test_the_page_never_imports_torch(tmp_path):
+    """The whole page, depth demo and depth comparison included, in a fresh process: torch stays
+    out of the server."""
+    code = f"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
+assert not at.exception, [e.value for e in at.exception]
+titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+assert "Whole-network bound against depth" in titles, titles
+print("torch" in sys.modules)
+"""
+    env = {**os.environ, "AGD_VIZ_DB": str(tmp_path / "runs.db")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
