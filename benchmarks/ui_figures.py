@@ -107,9 +107,9 @@ def main(argv=None) -> int:
     steps, layers = 20_000, 32
     if args.tiny:
         steps, layers, args.rounds = 500, 4, 1
-    from agd_viz.train import RunSpec
+    from agd_viz import cost
 
-    auto = RunSpec(steps=steps, batch_size=128).resolved_layer_every()
+    auto = cost.resolved_layer_every({"steps": steps, "batch_size": 128})
     results = [measure(steps, layers, 1, args.rounds), measure(steps, layers, 1, args.rounds, x="time"),
                measure(steps, layers, auto, args.rounds)]
     print(f"Live page refresh: {len(OPTIMIZERS)} runs x {steps:,} steps x {layers} layers, "

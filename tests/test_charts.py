@@ -1,6 +1,8 @@
 """Figure builders: what a user sees on the charts (colours, smoothing, markers, sizes)."""
 
 import json
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -13,21 +15,20 @@ from agd_viz import charts
 from agd_viz.charts import (
     RunData,
     all_live_figures,
+    best_rate_heatmaps,
     color_for,
     decision_boundary_figure,
     downsample,
     ema,
-    eta_curve_figure,
-    eta_of_G,
     layer_heatmap,
     layer_heatmaps,
     layer_lines_figure,
     loss_figure,
     rel_update_figure,
     step_size_figure,
-    sweep_heatmap,
     sweep_heatmaps,
 )
+from agd_viz.charts import palette
 
 SCALARS = ["loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr"]
 LAYER_METRICS = ["w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update"]
@@ -108,10 +109,32 @@ def test_colour_families_are_fixed_and_deterministic():
     # Adam learning rates: different shades, all from the orange family.
     shades = [color_for(f"adam:lr={lr}") for lr in ("1e-4", "3e-4", "1e-3", "3e-3", "1e-2")]
     assert len(set(shades)) == 5
-    assert set(shades) <= set(charts._FAMILY_SHADES["adam"])
+    assert set(shades) <= set(palette._FAMILY_SHADES["adam"])
     # Unknown optimisers: a stable colour, not one of the four families' colours.
     lion = color_for("lion:lr=1e-4")
-    assert lion == color_for("lion") and lion in charts._HASH_PALETTE
+    assert lion == color_for("lion") and lion in palette._HASH_PALETTE
+
+
+def test_every_optimiser_family_has_its_colour_and_shades_follow_the_options():
+    base = {name: color_for(name) for name in ("agd", "adam", "sgd", "adamw", "prodigy",
+                                                "dadapt-adam", "schedulefree-adamw")}
+    assert base == {"agd": "#1565c0", "adam": "#f57c00", "sgd": "#2e7d32", "adamw": "#7b1fa2",
+                    "prodigy": "#c62828", "dadapt-adam": "#00838f",
+                    "schedulefree-adamw": "#6d4c41"}
+    # The shade-picking option is the family's own: AGD's gain, Prodigy's d_coef.
+    assert color_for("agd:gain=10") in palette._FAMILY_SHADES["agd"][1:]
+    assert color_for("prodigy:d_coef=0.5") != color_for("prodigy") == color_for("prodigy lr=1")
+    # Options left at their defaults change nothing; any other option shifts the shade within
+    # the family, the same for a spec string and for its legend label.
+    assert color_for("adam:lr=1e-3,beta2=0.999,eps=1e-8") == color_for("adam")
+    tuned = color_for("adam:lr=1e-3,beta2=0.99")
+    assert tuned != color_for("adam") and tuned in palette._FAMILY_SHADES["adam"]
+    assert tuned == color_for("adam lr=0.001 beta2=0.99")
+    assert color_for("adam:eps=1e-7") == color_for("adam lr=0.001 eps=1e-07")
+    # Text that does not parse still gets a stable colour: its family's, else the palette's.
+    assert color_for("adam (best lr)") == color_for("adam")
+    assert color_for("adam:lr=oops") == color_for("adam")
+    assert color_for("") in palette._HASH_PALETTE and color_for(None) == color_for("")
 
 
 def test_each_run_has_the_same_colour_on_every_chart():
@@ -141,6 +164,12 @@ def test_baselines_show_lr_dashed_and_agd_eta_with_G_panel():
     for label in ("adam lr=1e-3", "sgd lr=0.1", "adamw lr=1e-3"):
         assert by_name[f"{label} lr"].line.dash == "dash"
     assert fig.layout.yaxis2.title.text == "G"
+
+
+def test_d_adaptation_baselines_name_their_logged_step_d_lr():
+    runs = make_runs(specs=("agd", "prodigy:d_coef=0.5", "dadapt-adam", "schedulefree-adamw"))
+    names = {t.name for t in valid(step_size_figure(runs)).data}
+    assert {"prodigy d_coef=0.5 d·lr", "dadapt-adam d·lr", "schedulefree-adamw lr"} <= names
 
 
 # ---------------------------------------------------------------------------------------- numerics
@@ -216,7 +245,6 @@ def test_builders_on_no_runs_and_on_runs_without_rows(name):
 
 
 def test_other_builders_on_empty_inputs():
-    assert is_waiting(valid(sweep_heatmap(pd.DataFrame())))
     assert is_waiting(valid(sweep_heatmaps(pd.DataFrame(), "final_train_acc")))
     assert is_waiting(valid(decision_boundary_figure([], [], [], [], [], [])))
     figs = all_live_figures([])
@@ -329,30 +357,7 @@ def test_layer_heatmaps_share_one_colour_scale():
     assert sum(bool(t.showscale) for t in fig.data) == 1
 
 
-def sweep_frame():
-    rows = []
-    for opt, good in (("agd", 0.95), ("adam lr=0.001", 0.6)):
-        for depth in (2, 4, 8):
-            for width in (32, 64, 128):
-                acc = good - 0.02 * depth if opt != "agd" else good
-                rows.append(dict(optimizer=opt, depth=depth, width=width, final_train_acc=acc))
-    return pd.DataFrame(rows)
-
-
-def test_sweep_heatmaps_one_panel_per_optimiser_with_shared_scale():
-    df = sweep_frame()
-    fig = valid(sweep_heatmaps(df, "final_train_acc", ["agd", "adam lr=0.001"]))
-    assert len(fig.data) == 2
-    assert {(t.zmin, t.zmax) for t in fig.data} == {(df.final_train_acc.min(),
-                                                      df.final_train_acc.max())}
-    agd = fig.data[0]
-    assert list(agd.y) == ["2", "4", "8"] and list(agd.x) == ["32", "64", "128"]
-    assert agd.text[0][0] == "0.95"
-    single = valid(sweep_heatmap(df, optimizer="adam lr=0.001"))
-    assert np.asarray(single.data[0].z).shape == (3, 3)
-
-
-def test_decision_boundary_and_eta_curve():
+def test_decision_boundary_colours_the_grid_by_predicted_class():
     g = np.linspace(-1, 1, 30)
     xx, yy = np.meshgrid(g, g)
     probs = np.stack([xx > 0, xx <= 0], axis=-1).astype(float)
@@ -366,12 +371,144 @@ def test_decision_boundary_and_eta_curve():
                                          "labels"))
     assert np.asarray(fig.data[0].z)[0, -1] == 1
 
-    assert eta_of_G(0.0) == 0.0
-    assert eta_of_G(2.0) == pytest.approx(np.log(2.0))  # (1 + sqrt(9)) / 2 = 2
-    fig = valid(eta_curve_figure(10, {"AGD at init": 2.0, "late": 12.0}))
-    marks = [t for t in fig.data if t.mode == "markers+text"][0]
-    assert list(marks.text) == ["AGD at init", "late"]
-    assert max(fig.data[0].x) >= 12.0
+
+# ---------------------------------------------------------------------------------------- sweeps
+
+
+SWEEP_RESULTS = [  # run_id, optimizer, depth, width, status, final_train_loss, final_train_acc
+    (1, "agd", 2, 8, "finished", 0.1, 0.99),
+    (2, "adam:lr=1e-3", 2, 8, "finished", 0.5, 0.8),
+    (3, "adam:lr=1e-2", 2, 8, "finished", 0.05, 0.995),
+    (4, "agd", 32, 8, "finished", 0.2, 0.95),
+    (5, "adam:lr=1e-3", 32, 8, "finished", 2.3, 0.1),
+    (6, "adam:lr=1e-2", 32, 8, "diverged", np.nan, 0.1),
+    (7, "agd", 2, 16, "running", np.nan, np.nan),
+    (None, "adam:lr=1e-3", 2, 16, "pending", np.nan, np.nan),
+    (None, "adam:lr=1e-2", 2, 16, "pending", np.nan, np.nan),
+    (None, "agd", 32, 16, "pending", np.nan, np.nan),
+    (None, "adam:lr=1e-3", 32, 16, "pending", np.nan, np.nan),
+    (None, "adam:lr=1e-2", 32, 16, "pending", np.nan, np.nan),
+]
+PANELS = ["agd", "adam:lr=1e-3", "adam:lr=1e-2"]
+
+
+def sweep_results(rows=SWEEP_RESULTS):
+    """A sweep's results frame as the Sweep view hands it over: one row per (cell, optimiser),
+    cells without a run yet "pending"."""
+    df = pd.DataFrame(rows, columns=["run_id", "optimizer", "depth", "width", "status",
+                                     "final_train_loss", "final_train_acc"])
+    return df.assign(label=df["optimizer"].str.replace(":", " "))
+
+
+def heatmaps_of(fig):
+    return [t for t in fig.data if t.type == "heatmap"]
+
+
+def cell_text(fig, panel, depth, width):
+    """What a cell says: its value on the heatmap, else its status on the marker layer."""
+    heat = heatmaps_of(fig)[panel]
+    value = heat.text[list(heat.y).index(str(depth))][list(heat.x).index(str(width))]
+    marks = [t for t in fig.data if t.type == "scatter"][panel]
+    k = [i for i, (x, y) in enumerate(zip(marks.x, marks.y)) if (x, y) == (str(width), str(depth))]
+    status = marks.text[k[0]] if k else ""
+    assert not (value and status)
+    return value or status
+
+
+def test_sweep_heatmaps_one_panel_per_optimiser_on_one_colour_scale():
+    df = sweep_results()
+    fig = valid(sweep_heatmaps(df, "final_train_loss", PANELS))
+    maps = heatmaps_of(fig)
+    assert len(maps) == 3
+    finite = df["final_train_loss"].dropna()
+    assert {(t.zmin, t.zmax) for t in maps} == {(finite.min(), finite.max())}
+    assert all(t.reversescale for t in maps)  # a low loss is the good end of the scale
+    assert sum(bool(t.showscale) for t in maps) == 1
+    # Every panel shows the whole grid, so cells line up across panels.
+    assert all(list(t.y) == ["2", "32"] and list(t.x) == ["8", "16"] for t in maps)
+    titles = fig.layout.annotations
+    assert [a.text for a in titles] == ["agd", "adam lr=1e-3", "adam lr=1e-2"]
+    assert [a.font.color for a in titles] == [color_for(o) for o in PANELS]
+    # Seeds of one cell are averaged.
+    seeds = pd.concat([df, df.assign(run_id=df["run_id"].map(lambda r: r and r + 10),
+                                     final_train_loss=df["final_train_loss"] * 3)])
+    fig = valid(sweep_heatmaps(seeds, "final_train_loss", ["agd"]))
+    assert cell_text(fig, 0, 2, 8) == "0.2"
+
+
+def test_sweep_cells_show_their_value_or_why_there_is_none():
+    df = sweep_results()
+    fig = valid(sweep_heatmaps(df, "final_train_acc", PANELS))
+    assert cell_text(fig, 0, 2, 8) == "0.99" and cell_text(fig, 0, 2, 16) == "running"
+    assert cell_text(fig, 1, 2, 16) == "·"  # not started
+    assert cell_text(fig, 2, 32, 8) == "0.1"  # a diverged run's accuracy is still a number
+    loss = valid(sweep_heatmaps(df, "final_train_loss", PANELS))
+    assert cell_text(loss, 2, 32, 8) == "diverged"
+    assert {charts.STATUS_TEXT[s] for s in ("interrupted", "pending")} == {"stopped", "·"}
+
+
+def test_sweep_accuracy_uses_a_fixed_0_to_1_scale():
+    fig = valid(sweep_heatmaps(sweep_results(), "final_train_acc", PANELS))
+    assert all(t.zmin == 0 and t.zmax == 1 for t in heatmaps_of(fig))
+    assert not any(t.reversescale for t in heatmaps_of(fig))
+
+
+def test_sweep_grid_is_drawn_before_any_cell_has_a_value():
+    pending = sweep_results([(None, "agd", d, w, "pending", np.nan, np.nan)
+                             for d in (2, 32) for w in (8, 16)])
+    fig = valid(sweep_heatmaps(pending, "final_train_loss", ["agd"]))
+    assert list(fig.layout.yaxis.categoryarray) == ["2", "32"]
+    assert list(fig.layout.xaxis.range) == [-0.5, 1.5]
+    assert cell_text(fig, 0, 32, 16) == "·"
+
+
+def test_sweep_cells_carry_their_run_ids_for_clicks_and_the_selected_cell_is_outlined():
+    fig = valid(sweep_heatmaps(sweep_results(), "final_train_acc", PANELS, selected=(32, 8)))
+    clicks = [t for t in fig.data if t.type == "scatter"]
+    assert len(clicks) == 3
+    ids = sorted(c[0] for t in clicks for c in t.customdata if c[0] >= 0)
+    assert ids == [1, 2, 3, 4, 5, 6, 7]
+    first = dict(zip(zip(clicks[0].y, clicks[0].x), clicks[0].customdata))
+    assert list(first[("32", "8")]) == [4, 32, 8]
+    assert list(first[("32", "16")]) == [-1, 32, 16]  # no run yet: nothing to open
+    assert "run 4: click for its curves" in clicks[0].hovertext[list(clicks[0].customdata).index(
+        first[("32", "8")])]
+    assert fig.layout.clickmode == "event+select" and fig.layout.dragmode is False
+    outlined = [(s.xref, s.yref, s.x0, s.y0) for s in fig.layout.shapes]
+    assert outlined == [("x", "y", -0.5, 0.5), ("x2", "y2", -0.5, 0.5), ("x3", "y3", -0.5, 0.5)]
+    assert fig.layout.margin.t > 32 + 20  # room for the modebar above the panel titles
+    still = sweep_heatmaps(sweep_results(), "final_train_acc", PANELS, clickable=False)
+    assert still.layout.clickmode == "event" and not still.layout.shapes
+
+
+def test_best_rate_heatmaps_name_the_winning_rate_under_the_baselines_value():
+    # The view's comparison per cell: AGD's run, and Adam's best run over its rates.
+    rows = [("agd", 1, 2, 8, "finished", 0.1, np.nan), ("agd", 4, 32, 8, "finished", 0.2, np.nan),
+            ("agd", 7, 2, 16, "running", np.nan, np.nan),
+            ("adam (best lr)", 3, 2, 8, "finished", 0.05, 1e-2),
+            ("adam (best lr)", 5, 32, 8, "finished", 2.3, 1e-3),
+            ("adam (best lr)", None, 2, 16, "pending", np.nan, np.nan)]
+    df = pd.DataFrame(rows, columns=["optimizer", "run_id", "depth", "width", "status",
+                                     "final_train_loss", "best_lr"])
+    fig = valid(best_rate_heatmaps(df, "final_train_loss", ["agd", "adam (best lr)"],
+                                   selected=(2, 8)))
+    maps = heatmaps_of(fig)
+    assert [a.text for a in fig.layout.annotations] == ["agd", "adam (best lr)"]
+    assert fig.layout.annotations[1].font.color == color_for("adam")
+    assert maps[0].zmin == maps[1].zmin and maps[0].zmax == maps[1].zmax  # one colour scale
+    assert cell_text(fig, 1, 2, 8) == "0.05<br>lr 0.01"
+    assert cell_text(fig, 1, 32, 8) == "2.3<br>lr 0.001"
+    assert cell_text(fig, 0, 2, 8) == "0.1"  # AGD has no rate to name
+    assert cell_text(fig, 1, 2, 16) == "·"
+    assert len(fig.layout.shapes) == 2
+
+
+def test_sweep_figures_on_empty_inputs():
+    assert is_waiting(valid(sweep_heatmaps(pd.DataFrame(), "final_train_acc")))
+    assert is_waiting(valid(sweep_heatmaps(None, "final_train_acc")))
+    assert is_waiting(valid(best_rate_heatmaps(pd.DataFrame())))
+    fig = valid(sweep_heatmaps(sweep_results(), "mean_eta"))
+    assert fig.layout.annotations[0].text == "no mean eta in this sweep yet"
 
 
 # ---------------------------------------------------------------------------------------- scale
@@ -448,3 +585,15 @@ def test_scalar_figure_smoothing_and_log_axis():
     assert 5 not in list(line_traces(logged)[0].x)
     assert is_waiting(charts.scalar_figure([], "loss"))
     assert "no" in charts.scalar_figure(runs, "nope").layout.annotations[0].text
+
+
+# ---------------------------------------------------------------------------------------- imports
+
+
+def test_charts_import_neither_torch_nor_streamlit():
+    """The Streamlit server draws every figure; charts must keep torch (seconds to import) and
+    streamlit out of whatever imports them (docs/architecture.md, "Import rules")."""
+    code = ("import sys, agd_viz.charts, agd_viz.charts.palette, agd_viz.charts.sweep; "
+            "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

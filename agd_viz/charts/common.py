@@ -1,0 +1,414 @@
+"""What every figure builder shares: the run as the charts see it, metric names, smoothing,
+downsampling, layer pivots and binning, and the layout scaffolding.
+
+Every refresh of the live page re-sends whole figures to each browser, so the builders work to
+two budgets: build time (numpy only, no per-point Python loops, traces built as dicts with
+plotly's validation switched off) and JSON size (min/max downsampling of long lines, step-binned
+heatmaps, float32 values so plotly ships 4-byte base64 arrays instead of 8-byte ones).
+
+Figures are built with `go.Figure(..., _validate=False)` (`_figure`): validation costs ~0.5 ms
+per trace, which for 4 runs x 32 layers alone would eat the whole refresh budget. The tests
+re-validate every builder's output through `go.Figure(fig.to_dict())`, so a typo in a property
+name still fails loudly there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["RunData", "metric_name", "ema", "downsample", "empty_figure", "WAITING", "LINE_HEIGHT"]
+
+WAITING = "waiting for data…"
+
+# Traces longer than this are drawn with WebGL. Below it SVG is as fast and does not use up one of
+# the browser's ~16 WebGL contexts per page.
+GL_THRESHOLD = 1000
+
+LINE_HEIGHT = 340
+
+_MARGIN = dict(l=60, r=16, t=32, b=44)
+_X_TITLES = {"step": "step", "time": "wall time (s)"}
+
+_METRIC_NAMES = {
+    "loss": "loss",
+    "acc": "accuracy",
+    "eta": "η (AGD step size)",
+    "G": "G (gradient summary)",
+    "lr": "learning rate",
+    "w_fro": "‖W‖<sub>F</sub>",
+    "w_spec": "‖W‖<sub>*</sub> (spectral norm)",
+    "w_srank": "weight stable rank",
+    "w_spec_scaled": "‖W‖<sub>*</sub> / √(d<sub>out</sub>/d<sub>in</sub>)",
+    "g_fro": "‖∇W‖<sub>F</sub>",
+    "g_srank": "gradient stable rank",
+    "rel_update": "‖ΔW‖<sub>F</sub> / ‖W‖<sub>F</sub>",
+    "final_train_acc": "final train accuracy",
+    "final_test_acc": "final test accuracy",
+    "final_train_loss": "final train loss",
+    "final_test_loss": "final test loss",
+}
+_SPLIT_NAMES = {"batch": "minibatch", "train": "train", "test": "test"}
+
+
+def metric_name(metric: str) -> str:
+    """Readable name of a metric column, used for axis and colour-bar titles."""
+    if metric in _METRIC_NAMES:
+        return _METRIC_NAMES[metric]
+    for split in ("train", "test"):
+        for m in ("loss", "acc"):
+            if metric == f"{split}_{m}":
+                return f"{split} {_METRIC_NAMES[m]}"
+    return metric.replace("_", " ")
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs
+
+
+@dataclass(eq=False)
+class RunData:
+    """One run as the charts see it: the run store's frames plus what the legend and colours need.
+
+    `optimizer` is the spec or label of the optimiser ("agd", "adam:lr=1e-3", "adam lr=0.001"); it
+    picks the colour, `label` is the legend name. `layers` is the long per-layer frame or None.
+    """
+
+    run_id: int
+    label: str
+    optimizer: str
+    scalars: pd.DataFrame
+    layers: pd.DataFrame | None = None
+    status: str = "running"
+    diverged_step: int | None = None
+    # The per-layer frame's pivot layout, keyed by the identity of the frame it came from.
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
+
+
+def _has_rows(df: pd.DataFrame | None) -> bool:
+    return df is not None and len(df) > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Numerics: EMA, downsampling, layer pivots, binning
+
+
+def ema(values, alpha: float) -> np.ndarray:
+    """Debiased exponential moving average, s_t = α·s_{t−1} + (1−α)·x_t (TensorBoard's smoothing).
+
+    `alpha` in [0, 1) is the weight of the past (0 returns the input). Debiased means the weights
+    are normalised, s_t = Σ_i α^i x_{t−i} / Σ_i α^i, so the curve starts at x_0 rather than near 0.
+    NaN and ±inf are gaps: they stay NaN in the output and the average runs over the finite values
+    only (an eval metric logged every k steps smooths as its own series).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0 or alpha <= 0:
+        return x.copy()
+    if not 0 <= alpha < 1:
+        raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+    finite = np.isfinite(x)
+    x = np.where(finite, x, np.nan)
+    out = pd.Series(x).ewm(alpha=1.0 - alpha, adjust=True, ignore_na=True).mean()
+    # ewm carries the last mean through a gap; keep the gap visible instead.
+    return np.where(finite, out.to_numpy(), np.nan)
+
+
+def _extreme_indices(Y: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Y is (n, k): k series of length n down axis 0 (the run store's (step, layer) layout, so no
+    transpose is needed). Cuts the interior points 1..n−2 into ≤n_buckets consecutive buckets and
+    returns the index of each bucket's min and of its max, both (buckets, k). NaN never wins
+    unless its whole bucket is NaN."""
+    n, k = Y.shape
+    interior = n - 2
+    size = -(-interior // n_buckets)
+    full = interior // size
+    starts = 1 + np.arange(full) * size
+    parts_min, parts_max = [], []
+    for lo, count, rows in ((1, full, full * size), (1 + full * size, 1, interior - full * size)):
+        if rows <= 0:
+            continue
+        block = Y[lo:lo + rows]
+        if np.isfinite(block.sum()):
+            low = high = block
+        else:  # rare (a NaN row at init, an overflow): pay for the copies only then
+            nan = np.isnan(block)
+            low, high = np.where(nan, np.inf, block), np.where(nan, -np.inf, block)
+        width = rows // count
+        parts_min.append(low.reshape(count, width, k).argmin(axis=1))
+        parts_max.append(high.reshape(count, width, k).argmax(axis=1))
+    offsets = np.append(starts, 1 + full * size)[:sum(len(p) for p in parts_min), None]
+    return np.concatenate(parts_min) + offsets, np.concatenate(parts_max) + offsets
+
+
+def downsample(x, y, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Min/max-per-bucket downsampling of one line to at most `max_points` points.
+
+    The interior is cut into (max_points−2)/2 consecutive buckets; each keeps its smallest and its
+    largest y, so spikes and the global extremes survive, and the first and last points are always
+    kept. Points stay in their original order.
+    """
+    if max_points < 4:
+        raise ValueError(f"max_points must be at least 4, got {max_points}")
+    x = np.asarray(x)
+    y = np.asarray(y)
+    n = len(y)
+    if n <= max_points:
+        return x, y
+    n_buckets = max(1, (max_points - 2) // 2)
+    imin, imax = _extreme_indices(y[:, None], n_buckets)
+    idx = np.unique(np.concatenate(([0], imin[:, 0], imax[:, 0], [n - 1])))
+    return x[idx], y[idx]
+
+
+def _downsample_columns(x: np.ndarray, M: np.ndarray, max_points: int):
+    """`downsample` for the k columns of M (n, k) sharing one x; returns (X, Y), both (k, m)."""
+    n, k = M.shape
+    if n <= max_points:
+        return np.broadcast_to(x, (k, n)), M.T
+    n_buckets = max(1, (max_points - 2) // 2)
+    imin, imax = _extreme_indices(M, n_buckets)
+    ends = np.broadcast_to(np.array([[0], [n - 1]]), (2, k))
+    # A bucket whose min and max coincide repeats a point; harmless for a line.
+    idx = np.sort(np.concatenate([ends, imin, imax]), axis=0)
+    return x[idx].T, M[idx, np.arange(k)].T
+
+
+def _envelope(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_points: int):
+    """Band polygon between lo and hi (same x), ≤ max_points vertices, keeping the lowest low and
+    the highest high of every bucket: x then reversed x, for a `fill="toself"` trace."""
+    n = len(x)
+    half = max(4, max_points // 2)
+    if n <= half:
+        xl, yl, xh, yh = x, lo, x, hi
+    else:
+        n_buckets = max(1, half - 2)
+        imin, _ = _extreme_indices(lo[:, None], n_buckets)
+        _, imax = _extreme_indices(hi[:, None], n_buckets)
+        il = np.concatenate(([0], imin[:, 0], [n - 1]))
+        ih = np.concatenate(([0], imax[:, 0], [n - 1]))
+        xl, yl, xh, yh = x[il], lo[il], x[ih], hi[ih]
+    return np.concatenate([xl, xh[::-1]]), np.concatenate([yl, yh[::-1]])
+
+
+def _compact(a: np.ndarray) -> np.ndarray:
+    """Smallest exact dtype for JSON: integral x as int, values as float32 (4-byte base64)."""
+    a = np.asarray(a)
+    if a.dtype.kind in "iu":
+        return a
+    if a.dtype.kind == "f":
+        if a.size and np.isfinite(a).all() and (a == np.round(a)).all() and np.abs(a).max() < 2**31:
+            return a.astype(np.int32)
+        return a.astype(np.float32)
+    return a
+
+
+class _LayerView:
+    """A run's long layer frame pivoted to (T steps, L layers) matrices."""
+
+    def __init__(self, df: pd.DataFrame):
+        layer = df["layer"].to_numpy()
+        if layer.dtype.kind == "f" and np.isfinite(layer).all() and (layer % 1 == 0).all():
+            layer = layer.astype(np.int64)
+        if layer.dtype.kind not in "iu":
+            codes, uniques = pd.factorize(df["layer"])
+            layer, self.layer_ids = codes, np.asarray(uniques)
+        else:
+            self.layer_ids = None
+        step = df["step"].to_numpy()
+        t = df["t"].to_numpy() if "t" in df else np.full(len(df), np.nan)
+        n = len(df)
+        L = int(layer.max()) + 1 if n else 0
+        self.L = L
+        self._df = df
+        # The store returns rows ordered by (step, layer) with every layer present: then the pivot
+        # is a free reshape. Anything else goes through the general scatter below.
+        regular = False
+        if L and n % L == 0:
+            lay2 = layer.reshape(-1, L)
+            st2 = step.reshape(-1, L)
+            regular = bool((lay2 == np.arange(L)).all() and (st2 == st2[:, :1]).all())
+        if regular:
+            self.steps = step[::L]
+            self.t = t[::L]
+            self._rows = None
+        else:
+            self.steps, first, inverse = np.unique(step, return_index=True, return_inverse=True)
+            self.t = t[first]
+            self._rows = (inverse.ravel(), layer)
+        if self.layer_ids is None:
+            self.layer_ids = np.arange(L)
+        if self.steps.dtype.kind == "f":
+            self.steps = _compact(self.steps)
+
+    def matrix(self, name: str) -> np.ndarray | None:
+        """(T, L) values of a per-layer metric; NaN where a layer was not logged.
+
+        Not cached: for the store's ordering this is a zero-copy reshape, and reading the column
+        afresh means a frame edited in place never shows stale values."""
+        if name not in self._df:
+            return None
+        v = self._df[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        if self._rows is None:
+            return v.reshape(-1, self.L)
+        M = np.full((len(self.steps), self.L), np.nan)
+        M[self._rows[0], self._rows[1]] = v
+        return M
+
+    def x(self, x: str) -> np.ndarray:
+        return self.steps if x == "step" else self.t
+
+
+def _layer_view(run: RunData) -> _LayerView | None:
+    """The run's pivot layout, computed once per frame object (the view keeps the frame alive, so
+    its id cannot be reused by another frame while cached)."""
+    df = run.layers
+    if not _has_rows(df) or "layer" not in df or "step" not in df:
+        return None
+    key = (id(df), len(df))
+    view = run._cache.get("layers")
+    if view is None or view[0] != key:
+        view = (key, _LayerView(df))
+        run._cache["layers"] = view
+    return view[1]
+
+
+def _bin_steps(steps: np.ndarray, M: np.ndarray, max_cols: int):
+    """Mean of (T, L) values over ≤max_cols groups of consecutive steps; returns (x, z (L, bins)).
+    x is the mean step of each group, so the cells sit where their data came from."""
+    T, L = M.shape
+    if T <= max_cols:
+        return steps, M.T.astype(np.float32)
+    size = -(-T // max_cols)
+    full = T // size
+    blocks = [(M[:full * size].reshape(full, size, L), steps[:full * size].reshape(full, size))]
+    if T > full * size:
+        blocks.append((M[full * size:][None], steps[full * size:][None]))
+    zs, xs = [], []
+    for block, st in blocks:
+        total = block.sum(axis=1)
+        if np.isfinite(total).all():
+            zs.append(total / block.shape[1])
+        else:
+            finite = np.isfinite(block)
+            count = finite.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                zs.append(np.where(count > 0, np.where(finite, block, 0.0).sum(axis=1) / count,
+                                   np.nan))
+        xs.append(st.mean(axis=1))
+    z = np.ascontiguousarray(np.concatenate(zs).T, dtype=np.float32)
+    return np.concatenate(xs).astype(np.float32), z
+
+
+def _finite_range(arrays) -> tuple[float, float]:
+    """(min, max) over the finite values of all `arrays`: one colour scale for several panels."""
+    lo, hi = math.inf, -math.inf
+    for a in arrays:
+        f = a[np.isfinite(a)]
+        if f.size:
+            lo, hi = min(lo, float(f.min())), max(hi, float(f.max()))
+    if not math.isfinite(lo):
+        return 0.0, 1.0
+    if lo == hi:  # a constant grid: keep the scale at the value (an accuracy of 0.95 ± 1e-3)
+        pad = max(abs(lo) * 1e-3, 1e-12)
+        return lo - pad, hi + pad
+    return lo, hi
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure scaffolding
+
+
+def _layout(height: int, uirevision: str, *, title: str | None = None, hovermode="x unified",
+            xtitle: str | None = None, ytitle: str | None = None, log_y: bool = False,
+            legend: bool = True, **extra) -> dict:
+    layout = dict(
+        height=height,
+        uirevision=uirevision,
+        margin=dict(_MARGIN, t=_MARGIN["t"] + (28 if title else 0)),
+        hovermode=hovermode,
+        xaxis=dict(title=dict(text=xtitle)),
+        yaxis=dict(title=dict(text=ytitle), type="log" if log_y else "linear",
+                   hoverformat=".4g", exponentformat="power" if log_y else "B"),
+        showlegend=legend,
+        legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
+    )
+    if title:
+        layout["title"] = dict(text=title, x=0, xanchor="left", y=0.98, yanchor="top")
+    layout.update(extra)
+    return layout
+
+
+def _figure(traces: list[dict], layout: dict) -> go.Figure:
+    return go.Figure(data=traces, layout=layout, _validate=False)
+
+
+def empty_figure(message: str = WAITING, *, height: int = LINE_HEIGHT, uirevision: str = "empty",
+                 title: str | None = None) -> go.Figure:
+    """A blank chart with `message` centred: what every builder returns when there is no data."""
+    layout = _layout(height, uirevision, title=title, legend=False, hovermode=False)
+    layout["xaxis"] = dict(visible=False)
+    layout["yaxis"] = dict(visible=False)
+    layout["plot_bgcolor"] = "rgba(0,0,0,0)"
+    layout["annotations"] = [dict(text=message, xref="paper", yref="paper", x=0.5, y=0.5,
+                                  showarrow=False, font=dict(size=15, color="#888"))]
+    return _figure([], layout)
+
+
+def _line(x, y, *, name: str, color: str, dash: str = "solid", width: float = 2.0,
+          group: str | None = None, showlegend: bool = True, opacity: float | None = None,
+          hover: bool = True, **extra) -> dict:
+    n = len(x)
+    trace = dict(
+        type="scattergl" if n > GL_THRESHOLD else "scatter",
+        x=_compact(x), y=_compact(y), mode="lines", name=name,
+        line=dict(color=color, dash=dash, width=width),
+        legendgroup=group, showlegend=showlegend,
+    )
+    if opacity is not None:
+        trace["opacity"] = opacity
+    if not hover:
+        trace["hoverinfo"] = "skip"
+    trace.update(extra)
+    return trace
+
+
+def _finite_xy(df: pd.DataFrame, col: str, x: str):
+    xcol = "step" if x == "step" else "t"
+    if col not in df or xcol not in df:
+        return None, None
+    xs = df[xcol].to_numpy()
+    ys = df[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    keep = np.isfinite(ys)
+    if xs.dtype.kind == "f":
+        keep &= np.isfinite(xs)
+    if keep.all():
+        return xs, ys
+    return xs[keep], ys[keep]
+
+
+def _check_x(x: str) -> None:
+    if x not in _X_TITLES:
+        raise ValueError(f"x must be 'step' or 'time', got {x!r}")
+
+
+def _no_runs(runs: Sequence[RunData], frame: str = "scalars") -> bool:
+    return not any(_has_rows(getattr(r, frame)) for r in runs)
+
+
+PRESENTER_SCALE = 1.35
+PRESENTER_FONT = 17
+
+
+def presenter_style(fig: go.Figure, scale: float = PRESENTER_SCALE, font: int = PRESENTER_FONT) -> go.Figure:
+    """The figure for a projector: taller and in larger type. Sizes go on every axis and the legend
+    explicitly, because Streamlit's chart theme sets them there and would win over `font`."""
+    fig.update_layout(height=int((fig.layout.height or LINE_HEIGHT) * scale), font=dict(size=font),
+                      legend=dict(font=dict(size=font)), hoverlabel=dict(font=dict(size=font)))
+    fig.update_xaxes(tickfont=dict(size=font - 2), title_font=dict(size=font))
+    fig.update_yaxes(tickfont=dict(size=font - 2), title_font=dict(size=font))
+    return fig
