@@ -1,8 +1,9 @@
-"""Headless command line: `python -m agd_viz train|sweep|runs|export|download`.
+"""Headless command line: `python -m agd_viz train|sweep|runs|export|download`. Argument parsing
+and printing only: training goes through the app's own worker sink (`agd_viz.worker.train_into`),
+so what the app runs and what a user scripts are one code path. Bad arguments end with one line on
+stderr and exit code 2, before anything is written.
 
-The app's background worker is this same entry (`train --run-id N --db PATH`), so what the app runs
-and what a user scripts are one code path. Bad arguments end with one line on stderr and exit code 2,
-before anything is written.
+`train --run-id N` (a run already queued in the store) is the worker, `python -m agd_viz.worker`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import math
 import os
 import signal
 import sys
-import time
-import traceback
 
 EXIT_USAGE = 2
 
@@ -58,11 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print one JSON document (a list of runs) on stdout")
     t.add_argument("--no-store", action="store_true", help="do not record the runs in the store")
     t.add_argument("--run-id", type=int, action="append", default=None,
-                   help="train runs already queued in the store (the app's worker mode)")
+                   help="train runs already queued in the store (as python -m agd_viz.worker does)")
     t.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     t.add_argument("--run-id-from-stdin", action="store_true",
-                   help="import everything, then wait for run ids on one line of stdin (the app's "
-                        "pre-started worker); exit quietly if stdin closes first")
+                   help="import everything, then wait for run ids on one line of stdin (as "
+                        "python -m agd_viz.worker --from-stdin does); exit quietly if stdin closes first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store_args(t)
 
@@ -84,9 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 # -- helpers --------------------------------------------------------------------------------------
 
 def _parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
+    """A number where the text is one (dataset options are numbers); the text otherwise, for
+    RunSpec to refuse with a sentence."""
     for cast in (int, float):
         try:
             return cast(text)
@@ -95,12 +93,12 @@ def _parse_value(text: str):
     return text
 
 
-def _data_options(items: list[str]) -> dict:
+def _data_options(items: list[str], prog: str = "agd_viz train") -> dict:
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"agd_viz train: --data-option expects KEY=VALUE, got {item!r}")
+            raise UsageError(f"{prog}: --data-option expects KEY=VALUE, got {item!r}")
         out[key.strip()] = _parse_value(value.strip())
     return out
 
@@ -115,7 +113,7 @@ def _open_store(path):
 
 
 def _spec_from_args(args):
-    from agd_viz.train import RunSpec, SpecError
+    from agd_viz.spec import RunSpec, SpecError
 
     fields = {
         "dataset": args.dataset, "depth": args.depth, "width": args.width, "steps": args.steps,
@@ -143,14 +141,15 @@ def _clean(x):
 
 
 def _run_json(run_id, spec, opt_text, end) -> dict:
-    from agd_viz.optim import parse_optimizer
+    """One run of `train --json` / `sweep --json`; `end` is its `train.End` (None: it never ended)."""
+    from agd_viz import optspec
 
-    summary = (end or {}).get("summary") or {}
+    summary = (end.summary if end is not None else None) or {}
     return {
         "run_id": run_id,
         "optimizer": opt_text,
-        "label": parse_optimizer(opt_text).label,
-        "status": (end or {}).get("status", "failed"),
+        "label": optspec.label(opt_text),
+        "status": end.status if end is not None else "failed",
         "steps": summary.get("steps", 0),
         "final_train_loss": _clean(summary.get("final_train_loss")),
         "final_train_acc": _clean(summary.get("final_train_acc")),
@@ -162,105 +161,30 @@ def _run_json(run_id, spec, opt_text, end) -> dict:
         "depth": spec.depth,
         "width": spec.width,
         "device": summary.get("device"),
-        "error": (end or {}).get("error"),
+        "error": end.error if end is not None else None,
     }
-
-
-class _StopFlags:
-    """Why each run should stop: SIGTERM/SIGINT, a cancel request in the store, or a vanished parent."""
-
-    def __init__(self, store, run_ids, parent_pid):
-        self.store, self.run_ids, self.parent_pid = store, run_ids, parent_pid
-        self.signalled = False
-        self.parent_gone = False
-        self._last_check = 0.0
-
-    def on_signal(self, signum, frame):
-        self.signalled = True
-
-    def __call__(self, i: int) -> bool:
-        if self.signalled or self.parent_gone:
-            return True
-        now = time.monotonic()
-        if self.parent_pid is not None and now - self._last_check > 0.5:
-            self._last_check = now
-            if not _pid_alive(self.parent_pid) or os.getppid() != self.parent_pid:
-                self.parent_gone = True
-                return True
-        if self.store is not None and self.run_ids[i] is not None:
-            return self.store.cancel_requested(self.run_ids[i])
-        return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from agd_viz.train import RunSpec, SpecError
+    if args.run_id or args.run_id_from_stdin:
+        return _as_worker(args)
+    spec = _spec_from_args(args)
+    _device_or_exit(spec, "agd_viz train")
+    _admit_or_exit(spec, "agd_viz train")
+    from agd_viz import worker
 
-    if args.run_id_from_stdin:
-        if args.run_id or args.no_store:
-            raise UsageError("agd_viz train: --run-id-from-stdin takes the run ids from stdin and needs the store")
-        _warm_up()
-        line = sys.stdin.readline()
-        if not line.strip():
-            return 0  # the app closed the pipe (shut down, or no run came): never used
-        try:
-            args.run_id = [int(v) for v in line.split()]
-        except ValueError:
-            raise UsageError(f"agd_viz train: expected run ids on stdin, got {line.strip()[:80]!r}") from None
     store = None
-    if args.run_id:
-        if args.no_store:
-            raise UsageError("agd_viz train: --run-id needs the store; drop --no-store")
+    run_ids = [None] * len(spec.optimizers)
+    if not args.no_store:
         store = _open_store(args.db)
-        rows = []
-        for rid in args.run_id:
-            row = store.get_run(rid)
-            if row is None:
-                raise UsageError(f"agd_viz train: no run with id {rid} in {store.path}")
-            rows.append(row)
-        try:
-            specs = [RunSpec.from_dict(r["spec"]) for r in rows]
-            base = specs[0]
-            if any(s.replace(optimizers=base.optimizers) != base for s in specs[1:]):
-                raise UsageError("agd_viz train: runs trained together must share every setting but the optimiser")
-            spec = base.replace(optimizers=tuple(o for s in specs for o in s.optimizers))
-        except SpecError as exc:
-            for rid in args.run_id:
-                store.finish_run(rid, "failed", error=f"invalid spec: {exc}")
-            raise UsageError(f"agd_viz train: stored spec is invalid: {exc}") from None
-        run_ids = list(args.run_id)
-        _device_or_exit(spec, store, run_ids)
-    else:
-        spec = _spec_from_args(args)
-        _device_or_exit(spec, None, [])
-        _admit_or_exit(spec, "agd_viz train")
-        run_ids = [None] * len(spec.optimizers)
-        if not args.no_store:
-            store = _open_store(args.db)
-            gid = store.create_group("compare", args.name, spec.to_dict())
-            run_ids = [
-                store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid, name=args.name)
-                for o in spec.optimizers
-            ]
-
-    from agd_viz.train import resolve_device
-
-    device = str(resolve_device(spec.device))
-    flags = _StopFlags(store, run_ids, args.parent_pid)
-    signal.signal(signal.SIGTERM, flags.on_signal)
-    signal.signal(signal.SIGINT, flags.on_signal)
-    ends = _train_loop(spec, store, run_ids, device, flags, show_progress=not args.quiet)
+        gid = store.create_group("compare", args.name, spec.to_dict())
+        run_ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid, name=args.name, label=label)
+                   for o, label in zip(spec.optimizers, spec.labels)]
+    flags = worker.StopFlags(store, run_ids, args.parent_pid)
+    flags.install()
+    ends = worker.train_into(spec, store, run_ids, flags, show_progress=not args.quiet)
 
     results = [_run_json(run_ids[i], spec, spec.optimizers[i], ends.get(i)) for i in range(len(spec.optimizers))]
     if args.json:
@@ -278,28 +202,29 @@ def cmd_train(args) -> int:
     return 1 if failed else 0
 
 
-def _warm_up() -> None:
-    """What a pre-started worker does before it is given a run, so that the run's first step comes
-    within a fraction of a second of Start: import torch and the training path, read the default
-    data set once (its loader's imports; the file into the OS cache), and run two tiny steps (torch's
-    lazy initialisation of the autograd engine and the matmul kernels)."""
-    from agd_viz import store as _store  # noqa: F401 - pandas, sqlite3
-    from agd_viz import train
+def _as_worker(args) -> int:
+    """`train --run-id N` / `--run-id-from-stdin`: what `python -m agd_viz.worker` does."""
+    if args.no_store:
+        raise UsageError("agd_viz train: --run-id needs the store; drop --no-store")
+    if args.run_id and args.run_id_from_stdin:
+        raise UsageError("agd_viz train: --run-id-from-stdin takes the run ids from stdin; drop --run-id")
+    from agd_viz import worker
 
-    train.data_mod.load(train.data_mod.DEFAULT_DATASET)
-    for _ in train.run(train.RunSpec(depth=2, width=8, steps=2, batch_size=8, device="cpu")):
-        pass
+    argv = [*(["--db", args.db] if args.db else []), *(["--quiet"] if args.quiet else []),
+            *(["--parent-pid", str(args.parent_pid)] if args.parent_pid is not None else [])]
+    argv += ["--from-stdin"] if args.run_id_from_stdin else [a for r in args.run_id for a in ("--run-id", str(r))]
+    return worker.main(argv)
 
 
-def _device_or_exit(spec, store, run_ids):
-    from agd_viz.train import SpecError, resolve_device
+def _device_or_exit(spec, prog: str) -> str:
+    """The device `spec` trains on here, as "cpu", "cuda" or "mps"."""
+    from agd_viz.spec import SpecError
+    from agd_viz.train import resolve_device
 
     try:
-        resolve_device(spec.device)
+        return str(resolve_device(spec.device))
     except SpecError as exc:
-        for rid in run_ids:  # worker mode: the queued runs must not stay queued forever
-            store.finish_run(rid, "failed", error=str(exc))
-        raise UsageError(f"agd_viz train: {exc}") from None
+        raise UsageError(f"{prog}: {exc}") from None
 
 
 def _admit_or_exit(spec, prog: str) -> None:
@@ -318,95 +243,6 @@ def _admit_or_exit(spec, prog: str) -> None:
         admit(spec, device=device.type, device_memory=memory)
     except (SpecError, ValueError) as exc:  # ValueError: a bad AGD_VIZ_* variable
         raise UsageError(f"{prog}: {exc}") from None
-
-
-def _train_loop(spec, store, run_ids, device, flags, show_progress=True) -> dict:
-    """Drive train.run, writing each batch of records to the store in one transaction per run."""
-    from agd_viz import train
-
-    n = len(spec.optimizers)
-    pid = os.getpid()
-    if store is not None:
-        for rid in run_ids:
-            store.start_run(rid, device, pid)
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=spec.steps, file=sys.stderr, unit="step", mininterval=0.5, leave=False,
-                   desc=", ".join(spec.optimizers)[:40])
-    buffers = [[] for _ in range(n)]
-    ends: dict[int, dict] = {}
-    start = time.perf_counter()
-    shown = 0
-    snapshot = None
-    info = train.data_mod.DATASETS.get(spec.dataset)
-    if store is not None and str(store.path) != ":memory:" and getattr(info, "input_kind", "") == "2d":
-        from agd_viz.snapshots import Snapshotter
-
-        # The Live page draws a 2-D model's decision boundary from these weight files.
-        snapshot = Snapshotter(store.path, run_ids, spec.steps)
-    try:
-        for rec in train.run(spec, stop=flags, snapshot=snapshot):
-            kind = rec["type"]
-            if kind == "step":
-                buffers[rec["opt"]].append(rec)
-            elif kind == "sync":
-                top = _write(store, run_ids, buffers, spec, start)
-                if bar is not None:
-                    if top > shown:
-                        bar.update(top - shown)
-                        shown = top
-            elif kind == "end":
-                i = rec["opt"]
-                _write(store, run_ids, buffers, spec, start)
-                status, error = rec["status"], rec["error"]
-                if status == "cancelled" and flags.parent_gone:
-                    status, error = "interrupted", "the app that started this run exited"
-                elif status == "cancelled" and flags.signalled and not (
-                    store is not None and store.cancel_requested(run_ids[i])
-                ):  # the job manager sends SIGTERM with a user's cancel: that is no error
-                    error = "stopped by a signal"
-                rec = {**rec, "status": status, "error": error}
-                ends[i] = rec
-                if store is not None:
-                    store.finish_run(run_ids[i], status, summary=rec["summary"], error=error)
-    except BaseException as exc:  # a crash marks every unfinished run failed, with the reason
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        if isinstance(exc, KeyboardInterrupt):
-            text = "interrupted from the keyboard"
-        _write(store, run_ids, buffers, spec, start)
-        for i in range(n):
-            if i not in ends:
-                ends[i] = {"status": "failed", "error": text, "summary": {}}
-                if store is not None:
-                    store.finish_run(run_ids[i], "failed", error=text)
-        if bar is not None:
-            bar.close()
-        if not isinstance(exc, Exception):
-            raise
-        print(f"agd_viz train: training failed: {text}", file=sys.stderr)
-        return ends
-    if bar is not None:
-        bar.close()
-    return ends
-
-
-def _write(store, run_ids, buffers, spec, start) -> int:
-    """Flush buffered records (one transaction per run); returns the furthest step written."""
-    top = 0
-    for i, buf in enumerate(buffers):
-        if not buf:
-            continue
-        last = buf[-1]
-        top = max(top, last["step"])
-        if store is not None:
-            elapsed = max(time.perf_counter() - start, 1e-9)
-            progress = {"step": last["step"], "steps": spec.steps, "last_loss": last.get("loss"),
-                        "steps_per_s": last["step"] / elapsed}
-            store.append_metrics(run_ids[i], buf, progress=progress)
-        buf.clear()
-    return top
 
 
 def cmd_runs(args) -> int:
@@ -488,9 +324,8 @@ def _add_sweep_parser(sub):
 def cmd_sweep(args) -> int:
     """Every cell's runs are created up front (queued, owned by this process), so the sweep page
     shows the whole grid at once; then the cells train one after another."""
-    from agd_viz import sweep as sweep_mod
-    from agd_viz.optim import parse_optimizer
-    from agd_viz.train import SpecError, resolve_device
+    from agd_viz import cost, fmt
+    from agd_viz.spec import SpecError, SweepConfig, SweepError
 
     prog = "agd_viz sweep"
     fields = {"dataset": args.dataset, "steps": args.steps, "batch_size": args.batch_size,
@@ -499,42 +334,40 @@ def cmd_sweep(args) -> int:
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         if args.data_option:
-            fields["data_options"] = _data_options(args.data_option)
-        config = sweep_mod.SweepConfig(depths=args.depths, widths=args.widths,
-                                       optimizers=tuple(args.optimizer or ("agd",)),
-                                       same_init=args.same_init, **fields)
+            fields["data_options"] = _data_options(args.data_option, prog)
+        config = SweepConfig(depths=args.depths, widths=args.widths,
+                             optimizers=tuple(args.optimizer or ("agd",)),
+                             same_init=args.same_init, **fields)
         problems = config.check()
         if problems:
-            raise sweep_mod.SweepError(problems[0])
+            raise SweepError(problems[0])
         specs = config.specs()
-        device = str(resolve_device(config.device))
+        device = _device_or_exit(specs[0], prog)
         for spec in sorted(specs, key=lambda s: -s.depth * s.width * s.width):
             _admit_or_exit(spec, prog)  # the largest cell first: its refusal is the one to read
-    except UsageError as exc:
-        raise UsageError(str(exc).replace("agd_viz train:", f"{prog}:", 1)) from None
-    except (sweep_mod.SweepError, SpecError) as exc:
+    except SpecError as exc:  # SweepError too
         raise UsageError(f"{prog}: {exc}") from None
+    from agd_viz import worker
+    from agd_viz.train import End
 
     store = None if args.no_store else _open_store(args.db)
-    labels = {o: parse_optimizer(o).label for o in config.optimizers}
     cells = []  # (spec, run ids)
     group_id = None
     if store is not None:
         group_id = store.create_group("sweep", args.name, config.to_dict())
         for spec in specs:
             ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id, name=args.name,
-                                    label=labels[o]) for o in spec.optimizers]
+                                    label=label) for o, label in zip(spec.optimizers, spec.labels)]
             for rid in ids:  # owner: recovery in a running app leaves a live CLI's cells alone
                 store.set_status(rid, "queued", pid=os.getpid())
             cells.append((spec, ids))
     else:
         cells = [(spec, [None] * len(spec.optimizers)) for spec in specs]
     if not args.quiet:
-        speed = sweep_mod.calibrate(store.list_runs(limit=400)) if store is not None else None
-        est = sweep_mod.estimate_seconds(config, speed, per_process=False)
+        speed = cost.calibrate(store.list_runs(limit=400)) if store is not None else None
+        est = config.seconds(speed, per_process=False)
         where = f"sweep {group_id}: " if group_id is not None else "sweep: "
-        print(f"{where}{config.describe_size()} on {device}, about {sweep_mod.format_duration(est)}",
-              file=sys.stderr)
+        print(f"{where}{config.describe_size()} on {device}, about {fmt.estimate(est)}", file=sys.stderr)
 
     current: dict = {"flags": None, "stopped": False}
 
@@ -548,14 +381,15 @@ def cmd_sweep(args) -> int:
     results = []
     for spec, run_ids in cells:
         if current["stopped"] or (current["flags"] is not None and current["flags"].parent_gone):
-            for rid in run_ids:
+            ends = {}
+            for i, rid in enumerate(run_ids):
+                ends[i] = End(i, "cancelled", 0, None, {})
                 if store is not None:
                     store.finish_run(rid, "cancelled", error="the sweep was stopped before this cell started")
-            results += [_run_json(rid, spec, o, {"status": "cancelled", "summary": {}})
-                        for rid, o in zip(run_ids, spec.optimizers)]
+            results += [_run_json(rid, spec, o, ends[i]) for i, (rid, o) in enumerate(zip(run_ids, spec.optimizers))]
             continue
-        flags = current["flags"] = _StopFlags(store, run_ids, args.parent_pid)
-        ends = _train_loop(spec, store, run_ids, device, flags, show_progress=not args.quiet)
+        flags = current["flags"] = worker.StopFlags(store, run_ids, args.parent_pid)
+        ends = worker.train_into(spec, store, run_ids, flags, show_progress=not args.quiet)
         rows = [_run_json(run_ids[i], spec, spec.optimizers[i], ends.get(i)) for i in range(len(run_ids))]
         results += rows
         if not args.json:

@@ -1,16 +1,16 @@
 """Background runs: worker subprocesses, a FIFO queue, a concurrency cap, cancel, crash isolation
 and recovery after a restart.
 
-Why subprocesses (DESIGN.md, "Data flow of one run"): training holds the GIL for seconds at a
-time, so a thread running torch would freeze the Streamlit server for every browser; a separate
-process also turns a crash, an out-of-memory kill or a cancel into the end of one process, not of
-the app. `multiprocessing` is avoided because its spawn start method re-imports the page script in
-the child. Each worker is the CLI's worker mode,
+Why subprocesses (docs/architecture.md, "One run, from widget to chart"): training holds the GIL
+for seconds at a time, so a thread running torch would freeze the Streamlit server for every
+browser; a separate process also turns a crash, an out-of-memory kill or a cancel into the end of
+one process, not of the app. `multiprocessing` is avoided because its spawn start method
+re-imports the page script in the child. Each worker is
 
-    python -m agd_viz train --run-id N --db PATH --parent-pid <app pid> --quiet
+    python -m agd_viz.worker --run-id N --db PATH --parent-pid <app pid> --quiet
 
-so what the app runs and what a user scripts are one code path, and this module never imports
-torch: the app process stays light and fast to start.
+(`agd_viz.worker`, the same sink the command line's `train` writes through), and this module never
+imports torch nor the worker: the app process stays light and fast to start.
 
 Decisions
 - One worker per run, not one per comparison. The cap then counts exactly what burns CPU or GPU,
@@ -27,7 +27,7 @@ Decisions
   of the cores but one (`worker_threads`), so a laptop demo keeps a responsive page while two runs
   train.
 - Pre-started workers (`prewarm`, the app keeps one; `$AGD_VIZ_PREWARM`): while nothing trains or
-  waits, the manager starts `train --run-id-from-stdin`, which imports torch and the training path
+  waits, the manager starts `agd_viz.worker --from-stdin`, which imports torch and the training path
   and waits; the next run is handed to it on its stdin, so Start skips the seconds a new Python
   process needs before its first step. Spares are started only while idle, so their imports never
   compete with a training run for the cores; not with several GPUs (a worker's GPU is its slot's).
@@ -40,11 +40,12 @@ Decisions
   signal or exit code and the last lines of its log, `<db>.logs/run-<id>.log`.
 - A queued run waits in FIFO order by run id. Before a queued run starts, its row is read again:
   a run cancelled or deleted meanwhile (by another page, process or server) is dropped.
-- Admission (`submit`): a spec over this server's limits (steps, memory budget: `agd_viz.spec`)
-  is refused with a SpecError; a submission that would take the runs waiting or training here
-  past `$AGD_VIZ_MAX_QUEUED`, or one browser session's past `$AGD_VIZ_MAX_QUEUED_PER_SESSION`,
-  is refused whole with `QueueFull`, before anything is written. Runs are counted while queued
-  or running, so a session gets its share back as its runs end.
+- Admission (`submit`, `submit_group`): a spec over this server's limits (steps, memory budget:
+  `agd_viz.spec`) is refused with a SpecError; a submission that would take the runs waiting or
+  training here past `$AGD_VIZ_MAX_QUEUED`, or one browser session's past
+  `$AGD_VIZ_MAX_QUEUED_PER_SESSION`, is refused whole with `QueueFull`, before anything is
+  written. `submit_group` (a sweep: many specs, one group) is all or nothing the same way. Runs
+  are counted while queued or running, so a session gets its share back as its runs end.
 
 Ownership and recovery rule (`recover()`, called by `__init__`). The `pid` column says who owns an
 unfinished run: for a `queued` run it is the pid of the server whose manager queued it, for a
@@ -56,7 +57,7 @@ unfinished run: for a `queued` run it is the pid of the server whose manager que
     `create_run` and `start_run` has no pid for a moment).
 Runs owned by another live server, or by a live worker, are left alone: a second manager over the
 same file never interrupts another server's work. A live worker whose server died exits by itself
-(the CLI's `--parent-pid` check) and records `interrupted`. Metrics already written are never
+(the worker's `--parent-pid` check) and records `interrupted`. Metrics already written are never
 touched: each batch is one SQLite transaction in WAL mode.
 
 Thread safety: the app holds one manager per server process (`st.cache_resource`) shared by every
@@ -78,11 +79,14 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agd_viz import cost
 from agd_viz import spec as spec_mod
+from agd_viz.procs import pid_alive, signal_name
 from agd_viz.store import (
     ACTIVE_STATUSES,
     CANCELLED,
     FAILED,
+    FINISHED,
     INTERRUPTED,
     QUEUED,
     RUNNING,
@@ -99,8 +103,12 @@ ENV_PREWARM = "AGD_VIZ_PREWARM"
 POLL_S = 0.2  # scheduler period: a freed slot is refilled and a crash noticed within this
 KILL_AFTER_S = 5.0  # a cancelled worker that has not exited by then is SIGKILLed
 ORPHAN_GRACE_S = 30.0
+SPEED_TTL_S = 10.0  # the calibrated speed is re-read from the store at most this often
+STOP_WAIT_S = 3.0  # how long `stop` waits for stopped workers to record it
+DELETE_WAIT_S = 8.0  # how long `delete_runs` waits for stopped workers before deleting
 LOG_TAIL_LINES = 12
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the directory holding agd_viz/
+WORKER_MODULE = "agd_viz.worker"  # started as a process, never imported here
 
 # Managers alive in this process, so that recovery can tell "queued by a live manager here" from
 # "queued by a manager here that was shut down" (both record this process's pid).
@@ -157,6 +165,11 @@ def _torch_gpu_count(torch) -> int:
     return 1 if mps is not None and mps.is_available() else 0
 
 
+def _gpu_kind() -> str:
+    """What a GPU found by `detect_gpus` is: Apple's MPS on macOS, else CUDA."""
+    return "mps" if sys.platform == "darwin" else "cuda"
+
+
 def _gpu_hint() -> bool:
     if sys.platform == "darwin":
         import platform
@@ -208,59 +221,6 @@ def default_max_workers(python: str = sys.executable) -> int:
 # processes
 
 
-def _pid_alive(pid: int | None, not_after: float | None = None) -> bool:
-    """True if `pid` is a live process that could be the one recorded at time `not_after`.
-
-    A zombie (exited, not yet reaped: common for orphans in containers whose init does not reap)
-    is dead. On Linux a process that started after `not_after` cannot be the recorded owner: the
-    pid was reused.
-    """
-    if not pid or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, belongs to someone else
-    except OSError:
-        return False
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True  # not Linux (or /proc unreadable): the signal check is all we have
-    state, start = stat
-    if state in ("Z", "X"):
-        return False
-    if not_after is not None and start is not None and start > not_after + 2.0:
-        return False
-    return True
-
-
-_BOOT_TIME: float | None = None
-
-
-def _proc_stat(pid: int) -> tuple[str, float | None] | None:
-    """(state letter, start time as epoch seconds) from /proc, or None where there is no /proc."""
-    global _BOOT_TIME
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read().decode("ascii", "replace")
-    except FileNotFoundError:
-        return ("X", None) if os.path.isdir("/proc/self") else None
-    except OSError:
-        return None
-    fields = raw[raw.rfind(")") + 2 :].split()  # the command name may contain spaces and ")"
-    state = fields[0]
-    try:
-        if _BOOT_TIME is None:
-            with open("/proc/stat") as f:
-                _BOOT_TIME = next(float(line.split()[1]) for line in f if line.startswith("btime"))
-        start = _BOOT_TIME + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        start = None
-    return state, start
-
-
 def log_path(db_path: str | os.PathLike, run_id: int) -> Path:
     """Where a worker's stdout and stderr go: `<db>.logs/run-<id>.log`, next to the store."""
     db = Path(db_path)
@@ -297,13 +257,6 @@ def _kill_quietly(proc: subprocess.Popen) -> None:
         pass
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 @dataclass
 class _Job:
     run_id: int
@@ -318,8 +271,8 @@ class _Job:
 
 @dataclass
 class _Spare:
-    """A worker started ahead of need (`train --run-id-from-stdin`): it has imported torch and the
-    training path and waits for a run id on its stdin."""
+    """A worker started ahead of need (`agd_viz.worker --from-stdin`): it has imported torch and
+    the training path and waits for a run id on its stdin."""
 
     proc: subprocess.Popen
     log: Path
@@ -371,6 +324,7 @@ class JobManager:
         self.max_queued_per_session = (int(max_queued_per_session) if max_queued_per_session is not None
                                        else spec_mod.max_queued_per_session())
         self._session_of: dict[int, str] = {}  # run id -> the browser session that submitted it
+        self._speed: tuple[float, cost.Speed] | None = None  # (when, calibrated speed)
         self._lock = threading.Lock()
         self._queue: list[int] = []  # run ids waiting, kept sorted (FIFO by id)
         self._jobs: dict[int, _Job] = {}  # run id -> live worker
@@ -407,43 +361,88 @@ class JobManager:
 
     def submit(self, spec, name: str | None = None, group_kind: str = "compare",
                group_id: int | None = None, session: str | None = None) -> tuple[int, list[int]]:
-        """Queue one run per optimiser of `spec` (a `train.RunSpec`); returns (group_id, run_ids).
+        """Queue one run per optimiser of `spec` (a `RunSpec`); returns (group_id, run_ids).
 
         Each run's stored spec is `spec.with_optimizer(o).to_dict()`, so a run is self-contained:
         its worker, an export, or a rerun needs nothing but that row. Workers start at once if
         slots are free, else in FIFO order as earlier runs end. `group_id` adds the runs to an
-        existing group (a sweep submits many specs into one group). `session` tags the runs with
-        the browser session that asked for them, for the per-session queue limit.
+        existing group. `session` tags the runs with the browser session that asked for them, for
+        the per-session queue limit.
 
         Refused, with nothing written: a spec over this server's limits (`spec.admit`: steps,
         memory) -> SpecError; a full queue -> QueueFull.
         """
-        if self._closed:
-            raise RuntimeError("this JobManager was shut down; create a new one.")
-        spec.validate()
-        spec_mod.admit(spec, device=self.device_kind(spec.device))
-        labels = {}
-        try:  # OptSpec.label ("adam lr=0.001") reads better than the raw spec string
-            labels = {o: s.label for o, s in zip(spec.optimizers, spec.opt_specs)}
-        except Exception:  # noqa: BLE001 - a label is cosmetic; the store has a fallback
-            pass
-        run_ids = []
+        self._admit([spec])
         with self._lock:
             self._check_room(len(spec.optimizers), session)
-            if group_id is None:
+            if group_id is not None:
+                run_ids = self._queue_runs([spec], group_id, name, session)
+            else:
                 group_id = self.store.create_group(group_kind, name, spec.to_dict())
-            for o in spec.optimizers:
-                rid = self.store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id,
-                                            name=name, label=labels.get(o))
-                # Owner = this server: recovery in another live server must leave it alone.
-                self.store.set_status(rid, QUEUED, pid=self.pid)
-                run_ids.append(rid)
-                self._queue.append(rid)
-                if session is not None:
-                    self._session_of[rid] = str(session)
-            self._queue.sort()
+                run_ids = self._queue_group_runs([spec], group_id, name, session)
             self._schedule()
         return group_id, run_ids
+
+    def submit_group(self, specs, kind: str = "sweep", name: str | None = None,
+                     session: str | None = None, group_spec=None) -> tuple[int, list[int]]:
+        """Queue every spec of `specs` (a sweep's cells) as one new group of `kind`, all or nothing;
+        returns (group_id, run ids in submission order). The group stores `group_spec` (a sweep's
+        `SweepConfig.to_dict()`), else the first spec.
+
+        Every spec is checked against this server's limits and the queue's room for all of their
+        runs is checked under the lock before anything is written: a refused spec (SpecError) or
+        a queue without room for all of them (QueueFull) leaves the store as it was.
+        """
+        specs = list(specs)
+        if not specs:
+            raise ValueError("submit_group needs at least one spec.")
+        self._admit(specs)
+        group_spec = group_spec if group_spec is not None else specs[0].to_dict()
+        with self._lock:
+            self._check_room(sum(len(s.optimizers) for s in specs), session)
+            group_id = self.store.create_group(kind, name, group_spec)
+            run_ids = self._queue_group_runs(specs, group_id, name, session)
+            self._schedule()
+        return group_id, run_ids
+
+    def _admit(self, specs) -> None:
+        """SpecError for the first spec that is invalid or over this server's limits."""
+        if self._closed:
+            raise RuntimeError("this JobManager was shut down; create a new one.")
+        for spec in specs:
+            spec.validate()
+            spec_mod.admit(spec, device=self.device_kind(spec.device))
+
+    def _queue_group_runs(self, specs, group_id: int, name, session) -> list[int]:
+        """`_queue_runs` into a group made for them: if writing fails half-way the group goes too.
+        Caller holds the lock."""
+        try:
+            return self._queue_runs(specs, group_id, name, session)
+        except BaseException:
+            self.store.delete_group(group_id)
+            raise
+
+    def _queue_runs(self, specs, group_id: int, name, session) -> list[int]:
+        """Write one queued run per optimiser of each spec, then queue them all; if a write fails
+        the runs written so far are deleted and none is queued. Caller holds the lock."""
+        run_ids = []
+        try:
+            for spec in specs:
+                for o, label in zip(spec.optimizers, spec.labels):
+                    rid = self.store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id,
+                                                name=name, label=label)
+                    run_ids.append(rid)
+                    # Owner = this server: recovery in another live server must leave it alone.
+                    self.store.set_status(rid, QUEUED, pid=self.pid)
+        except BaseException:
+            for rid in run_ids:
+                self.store.delete_run(rid)
+            raise
+        self._queue += run_ids
+        if session is not None:
+            self._session_of.update((rid, str(session)) for rid in run_ids)
+        self._queue.sort()
+        return run_ids
 
     def device_kind(self, device: str = "auto") -> str:
         """"cpu", "cuda" or "mps": what a worker will train `device` on, for the memory budget.
@@ -451,7 +450,15 @@ class JobManager:
         on a page's thread)."""
         if device in ("cpu", "cuda", "mps"):
             return device
-        return "cuda" if (_GPU_COUNT or 0) > 0 else "cpu"
+        return _gpu_kind() if (_GPU_COUNT or 0) > 0 else "cpu"
+
+    def devices(self) -> tuple[str, ...] | None:
+        """The devices a worker can train on here: ("cpu",), plus "cuda" (or "mps" on Apple
+        silicon) where the scheduler thread found a GPU; None while it has not looked yet (never
+        probed here, on a page's thread)."""
+        if _GPU_COUNT is None:
+            return None
+        return ("cpu", _gpu_kind()) if _GPU_COUNT > 0 else ("cpu",)
 
     def room(self, session: str | None = None) -> dict:
         """How many more runs may be submitted now: {"active", "free", "session_active",
@@ -464,7 +471,7 @@ class JobManager:
                 "max_queued": self.max_queued, "max_queued_per_session": self.max_queued_per_session}
 
     def check_room(self, n_runs: int, session: str | None = None) -> None:
-        """Raise QueueFull unless `n_runs` more runs fit now (a sweep asks before its first cell)."""
+        """Raise QueueFull unless `n_runs` more runs fit now."""
         with self._lock:
             self._check_room(int(n_runs), session)
 
@@ -526,6 +533,15 @@ class JobManager:
             p["queue_position"] = positions.get(rid)
         return out
 
+    def speed(self) -> cost.Speed:
+        """How fast runs go here, for time estimates: `cost.calibrate` over the store's recent
+        finished runs (re-read at most every SPEED_TTL_S: pages ask on every rerun)."""
+        now = time.monotonic()
+        cached = self._speed
+        if cached is None or now - cached[0] > SPEED_TTL_S:
+            cached = self._speed = (now, cost.calibrate(self.store.list_runs(status=FINISHED, limit=200)))
+        return cached[1]
+
     # -- cancelling ----------------------------------------------------------------------------
 
     def cancel(self, run_id: int) -> bool:
@@ -556,8 +572,51 @@ class JobManager:
             return False
         return self.store.request_cancel(rid)
 
+    def stop(self, run_ids, wait: float = STOP_WAIT_S) -> None:
+        """Cancel every run of `run_ids` still queued or running (a page's Stop button), and wait
+        up to `wait` seconds for their workers to record it, so the page drawn next shows them
+        stopped."""
+        ids = [int(r) for r in run_ids]
+        for rid in ids:
+            self.cancel(rid)
+        self._wait_over(ids, wait)
+
+    def delete_runs(self, run_ids, wait: float = DELETE_WAIT_S) -> tuple[list[int], list[int]]:
+        """Delete runs with their metrics and frames: those still queued or running are cancelled
+        first and deleted once over (waiting up to `wait` seconds); a group left without runs goes
+        too. Returns (deleted ids, ids still active and so not deleted)."""
+        rows = [r for r in (self.store.get_run(int(i)) for i in run_ids) if r is not None]
+        active = [r["id"] for r in rows if r["status"] in ACTIVE_STATUSES]
+        for rid in active:
+            self.cancel(rid)
+        active = self._wait_over(active, wait)
+        deleted, groups = [], set()
+        for r in rows:
+            if r["id"] in active:
+                continue
+            if self.store.delete_run(r["id"]):
+                deleted.append(r["id"])
+                if r.get("group_id") is not None:
+                    groups.add(r["group_id"])
+        for gid in groups:  # a comparison or sweep with no runs left is gone too
+            g = self.store.get_group(gid)
+            if g is not None and g["n_runs"] == 0:
+                self.store.delete_group(gid)
+        return deleted, active
+
+    def _wait_over(self, run_ids: list[int], wait: float) -> list[int]:
+        """Wait up to `wait` s for the runs to leave the queued and running states; those still in
+        them."""
+        deadline = time.monotonic() + wait
+        while True:
+            progress = self.progress(run_ids)
+            left = [r for r in run_ids if (progress.get(r) or {}).get("status") in ACTIVE_STATUSES]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.1)
+
     def _terminate(self, job: _Job, reason: str) -> None:
-        """SIGTERM: the CLI's handler ends the run at its next sync; before the handler is
+        """SIGTERM: the worker's handler ends the run at its next sync; before the handler is
         installed (still importing torch) the default action ends the process, and the reaper
         records the outcome. Caller holds the lock."""
         if job.stop_reason is None:
@@ -625,7 +684,7 @@ class JobManager:
         self._spare_count += 1
         path = log_path(self.db_path, 0).with_name(f"spare-{os.getpid()}-{self._spare_count}.log")
         path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [self.python, "-m", "agd_viz", "train", "--run-id-from-stdin", "--db", str(self.db_path),
+        cmd = [self.python, "-m", WORKER_MODULE, "--from-stdin", "--db", str(self.db_path),
                "--parent-pid", str(self.pid), "--quiet"]
         try:
             with open(path, "ab") as logf:
@@ -727,7 +786,7 @@ class JobManager:
                                   error="the app shut down before this run finished")
             return
         if code < 0:
-            name = _signal_name(-code)
+            name = signal_name(-code)
             text = f"worker was killed by signal {name}"
             if -code == signal.SIGKILL:
                 text += " (by a user, or by the system when memory ran out)"
@@ -761,7 +820,7 @@ class JobManager:
         slot = next(k for k in range(len(used) + 1) if k not in used)
         path = log_path(self.db_path, rid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [self.python, "-m", "agd_viz", "train", "--run-id", str(rid), "--db", str(self.db_path),
+        cmd = [self.python, "-m", WORKER_MODULE, "--run-id", str(rid), "--db", str(self.db_path),
                "--parent-pid", str(self.pid), "--quiet"]
         proc = self._hand_to_spare(rid, path) if detect_gpus(self.python) <= 1 else None
         if proc is None:
@@ -783,7 +842,7 @@ class JobManager:
 
     def _worker_env(self, slot: int, row: dict) -> dict:
         env = dict(os.environ)
-        # `-m agd_viz` must find this very package, whatever the server's working directory.
+        # `-m agd_viz.worker` must find this very package, whatever the server's working directory.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         if "OMP_NUM_THREADS" not in env:
@@ -819,7 +878,7 @@ class JobManager:
                 gone = status == QUEUED and rid not in mine
             else:
                 since = row["started"] if status == RUNNING and row["started"] else row["created"]
-                gone = not _pid_alive(pid, not_after=since)
+                gone = not pid_alive(pid, not_after=since)
             if gone:
                 lost.append(rid)
         for rid in lost:

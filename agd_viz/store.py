@@ -1,4 +1,5 @@
-"""SQLite run store: groups of runs, runs, and the metric stream of each run.
+"""SQLite run store: groups of runs, runs, the metric stream of each run, and its frames (arrays
+a worker computed for a picture, e.g. a 2-D model's decision boundary).
 
 One database file in WAL mode. A worker process appends metrics while the app process reads them:
 WAL lets readers proceed during a write, and every write takes the write lock up front
@@ -13,11 +14,16 @@ Per-layer metrics (one value per weight matrix) are stored as little-endian floa
 metric name and step, so that reading 10k steps x 32 layers is a handful of `np.frombuffer` calls
 instead of 2 million rows.
 
-This module must stay light (sqlite3, json, numpy, pandas): the app imports it on every page.
+Frames are numpy arrays by (run, kind, step), each stored as one `np.savez_compressed` blob and read
+back with `allow_pickle=False`: a frame is data, never code.
+
+This module must stay light (sqlite3, json, numpy, pandas, and `agd_viz.optspec` for run labels):
+the app imports it on every page. It imports nothing of agd_viz above it (docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -32,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from agd_viz import optspec
 
 __all__ = [
     "Store",
@@ -51,11 +59,13 @@ __all__ = [
     "FINAL_STATUSES",
     "SCALAR_METRICS",
     "LAYER_METRICS",
+    "FRAME_BOUNDARY",
+    "FRAME_BOUNDARY_GRID",
 ]
 
 # "AGDV" in ASCII: tells our files from any other SQLite database without guessing from tables.
 APPLICATION_ID = 0x41474456
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -72,6 +82,12 @@ SCALAR_METRICS = (
     "loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr"
 )  # fmt: skip
 LAYER_METRICS = ("w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update")
+
+# Kinds of frames the worker writes. A decision boundary: one "boundary" frame per picture,
+# {"probs": uint8 (ny, nx, classes), softmax × 255}, and once per run a "boundary_grid" frame at
+# step 0, {"x": (nx,), "y": (ny,), "points": (n, 2), "labels": (n,), "classes": (classes,) str}.
+FRAME_BOUNDARY = "boundary"
+FRAME_BOUNDARY_GRID = "boundary_grid"
 
 ENV_DB = "AGD_VIZ_DB"
 DEFAULT_DB_NAME = "agd_viz_runs.db"
@@ -140,7 +156,20 @@ _SCHEMA_V1 = (
         PRIMARY KEY (run_id, step)
     ) WITHOUT ROWID""",
 )
-MIGRATIONS: dict[int, Sequence[str] | Callable[[sqlite3.Connection], None]] = {0: _SCHEMA_V1}
+_FRAMES_V2 = (
+    # A rowid table, not WITHOUT ROWID: its rows are blobs of kilobytes.
+    """CREATE TABLE frames (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (run_id, kind, step)
+    )""",
+)
+MIGRATIONS: dict[int, Sequence[str] | Callable[[sqlite3.Connection], None]] = {
+    0: _SCHEMA_V1,
+    1: _FRAMES_V2,
+}
 
 
 # Files this process holds open through a Store, by (device, inode) -> count. Closing *any*
@@ -226,11 +255,24 @@ def _layer_blob(values: Any) -> bytes | None:
     return arr.tobytes()
 
 
-def _default_label(optimizer: str) -> str:
-    # "adam:lr=1e-3,momentum=0" -> "adam lr=1e-3 momentum=0"; optim.OptSpec.label is nicer but
-    # lives behind a torch import, so callers that have it pass it in.
-    name, _, args = optimizer.partition(":")
-    return " ".join([name.strip(), *[a.strip() for a in args.split(",") if a.strip()]])
+def _attributes(rec: Any) -> Callable[[str], Any]:
+    """`get(name)` for a record read by attribute (`train.Step`): None where it has none."""
+    return lambda name: getattr(rec, name, None)
+
+
+def _frame_blob(arrays: Mapping[str, Any]) -> bytes:
+    named = {str(k): np.asarray(v) for k, v in arrays.items()}
+    for k, v in named.items():
+        if v.dtype.hasobject:  # would be pickled, and could not be read back without unpickling
+            raise TypeError(f"frame array {k!r} holds Python objects; store numbers or strings")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **named)
+    return buf.getvalue()
+
+
+def _frame_arrays(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:  # data only, never code
+        return {k: npz[k] for k in npz.files}
 
 
 def _as_spec_dict(spec: Any) -> dict:
@@ -502,12 +544,14 @@ class Store:
         return self._group_dicts("WHERE g.kind = ?", (str(kind),))
 
     def delete_group(self, group_id: int) -> bool:
-        """Delete a group with all its runs and their metrics; False if there was no such group."""
+        """Delete a group with all its runs, their metrics and frames; False if there was no such
+        group."""
         with self._write() as conn:
-            conn.execute(
-                "DELETE FROM metrics WHERE run_id IN (SELECT id FROM runs WHERE group_id = ?)",
-                (int(group_id),),
-            )
+            for table in ("metrics", "frames"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE run_id IN (SELECT id FROM runs WHERE group_id = ?)",
+                    (int(group_id),),
+                )
             conn.execute("DELETE FROM runs WHERE group_id = ?", (int(group_id),))
             return conn.execute("DELETE FROM groups WHERE id = ?", (int(group_id),)).rowcount > 0
 
@@ -527,7 +571,7 @@ class Store:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
         optimizer = str(optimizer)
-        label = label if label is not None else _default_label(optimizer)
+        label = label if label is not None else optspec.label(optimizer)
         if name is None:
             shape = (
                 f" {spec['depth']}x{spec['width']}" if "depth" in spec and "width" in spec else ""
@@ -692,9 +736,10 @@ class Store:
                 raise KeyError(f"no run with id {run_id}")
 
     def delete_run(self, run_id: int) -> bool:
-        """Delete a run and its metrics (a live worker's next write then raises KeyError)."""
+        """Delete a run, its metrics and frames (a live worker's next write then raises KeyError)."""
         with self._write() as conn:
             conn.execute("DELETE FROM metrics WHERE run_id = ?", (int(run_id),))
+            conn.execute("DELETE FROM frames WHERE run_id = ?", (int(run_id),))
             return conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),)).rowcount > 0
 
     def request_cancel(self, run_id: int) -> bool:
@@ -768,30 +813,37 @@ class Store:
     # -- metrics -------------------------------------------------------------------------------
 
     def append_metrics(
-        self, run_id: int, records: Iterable[Mapping], progress: Mapping | None = None
+        self, run_id: int, records: Iterable[Mapping | Any], progress: Mapping | None = None
     ) -> int:
-        """Store step records (`{"step", "t", <scalar names>, "layers": {name: [per layer]}}`) in
-        one transaction; returns how many were stored.
+        """Store step records in one transaction; returns how many were stored.
 
-        Replaces an existing (run, step). Unknown keys and non-"step" records are ignored; NaN/inf
-        become NULL (read back as NaN). With `progress` ({step, steps, last_loss, steps_per_s}, any
-        subset; step and last_loss default to the last record's) the run's progress columns and
-        heartbeat `updated` are set in the same transaction: `append_metrics(id, [], {})` is a
-        heartbeat. Raises KeyError if the run no longer exists.
+        A record is `train.Step` (read by attribute) or a dict `{"step", "t", <scalar names>,
+        "layers": {name: [per layer]}}`. Replaces an existing (run, step). Unknown keys, dicts whose
+        "type" is not "step" and objects without a `loss` (the other records of `train.run`) are
+        ignored; NaN/inf become NULL (read back as NaN). With `progress` ({step, steps, last_loss,
+        steps_per_s}, any subset; step and last_loss default to the last record's) the run's
+        progress columns and heartbeat `updated` are set in the same transaction:
+        `append_metrics(id, [], {})` is a heartbeat. Raises KeyError if the run no longer exists.
         """
         rows = []
         for rec in records:
-            if rec.get("type", "step") != "step":
+            if isinstance(rec, Mapping):
+                if rec.get("type", "step") != "step":
+                    continue
+                if "step" not in rec:
+                    raise ValueError(f"metric record without 'step': {sorted(rec)}")
+                get = rec.get
+            elif hasattr(rec, "loss") and hasattr(rec, "step"):
+                get = _attributes(rec)
+            else:
                 continue
-            if "step" not in rec:
-                raise ValueError(f"metric record without 'step': {sorted(rec)}")
-            layers = rec.get("layers") or {}
+            layers = get("layers") or {}
             rows.append(
                 (
                     int(run_id),
-                    int(rec["step"]),
-                    _finite_or_none(rec.get("t")),
-                    *[_finite_or_none(rec.get(k)) for k in SCALAR_METRICS],
+                    int(get("step")),
+                    _finite_or_none(get("t")),
+                    *[_finite_or_none(get(k)) for k in SCALAR_METRICS],
                     *[
                         _layer_blob(layers[k]) if layers.get(k) is not None else None
                         for k in LAYER_METRICS
@@ -876,6 +928,54 @@ class Store:
             (int(run_id), self._since(since_step)),
         )
         return _layer_frame(rows)
+
+    # -- frames --------------------------------------------------------------------------------
+
+    def put_frame(self, run_id: int, kind: str, step: int, arrays: Mapping[str, Any]) -> None:
+        """Store named arrays as run `run_id`'s frame of `kind` at `step` (replacing one there);
+        KeyError if the run no longer exists."""
+        blob = _frame_blob(arrays)  # compressed outside the write lock
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            conn.execute(
+                "INSERT OR REPLACE INTO frames (run_id, kind, step, data) VALUES (?, ?, ?, ?)",
+                (int(run_id), str(kind), int(step), blob),
+            )
+
+    def frames(
+        self, run_id: int, kind: str, since_step: int | None = None
+    ) -> list[tuple[int, dict[str, np.ndarray]]]:
+        """Run `run_id`'s frames of `kind` at steps > since_step, by step: [(step, {name: array})]."""
+        rows = self._all(
+            "SELECT step, data FROM frames WHERE run_id = ? AND kind = ? AND step > ? ORDER BY step",
+            (int(run_id), str(kind), self._since(since_step)),
+        )
+        return [(int(step), _frame_arrays(blob)) for step, blob in rows]
+
+    def latest_frame(self, run_id: int, kind: str) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The frame of `kind` with the highest step, as (step, {name: array}), or None."""
+        rows = self._all(
+            "SELECT step, data FROM frames WHERE run_id = ? AND kind = ? ORDER BY step DESC LIMIT 1",
+            (int(run_id), str(kind)),
+        )
+        return (int(rows[0][0]), _frame_arrays(rows[0][1])) if rows else None
+
+    def frame_at(self, run_id: int, kind: str, step: int) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The last frame of `kind` at or before `step` (a replay's picture at that step), or None."""
+        rows = self._all(
+            "SELECT step, data FROM frames WHERE run_id = ? AND kind = ? AND step <= ?"
+            " ORDER BY step DESC LIMIT 1",
+            (int(run_id), str(kind), int(step)),
+        )
+        return (int(rows[0][0]), _frame_arrays(rows[0][1])) if rows else None
+
+    def frame_steps(self, run_id: int, kind: str) -> list[int]:
+        """The steps at which run `run_id` has a frame of `kind`, ascending (no blob is read)."""
+        rows = self._all(
+            "SELECT step FROM frames WHERE run_id = ? AND kind = ? ORDER BY step",
+            (int(run_id), str(kind)),
+        )
+        return [int(r[0]) for r in rows]
 
     # -- export --------------------------------------------------------------------------------
 

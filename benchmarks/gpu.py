@@ -95,20 +95,21 @@ def ours(spec) -> float:
 
     t2 = end = None
     for rec in train.run(spec):
-        if rec["type"] == "step" and rec["opt"] == 0 and rec["step"] == 2:
-            t2 = rec["t"]
-        elif rec["type"] == "end":
-            if rec["status"] != "finished":
-                raise RuntimeError(f"run ended {rec['status']}: {rec['error']}")
-            end = rec["summary"]["elapsed_s"]
+        if isinstance(rec, train.Step) and rec.opt == 0 and rec.step == 2:
+            t2 = rec.t
+        elif isinstance(rec, train.End):
+            if rec.status != "finished":
+                raise RuntimeError(f"run ended {rec.status}: {rec.error}")
+            end = rec.summary["elapsed_s"]
     return (end - t2) / (spec.steps - 1)
 
 
 def throughput(args, device) -> dict:
-    from agd_viz import data, train
+    from agd_viz import cost, data
+    from agd_viz.spec import RunSpec
 
     ds = data.load("digits").to(device)
-    base = train.RunSpec(dataset="digits", depth=args.depth, width=args.width, batch_size=args.batch,
+    base = RunSpec(dataset="digits", depth=args.depth, width=args.width, batch_size=args.batch,
                          device=device.type, optimizers=("agd",), steps=args.steps)
 
     def variant(kind, spec=base, depth=args.depth):
@@ -132,8 +133,8 @@ def throughput(args, device) -> dict:
     return {
         "depth": args.depth, "width": args.width, "batch": args.batch, "steps": args.steps,
         "device": str(device),
-        "layer_every_auto": base.resolved_layer_every(),
-        "eval_every_auto": base.resolved_eval_every(ds.x_train.shape[0] + ds.x_test.shape[0]),
+        "layer_every_auto": cost.resolved_layer_every(base),
+        "eval_every_auto": cost.resolved_eval_every(base, ds.x_train.shape[0] + ds.x_test.shape[0]),
         "steps_per_s": {k: C.rounded(1 / C.median(v)) for k, v in times.items()},
         "ratio_to_bare": {k: C.rounded(C.paired_ratio(v, times["bare"])) for k, v in times.items()},
         "ratio_full_over_none": {k: C.rounded(C.paired_ratio(times[k], times["none"])) for k in ("auto", "every")},
@@ -146,6 +147,7 @@ def sync_check(args, device) -> dict:
 
     from agd_viz import data, nets, train
     from agd_viz.optim import AGD
+    from agd_viz.spec import RunSpec
 
     if device.type != "cuda":
         return {"skipped": "host syncs are only observable on CUDA"}
@@ -192,8 +194,8 @@ def sync_check(args, device) -> dict:
     finally:
         torch.cuda.set_sync_debug_mode(0)
 
-    spec = train.RunSpec(dataset="digits", depth=args.depth, width=args.width, batch_size=args.batch,
-                         device="cuda", optimizers=("agd",), steps=50, metrics="full")
+    spec = RunSpec(dataset="digits", depth=args.depth, width=args.width, batch_size=args.batch,
+                   device="cuda", optimizers=("agd",), steps=50, metrics="full")
     list(train.run(spec.replace(steps=3)))  # warm
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("warn")
@@ -204,8 +206,8 @@ def sync_check(args, device) -> dict:
     finally:
         torch.cuda.set_sync_debug_mode(0)
     syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
-    flushes = sum(1 for r in recs if r["type"] == "sync")
-    evals = sum(1 for r in recs if r["type"] == "step" and "train_loss" in r)
+    flushes = sum(1 for r in recs if isinstance(r, train.Sync))
+    evals = sum(1 for r in recs if isinstance(r, train.Step) and not math.isnan(r.train_loss))
     out.update(run_steps=spec.steps, run_syncs_reported=len(syncs), run_flushes=flushes, run_evals=evals,
                run_syncs_per_step=C.rounded(len(syncs) / spec.steps))
     return out

@@ -1,12 +1,12 @@
-"""What do the per-step metrics cost? Training with every metric of DESIGN.md vs the same loop with none.
+"""What do the per-step metrics cost? Training with every metric (docs/architecture.md) vs the same loop with none.
 
     python -m benchmarks.instrumentation [--rounds 3] [--threads N] [--tiny]
 
 Variants, each `agd_viz.train.run` of AGD on digits, batch 128, on the CPU:
   none   metrics="none" and no evaluation inside the loop (only at step 0 and the end): the
          baseline, a loop that logs only what it computes anyway (loss, accuracy, η, G);
-  auto   metrics="full" with the default cadences: per-layer metrics every `resolved_layer_every()`
-         steps, train/test evaluation every `resolved_eval_every()` steps (targets: ratio <= 1.15);
+  auto   metrics="full" with the default cadences: per-layer metrics every `cost.resolved_layer_every`
+         steps, train/test evaluation every `cost.resolved_eval_every` steps (targets: ratio <= 1.15);
   every  metrics="full" with per-layer metrics at every step (layer_every=1), timed over a
          shorter window (30 steps) that holds no evaluation.
 Time per step is read from the records' own clock (`t`, taken at the start of each step), from
@@ -39,21 +39,22 @@ def per_step_seconds(spec, clock: str = "cpu") -> float:
     t = {}
     with C.train_clock(clock):
         for rec in train.run(spec):
-            if rec["type"] == "step" and rec["opt"] == 0:
-                t[rec["step"]] = rec["t"]
+            if isinstance(rec, train.Step) and rec.opt == 0:
+                t[rec.step] = rec.t
     last = max(t)
     return (t[last] - t[2]) / (last - 2)
 
 
 def measure(depth: int, width: int, rounds: int, periods: int, clock: str = "cpu",
             tiny: bool = False) -> dict:
-    from agd_viz import data, train
+    from agd_viz import cost, data
+    from agd_viz.spec import RunSpec
 
-    base = train.RunSpec(dataset="digits", depth=depth, width=width, batch_size=128, device="cpu",
+    base = RunSpec(dataset="digits", depth=depth, width=width, batch_size=128, device="cpu",
                          optimizers=("agd",), seed=0)
     ds = data.load("digits")
-    n_eval = min(ds.x_train.shape[0], train.EVAL_MAX) + min(ds.x_test.shape[0], train.EVAL_MAX)
-    eval_every, layer_every = base.resolved_eval_every(n_eval), base.resolved_layer_every()
+    n_eval = min(ds.x_train.shape[0], cost.EVAL_MAX) + min(ds.x_test.shape[0], cost.EVAL_MAX)
+    eval_every, layer_every = cost.resolved_eval_every(base, n_eval), cost.resolved_layer_every(base)
     # A whole number of probe periods that spans an evaluation period: the window then holds the
     # steady-state number of probes, and of evaluations to within one part in its length.
     window = periods * layer_every * math.ceil(eval_every / layer_every) if not tiny else 6
@@ -74,10 +75,10 @@ def measure(depth: int, width: int, rounds: int, periods: int, clock: str = "cpu
         per_step_seconds(s, clock)
     times = C.interleaved({k: (lambda s=s: per_step_seconds(s, clock)) for k, s in specs.items()},
                           rounds=rounds, warmup=0)
-    layer_every = specs["auto"].resolved_layer_every()
+    layer_every = cost.resolved_layer_every(specs["auto"])
     return {
         "depth": depth, "width": width, "batch": 128, "steps": steps,
-        "layer_every_auto": layer_every, "eval_every_auto": specs["auto"].resolved_eval_every(n_eval),
+        "layer_every_auto": layer_every, "eval_every_auto": cost.resolved_eval_every(specs["auto"], n_eval),
         "ms_per_step": {k: C.rounded(1000 * C.median(v)) for k, v in times.items()},
         "ratio_auto": C.rounded(C.paired_ratio(times["auto"], times["none"])),
         "ratio_every": C.rounded(C.paired_ratio(times["every"], times["none"])),

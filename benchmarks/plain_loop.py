@@ -69,16 +69,17 @@ def theirs(depth: int, width: int, steps: int, batch: int = 128, seed: int = 0, 
 def ours(depth: int, width: int, steps: int, batch: int = 128, seed: int = 0, clock: str = "cpu"):
     """train.run with metrics off; returns (seconds per step, as for `theirs`, end record)."""
     from agd_viz import train
+    from agd_viz.spec import RunSpec
 
-    spec = train.RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=batch,
+    spec = RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=batch,
                          seed=seed, device="cpu", optimizers=("agd",), metrics="none")
     end, t = None, {}
     with C.train_clock(clock):
         for rec in train.run(spec):
-            if rec["type"] == "end":
+            if isinstance(rec, train.End):
                 end = rec
-            elif rec["type"] == "step":
-                t[rec["step"]] = rec["t"]
+            elif isinstance(rec, train.Step):
+                t[rec.step] = rec.t
     return (t[steps] - t[2]) / (steps - 2), end
 
 

@@ -48,17 +48,18 @@ def accuracy_run(optimizer: str, steps: int, depth: int, width: int, every: int 
     """Train with the loop's probe where train.run would call it; compare with SVD at checks."""
     import torch
 
-    from agd_viz import data, nets, train
-    from agd_viz.optim import make_optimizer, parse_optimizer
+    from agd_viz import cost, data, nets, optspec, train
+    from agd_viz.optim import make_optimizer
+    from agd_viz.spec import RunSpec
 
-    spec = train.RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=128,
+    spec = RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=128,
                          seed=seed, device="cpu", optimizers=(optimizer,), layer_every=every or 0)
-    layer_every = spec.resolved_layer_every()
+    layer_every = cost.resolved_layer_every(spec)
     ds = data.load("digits", seed=seed)
     torch.manual_seed(seed)
     model = nets.MLP(ds.d_in, ds.d_out, depth, width)
     gen = torch.Generator().manual_seed(seed + 1)
-    (nets.init_agd_model_ if parse_optimizer(optimizer).init == "agd" else nets.init_default_)(model, gen)
+    (nets.init_agd_model_ if optspec.parse(optimizer).init == "agd" else nets.init_default_)(model, gen)
     opt = make_optimizer(optimizer, model.parameters())
     weights = list(model.parameters())
     probe = train._LayerProbe(weights, layer_every)
@@ -104,8 +105,10 @@ def cost(depth: int, width: int, rounds: int, n: int) -> dict:
     """Per-call cost of the estimator on every weight and gradient vs one training step."""
     import torch
 
-    from agd_viz import data, nets, spectra, train
+    from agd_viz import cost as cost_mod
+    from agd_viz import data, nets, spectra
     from agd_viz.optim import AGD
+    from agd_viz.spec import RunSpec
 
     ds = data.load("digits")
     model = nets.MLP(ds.d_in, ds.d_out, depth, width)
@@ -122,8 +125,8 @@ def cost(depth: int, width: int, rounds: int, n: int) -> dict:
         opt.step_tensors()
 
     step()
-    every = train.RunSpec(depth=depth, width=width, batch_size=128, steps=1000).resolved_layer_every()
-    power = spectra.PowerIteration(iters=train.probe_iters(every))  # as the loop's probe has it
+    every = cost_mod.resolved_layer_every(RunSpec(depth=depth, width=width, batch_size=128, steps=1000))
+    power = spectra.PowerIteration(iters=cost_mod.probe_iters(every))  # as the loop's probe has it
 
     def estimate():
         power([w.detach() for w in weights] + [w.grad for w in weights])

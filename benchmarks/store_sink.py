@@ -2,7 +2,7 @@
 
     python -m benchmarks.store_sink [--rounds 3] [--threads N] [--tiny]
 
-Write cost. The worker's own loop (`cli._train_loop`, one transaction per sync) training AGD with
+Write cost. The worker's own sink (`worker.train_into`, one transaction per run per sync) training AGD with
 every metric, into a real SQLite store (WAL, a temporary file) vs into no store (the null sink,
 `--no-store`), interleaved round by round on this process's CPU time (SQLite runs in-process;
 in WAL mode with synchronous=NORMAL a commit does not wait for the disk).
@@ -34,25 +34,25 @@ TARGET_READ_MS = 20.0
 
 
 def train_into(store, spec) -> None:
-    from agd_viz import cli
+    from agd_viz import worker
 
     run_ids = [None] * len(spec.optimizers)
     if store is not None:
         gid = store.create_group("compare", "bench", spec.to_dict())
         run_ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid) for o in spec.optimizers]
-    flags = cli._StopFlags(store, run_ids, None)
-    ends = cli._train_loop(spec, store, run_ids, "cpu", flags, show_progress=False)
-    assert all(e["status"] == "finished" for e in ends.values()), ends
+    ends = worker.train_into(spec, store, run_ids)
+    assert all(e.status == "finished" for e in ends.values()), ends
 
 
 def write_cost(configs, rounds: int, tmp: Path) -> list[dict]:
-    from agd_viz import train
+    from agd_viz import cost
+    from agd_viz.spec import RunSpec
     from agd_viz.store import Store
 
     out = []
     for depth, width, steps in configs:
-        spec = train.RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=128,
-                             device="cpu", optimizers=("agd",), metrics="full")
+        spec = RunSpec(dataset="digits", depth=depth, width=width, steps=steps, batch_size=128,
+                       device="cpu", optimizers=("agd",), metrics="full")
         store = Store(tmp / f"write-{depth}x{width}.db")
 
         def timed(s):
@@ -67,7 +67,7 @@ def write_cost(configs, rounds: int, tmp: Path) -> list[dict]:
         rows = len(store.metrics(store.list_runs()[0]["id"]))
         store.close()
         out.append({"depth": depth, "width": width, "steps": steps,
-                    "layer_every": spec.resolved_layer_every(),
+                    "layer_every": cost.resolved_layer_every(spec),
                     "s_null": C.rounded(C.median(times["null"])), "s_sqlite": C.rounded(C.median(times["sqlite"])),
                     "ratio": C.rounded(C.paired_ratio(times["sqlite"], times["null"])),
                     "ratio_rounds": [C.rounded(a / b) for a, b in zip(times["sqlite"], times["null"])],
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
         write = write_cost(configs, args.rounds, Path(d))
         read = read_latency(Path(d), runs, steps, layers, args.rate, args.queries)
 
-    print(f"store write cost: cli._train_loop, AGD, every metric (auto cadence), digits batch 128, CPU, "
+    print(f"store write cost: worker.train_into, AGD, every metric (auto cadence), digits batch 128, CPU, "
           f"{threads} thread(s), CPU time, median of {args.rounds} interleaved rounds")
     print(C.table([(f"{w['depth']}x{w['width']}", w["steps"], w["s_null"], w["s_sqlite"], w["ratio"],
                     w["ratio"] <= TARGET_WRITE) for w in write],

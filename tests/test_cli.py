@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -108,3 +111,43 @@ def test_paper_contrast_at_depth_32_agd_trains_adam_does_not(tmp_path):
     assert agd["final_train_acc"] >= 0.97
     assert adam["optimizer"] == "adam:lr=1e-3"
     print(f"\ndepth 32 digits: AGD train acc {agd['final_train_acc']:.3f}, Adam lr=1e-3 {adam['final_train_acc']:.3f}")
+
+
+def test_train_on_a_2d_set_stores_its_decision_boundary_through_the_worker_sink(tmp_path):
+    db = tmp_path / "runs.db"
+    p = cli("train", "--dataset", "moons", "--data-option", "noise=0.2", "--data-option", "n_samples=400",
+            "--depth", "3", "--width", "16", "--steps", "30", "--device", "cpu", "--db", str(db), "--json",
+            "--quiet")
+    assert p.returncode == 0, p.stderr
+    [run] = json.loads(p.stdout)
+    from agd_viz.store import Store
+
+    with Store(db) as store:
+        row = store.get_run(run["run_id"])
+        assert row["spec"]["data_options"] == {"n_samples": 400, "noise": 0.2}  # numbers, not text
+        assert row["label"] == "agd"
+        steps = store.frame_steps(run["run_id"], "boundary")
+        assert steps[0] == 0 and steps[-1] == 30
+
+
+@pytest.mark.parametrize("option, words", [("noise=lots", "noise must be a number"),
+                                           ("colour=red", "unknown option(s) colour"),
+                                           ("noise", "expects KEY=VALUE")])
+def test_bad_data_options_give_one_line_exit_2_and_write_nothing(tmp_path, option, words):
+    db = tmp_path / "runs.db"
+    p = cli("train", "--dataset", "moons", "--data-option", option, "--steps", "3", "--db", str(db))
+    assert p.returncode == 2 and p.stdout == ""
+    assert len(p.stderr.strip().splitlines()) == 1 and words in p.stderr, p.stderr
+    assert not db.exists()
+
+
+def test_sweep_prints_its_size_and_estimate_then_a_table(tmp_path):
+    db = tmp_path / "runs.db"
+    p = cli("sweep", "--depths", "1,2", "--widths", "8", "--optimizer", "agd", "--steps", "5",
+            "--batch-size", "32", "--device", "cpu", "--db", str(db))
+    assert p.returncode == 0, p.stderr
+    assert "sweep 1: 2 runs (2 depths × 1 width × 1 optimiser) on cpu, about " in p.stderr
+    assert "final train accuracy, agd (rows: depth, columns: width)" in p.stdout
+    p = cli("sweep", "--depths", "1,2", "--widths", "8", "--steps", "0", "--db", str(tmp_path / "no.db"))
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "steps" in p.stderr
+    assert not (tmp_path / "no.db").exists()

@@ -18,9 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from agd_viz.jobs import JobManager, _pid_alive, default_max_workers, log_path
+from agd_viz.jobs import JobManager, QueueFull, default_max_workers, log_path
+from agd_viz.procs import pid_alive as _pid_alive
+from agd_viz.spec import RunSpec, SpecError, SweepConfig
 from agd_viz.store import Store
-from agd_viz.train import RunSpec
+
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = {"finished", "failed", "cancelled", "diverged", "interrupted"}
@@ -95,7 +99,7 @@ def test_a_comparison_trains_in_the_background_to_finished(manager):
         assert row["device"] in ("cpu", "cuda", "mps")  # "auto" resolved by the worker
         assert row["step"] == 40
         assert list(m.store.metrics(rid)["step"]) == list(range(41))
-        assert log_path(m.db_path, rid).exists()
+        assert "-m agd_viz.worker --run-id" in log_path(m.db_path, rid).read_text()
     assert m.store.get_run(ids[1])["label"] == "adam lr=0.001"
     wait_for(lambda: not m.active_runs(), 15, "the workers to exit and be reaped")
 
@@ -165,7 +169,7 @@ def test_a_server_restart_interrupts_the_dead_servers_runs_and_orphans_exit_by_t
         """
         import json, sys, time
         from agd_viz.jobs import JobManager
-        from agd_viz.train import RunSpec
+        from agd_viz.spec import RunSpec
         m = JobManager(sys.argv[1], max_workers=2, env={"OMP_NUM_THREADS": "1"})
         _, ids = m.submit(RunSpec(dataset="digits", depth=2, width=16, steps=1_000_000, device="cpu",
                                   metrics="none", optimizers=("agd", "sgd", "adam")))
@@ -267,7 +271,7 @@ def test_workers_do_not_outlive_a_server_that_exits_normally(tmp_path):
         """
         import sys
         from agd_viz.jobs import JobManager
-        from agd_viz.train import RunSpec
+        from agd_viz.spec import RunSpec
         m = JobManager(sys.argv[1], max_workers=1, python=sys.argv[2])
         _, ids = m.submit(RunSpec(dataset="digits", depth=2, width=16, steps=10, device="cpu"))
         print(m.worker_pid(ids[0]), ids[0], flush=True)
@@ -287,16 +291,25 @@ def test_the_manager_does_not_import_torch_and_the_cap_follows_the_environment(t
         """
         import sys
         from agd_viz.jobs import JobManager
-        m = JobManager(sys.argv[1], start=False)
+        from agd_viz.spec import RunSpec
+        m = JobManager(sys.argv[1], start=False, max_workers=1, python="true")  # no real worker
         m.progress([1, 2])
-        print(m.max_workers, "torch" in sys.modules)
+        m.submit(RunSpec(dataset="moons", depth=2, width=8, steps=5, optimizers=("agd", "adam:lr=1e-3")))
+        m.submit_group([RunSpec(depth=2, width=8, steps=5)], group_spec={"kind": "sweep"})
+        print(m.max_workers, "torch" in sys.modules, "agd_viz.worker" in sys.modules)
+        m.shutdown()
         """
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "AGD_VIZ_MAX_WORKERS": "3"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.db")], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["3", "False"]
+    assert out.stdout.split() == ["1", "False", "False"]
+    code = "import sys; from agd_viz.jobs import JobManager; print(JobManager(sys.argv[1], start=False).max_workers)"
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "r.db")], capture_output=True,
+                         text=True, env={**env, "AGD_VIZ_MAX_WORKERS": "3"}, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3"]
 
 
 def test_default_cap(monkeypatch, tmp_path):
@@ -310,3 +323,172 @@ def test_default_cap(monkeypatch, tmp_path):
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     assert default_max_workers() == (gpus or max(1, (os.cpu_count() or 1) // 2))
+
+
+# ------------------------------------------------------------------------------------------------
+# Submitting a group: all or nothing
+
+
+def test_submit_group_queues_every_cell_in_one_group(manager, tmp_path):
+    sleeper = fake_python(tmp_path, "exec sleep 60")
+    m = manager(max_workers=1, python=sleeper)
+    config = SweepConfig(depths=(1, 2), widths=(8,), optimizers=("agd", "adam:lr=1e-3"), steps=10, device="cpu")
+    gid, ids = m.submit_group(config.specs(), name="grid", session="s1", group_spec=config.to_dict())
+    group = m.store.get_group(gid)
+    assert group["kind"] == "sweep" and group["run_ids"] == sorted(ids) and len(ids) == 4
+    assert SweepConfig.from_dict(group["spec"]) == config
+    rows = [m.store.get_run(r) for r in ids]
+    assert [(r["depth"], r["optimizer"]) for r in rows] == [(s.depth, o) for s in config.specs() for o in s.optimizers]
+    assert {r["depth"] for r in rows} == {1, 2} and [r["label"] for r in rows[:2]] == ["agd", "adam lr=0.001"]
+    assert set(m.active_runs()) == set(ids) and m.room("s1")["session_active"] == 4
+
+
+def test_a_refused_spec_in_the_middle_writes_nothing(manager, tmp_path, monkeypatch):
+    sleeper = fake_python(tmp_path, "exec sleep 60")
+    m = manager(max_workers=1, python=sleeper)
+    monkeypatch.setenv("AGD_VIZ_MAX_STEPS", "100")
+    specs = [spec(steps=10), spec(steps=1000), spec(steps=10)]  # the middle one is over the limit
+    with pytest.raises(SpecError, match="at most 100 steps"):
+        m.submit_group(specs)
+    assert m.store.list_groups() == [] and m.store.list_runs() == [] and m.active_runs() == []
+
+    m2 = manager(max_workers=1, python=sleeper, max_queued_per_session=3)
+    with pytest.raises(QueueFull):  # 2 cells × 2 optimisers: more than the session's 3
+        m2.submit_group([spec(optimizers=("agd", "sgd")), spec(optimizers=("agd", "sgd"))], session="s")
+    assert m2.store.list_groups() == [] and m2.store.list_runs() == [] and m2.active_runs() == []
+    gid, ids = m2.submit_group([spec(), spec(optimizers=("agd", "sgd"))], session="s")  # 3 fit
+    assert len(ids) == 3 and m2.store.get_group(gid)["n_runs"] == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# The worker process
+
+
+def worker(db, *args, timeout=120):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "agd_viz.worker", "--db", str(db), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def test_the_worker_entry_trains_queued_runs_into_the_store(tmp_path):
+    db = tmp_path / "runs.db"
+    store = Store(db)
+    moons = spec(dataset="moons", depth=3, width=16, steps=40, optimizers=("agd", "adam:lr=1e-2"))
+    ids = [store.create_run(moons.with_optimizer(o).to_dict(), o) for o in moons.optimizers]
+    digits = store.create_run(spec(steps=5).to_dict(), "agd")
+
+    p = worker(db, "--run-id", str(ids[0]), "--run-id", str(ids[1]), "--quiet", "--parent-pid", str(os.getpid()))
+    assert p.returncode == 0, p.stderr
+    for rid in ids:
+        row = store.get_run(rid)
+        assert row["status"] == "finished" and row["step"] == 40 and row["pid"] != os.getpid()
+        assert list(store.metrics(rid)["step"]) == list(range(41))
+        steps = store.frame_steps(rid, "boundary")  # the decision boundary, start to finish
+        assert steps[0] == 0 and steps[-1] == 40
+        assert store.frame_steps(rid, "boundary_grid") == [0]  # the grid and points, once
+    assert worker(db, "--run-id", str(digits)).returncode == 0
+    assert store.get_run(digits)["status"] == "finished"
+    assert store.frame_steps(digits, "boundary") == [] and store.frame_steps(digits, "boundary_grid") == []
+
+    from agd_viz.views import boundary
+
+    pictures = boundary.boundary_figures(store, [store.get_run(r) for r in (*ids, digits)])
+    assert [p.run_id for p in pictures] == [*ids, digits]
+    for pic in pictures[:2]:
+        assert pic.message is None and pic.figure.layout.title.text.endswith("· step 40")
+        names = [t.name for t in pic.figure.data if t.type in ("scatter", "scattergl")]
+        assert names == ["upper", "lower"]  # the training points, by class
+    assert pictures[2].figure is None and "2-D" in pictures[2].message
+    early = boundary.boundary_figures(store, [store.get_run(ids[0])], step=0)[0]
+    assert early.figure.layout.title.text.endswith("· step 0")  # a replay's first picture
+    assert boundary.boundary_steps(store, ids[0]) == store.frame_steps(ids[0], "boundary")
+
+    store.delete_run(ids[0])  # its pictures go with it
+    assert store.frames(ids[0], "boundary") == [] and store.frame_steps(ids[1], "boundary")
+
+
+def test_the_worker_refuses_bad_input_with_one_line_and_fails_what_it_cannot_train(tmp_path):
+    db = tmp_path / "runs.db"
+    store = Store(db)
+    p = worker(db, "--run-id", "99")
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [f"agd_viz worker: no run with id 99 in {db}"]
+    p = worker(db)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    a = store.create_run(spec().to_dict(), "agd")
+    b = store.create_run(spec(depth=3).to_dict(), "agd")
+    p = worker(db, "--run-id", str(a), "--run-id", str(b))
+    assert p.returncode == 2 and "share every setting but the optimiser" in p.stderr
+    assert [store.get_run(r)["status"] for r in (a, b)] == ["failed", "failed"]  # not queued forever
+
+
+def test_train_run_id_on_the_command_line_is_the_worker(tmp_path):
+    db = tmp_path / "runs.db"
+    store = Store(db)
+    rid = store.create_run(spec(steps=7).to_dict(), "agd")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "agd_viz", "train", "--run-id", str(rid), "--db", str(db), "--quiet"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert store.get_run(rid)["status"] == "finished" and store.get_run(rid)["step"] == 7
+
+
+# ------------------------------------------------------------------------------------------------
+# What the pages ask of the manager: stop, delete, devices, speed
+
+
+def test_stop_cancels_a_comparison_and_returns_once_it_is_recorded(manager, tmp_path):
+    sleeper = fake_python(tmp_path, "exec sleep 60")
+    m = manager(max_workers=1, python=sleeper)
+    _, [a, b] = m.submit(spec(optimizers=("agd", "sgd")))  # a runs, b waits
+    m.stop([a, b])
+    assert [status(m, r) for r in (a, b)] == ["cancelled", "cancelled"]
+
+
+def test_delete_runs_stops_deletes_and_drops_emptied_groups(manager, tmp_path):
+    sleeper = fake_python(tmp_path, "exec sleep 60")
+    m = manager(max_workers=1, python=sleeper)
+    gid, [a, b] = m.submit(spec(optimizers=("agd", "sgd")))
+    other_gid, [c, d] = m.submit(spec(optimizers=("agd", "sgd")))
+    deleted, active = m.delete_runs([a, b, c, 9999])
+    assert sorted(deleted) == [a, b, c] and active == []
+    assert m.store.get_group(gid) is None  # no runs left in it
+    assert m.store.get_group(other_gid)["run_ids"] == [d]
+
+    ready = tmp_path / "ready"
+    stubborn = fake_python(tmp_path, f"trap '' TERM\ntouch {ready}\nexec sleep 60", name="stubborn")
+    m2 = manager(max_workers=1, python=stubborn, kill_after=30)
+    _, [e] = m2.submit(spec())
+    wait_for(ready.exists, 5, "the stub to ignore SIGTERM")
+    deleted, active = m2.delete_runs([e], wait=0.5)
+    assert (deleted, active) == ([], [e]) and m2.store.get_run(e) is not None  # not deleted while alive
+
+
+def test_devices_and_speed_are_answered_without_torch(manager):
+    from agd_viz import jobs
+
+    m = manager(max_workers=1)
+    gpus = jobs.detect_gpus()
+    assert m.devices() == (("cpu", "cuda") if gpus else ("cpu",))
+    speed = m.speed()
+    assert speed.n_runs == 0 and speed.flops_per_s > 0 and speed.ratio == 1.0
+
+
+def test_deleting_one_run_of_a_comparison_lets_its_partner_finish(tmp_path):
+    db = tmp_path / "runs.db"
+    store = Store(db)
+    pair = spec(steps=8000, metrics="none", optimizers=("agd", "sgd"))
+    a, b = (store.create_run(pair.with_optimizer(o).to_dict(), o) for o in pair.optimizers)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "agd_viz.worker", "--db", str(db), "--run-id", str(a),
+                             "--run-id", str(b), "--quiet"], env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (store.get_run(a)["step"] or 0) > 0, 60, "the pair to train")
+        store.delete_run(a)  # e.g. from the Runs page, by another browser
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert store.get_run(a) is None and store.metrics(a).empty  # nothing written after the delete
+    row = store.get_run(b)
+    assert row["status"] == "finished" and row["step"] == 8000

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from agd_viz import jobs
+from agd_viz import jobs, procs
 from agd_viz.jobs import JobManager, log_path
+from agd_viz.spec import RunSpec
 from agd_viz.store import Store
-from agd_viz.train import RunSpec
+
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
 
 SPEC = RunSpec(dataset="digits", depth=2, width=8, steps=30, batch_size=32, device="cpu", optimizers=("agd",))
 
@@ -25,7 +28,8 @@ def spare_pids(db: Path) -> set[int]:
             cmd = (d / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"--run-id-from-stdin" in cmd and str(db).encode() in cmd and jobs._pid_alive(int(d.name)):
+        if (b"agd_viz.worker" in cmd and b"--from-stdin" in cmd and str(db).encode() in cmd
+                and procs.pid_alive(int(d.name))):
             found.add(int(d.name))
     return found
 
@@ -50,14 +54,14 @@ def test_a_run_goes_to_the_pre_started_worker_and_shutdown_leaves_no_process(tmp
         submitted = time.time()
         _, (rid,) = manager.submit(SPEC)
         assert manager.worker_pid(rid) == spare
-        started = jobs._proc_stat(spare)[1]
+        started = procs.proc_stat(spare)[1]
         assert started is None or started < submitted  # the process existed before the run
         store = Store(db)
         wait_for(lambda: store.get_run(rid)["status"] not in ("queued", "running"), what="the run to end")
         row = store.get_run(rid)
         assert row["status"] == "finished", row["error"]
         assert row["step"] == SPEC.steps
-        assert "--run-id-from-stdin" in log_path(db, rid).read_text()
+        assert "-m agd_viz.worker --from-stdin" in log_path(db, rid).read_text()
         # Idle again: a fresh worker is made ready for the next run.
         assert wait_for(lambda: spare_pids(db) - {spare}, what="a new pre-started worker")
     finally:

@@ -74,7 +74,7 @@ def test_runs_and_metrics_round_trip(store):
     rid = store.create_run(SPEC, "adam:lr=1e-3", group_id=gid)
     run = store.get_run(rid)
     assert run["status"] == "queued" and run["optimizer"] == "adam:lr=1e-3"
-    assert run["label"] == "adam lr=1e-3" and run["group_id"] == gid
+    assert run["label"] == "adam lr=0.001" and run["group_id"] == gid  # optspec's label
     assert (run["dataset"], run["depth"], run["width"], run["steps"]) == ("digits", 4, 16, 100)
     assert run["spec"]["data_options"] == [["noise", 0.1]]  # JSON has no tuples
 
@@ -337,17 +337,128 @@ def test_migration_steps_apply_in_order(tmp_path):
     path = tmp_path / "runs.db"
     with Store(path) as s:
         rid = s.create_run(SPEC, "agd")
-    future = {**store_mod.MIGRATIONS, 1: ("ALTER TABLE runs ADD COLUMN note TEXT",),
-              2: lambda conn: conn.execute("UPDATE runs SET note = 'migrated'")}  # fmt: skip
+    v = SCHEMA_VERSION
+    future = {**store_mod.MIGRATIONS, v: ("ALTER TABLE runs ADD COLUMN note TEXT",),
+              v + 1: lambda conn: conn.execute("UPDATE runs SET note = 'migrated'")}  # fmt: skip
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("BEGIN IMMEDIATE")
-    store_mod._migrate(conn, 1, 3, future)
+    store_mod._migrate(conn, v, v + 2, future)
     conn.execute("COMMIT")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == v + 2
     assert conn.execute("SELECT note FROM runs WHERE id = ?", (rid,)).fetchone()[0] == "migrated"
     conn.close()
     with pytest.raises(StoreError, match="newer agd_viz"):
         Store(path)
+
+
+def v1_file(path):
+    """A run store as version 1 of agd_viz wrote it: its schema, one group, one run with metrics."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for sql in store_mod.MIGRATIONS[0]:
+        conn.execute(sql)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO groups (kind, name, spec, created) VALUES ('compare', 'old', '{}', 1.0)")
+    conn.execute("INSERT INTO runs (group_id, optimizer, label, spec, status, created)"
+                 " VALUES (1, 'agd', 'agd', '{}', 'finished', 1.0)")
+    conn.execute("INSERT INTO metrics (run_id, step, t, loss) VALUES (1, 0, 0.0, 2.5), (1, 1, 0.1, 2.0)")
+    conn.close()
+
+
+def test_a_version_1_file_opens_and_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "runs.db"
+    v1_file(path)
+    with Store(path) as s:
+        assert s.get_run(1)["status"] == "finished"
+        assert s.metrics(1)["loss"].tolist() == [2.5, 2.0]  # nothing lost
+        assert s.frames(1, "boundary") == []
+        s.put_frame(1, "boundary", 5, {"probs": np.zeros((2, 3, 2), np.uint8)})
+        assert s.frame_steps(1, "boundary") == [5]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    conn.close()
+    with Store(path) as s:  # reopening the upgraded file changes nothing
+        assert s.frame_steps(1, "boundary") == [5] and len(s.metrics(1)) == 2
+
+
+def test_frames_round_trip_by_run_kind_and_step(store):
+    rid = store.create_run(SPEC, "agd")
+    other = store.create_run(SPEC, "adam")
+    rng = np.random.default_rng(0)
+    probs = {k: rng.integers(0, 256, (70, 100, 2), dtype=np.uint8) for k in (0, 6, 12)}
+    for k in (12, 0, 6):  # written out of order, read by step
+        store.put_frame(rid, "boundary", k, {"probs": probs[k]})
+    grid = {"x": np.linspace(-1, 1, 100), "y": np.linspace(-0.7, 0.7, 70),
+            "classes": np.array(["upper", "lower"])}
+    store.put_frame(rid, "boundary_grid", 0, grid)
+    store.put_frame(other, "boundary", 3, {"probs": probs[0]})
+
+    got = store.frames(rid, "boundary")
+    assert [k for k, _ in got] == [0, 6, 12]
+    for k, arrays in got:
+        assert list(arrays) == ["probs"] and arrays["probs"].dtype == np.uint8
+        np.testing.assert_array_equal(arrays["probs"], probs[k])
+    assert [k for k, _ in store.frames(rid, "boundary", since_step=0)] == [6, 12]
+    step, latest = store.latest_frame(rid, "boundary")
+    assert step == 12 and np.array_equal(latest["probs"], probs[12])
+    assert store.frame_at(rid, "boundary", 11)[0] == 6 and store.frame_at(rid, "boundary", -1) is None
+    assert store.frame_steps(rid, "boundary") == [0, 6, 12] and store.frame_steps(other, "boundary") == [3]
+    _, g = store.latest_frame(rid, "boundary_grid")
+    assert g["classes"].tolist() == ["upper", "lower"] and np.array_equal(g["y"], grid["y"])
+    assert store.latest_frame(rid, "nothing") is None and store.frames(9999, "boundary") == []
+
+    store.put_frame(rid, "boundary", 12, {"probs": probs[0]})  # the same step again replaces it
+    assert np.array_equal(store.latest_frame(rid, "boundary")[1]["probs"], probs[0])
+    with pytest.raises(KeyError):
+        store.put_frame(9999, "boundary", 0, {"probs": probs[0]})
+
+
+def test_a_frame_is_data_never_code(store):
+    """Frames are read with allow_pickle=False: an object array can neither be stored nor, if one
+    were smuggled into the file, be read back."""
+    rid = store.create_run(SPEC, "agd")
+    with pytest.raises(TypeError):
+        store.put_frame(rid, "boundary", 0, {"probs": np.array([{"a": 1}], dtype=object)})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, probs=np.array([{"a": 1}], dtype=object))
+    raw = sqlite3.connect(store.path)
+    raw.execute("INSERT INTO frames (run_id, kind, step, data) VALUES (?, 'boundary', 0, ?)", (rid, buf.getvalue()))
+    raw.commit()
+    raw.close()
+    with pytest.raises(ValueError, match="pickle"):
+        store.latest_frame(rid, "boundary")
+
+
+def test_frames_go_with_their_run_and_group(store):
+    g = store.create_group("compare", "pair", {})
+    r1 = store.create_run(SPEC, "agd", group_id=g)
+    r2 = store.create_run(SPEC, "adam", group_id=g)
+    keep = store.create_run(SPEC, "sgd")
+    for r in (r1, r2, keep):
+        store.put_frame(r, "boundary", 0, {"probs": np.ones((2, 2, 2), np.uint8)})
+    store.delete_run(r1)
+    assert store.frames(r1, "boundary") == []
+    store.delete_group(g)
+    raw = sqlite3.connect(store.path)
+    assert raw.execute("SELECT DISTINCT run_id FROM frames").fetchall() == [(keep,)]
+    raw.close()
+
+
+def test_typed_step_records_are_stored_like_dicts(store):
+    from agd_viz.train import End, Step, Sync
+
+    rid = store.create_run(SPEC, "agd")
+    layers = {m: [0.5, 1.5] for m in LAYER_METRICS}
+    recs = [Step(0, 0, 0.0, train_loss=2.0, layers=layers), Sync(),
+            Step(0, 1, 0.1, loss=1.5, acc=0.25, eta=0.3, G=2.0), End(0, "finished", 1, None, {})]
+    assert store.append_metrics(rid, recs, progress={}) == 2
+    df = store.metrics(rid)
+    assert df["step"].tolist() == [0, 1] and df["train_loss"][0] == 2.0 and math.isnan(df["loss"][0])
+    assert (df["loss"][1], df["acc"][1], df["eta"][1], df["G"][1]) == (1.5, 0.25, 0.3, 2.0)
+    assert math.isnan(df["lr"][1])
+    assert store.layer_metrics(rid)["w_spec"].tolist() == [0.5, 1.5]
+    assert store.progress([rid])[rid]["last_loss"] == 1.5
 
 
 WRITER = textwrap.dedent(
