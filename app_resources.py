@@ -13,8 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from agd_viz import spec as spec_mod
 from agd_viz.jobs import JobManager, default_prewarm
+from agd_viz.fmt import md_escape
 from agd_viz.store import StoreError, default_db_path
 
 SESSION_KEY = "agd_session_id"
@@ -42,8 +42,6 @@ def job_manager() -> JobManager:
     try:
         return _job_manager(str(db_path()))
     except (StoreError, ValueError) as exc:
-        from agd_viz.runs_view import md_escape
-
         what = "open its run store" if isinstance(exc, StoreError) else "start"
         st.error(f"The app cannot {what}: {md_escape(exc)}", icon=":material/error:")
         st.stop()
@@ -55,39 +53,3 @@ def session_id() -> str:
     if SESSION_KEY not in st.session_state:
         st.session_state[SESSION_KEY] = uuid.uuid4().hex
     return st.session_state[SESSION_KEY]
-
-
-def limits_lines(manager: JobManager, device: str = "auto", page_steps: int | None = None,
-                 max_grid: int | None = None) -> list[str]:
-    """The server's limits as short lines (server settings only, no user text)."""
-    room = manager.room(session_id())
-    kind = manager.device_kind(device)
-    steps = spec_mod.max_steps()
-    lines = [
-        f"Workers: {manager.max_workers} run{'s' if manager.max_workers != 1 else ''} train at once; "
-        f"the others wait in a queue (now {room['active']} waiting or training).",
-        f"Queue: at most {room['max_queued']} runs waiting or training on this server, "
-        f"{room['max_queued_per_session']} per browser session (yours: {room['session_active']}).",
-        f"Steps: at most {min(steps, page_steps or steps):,} per run"
-        + (" on this page" if page_steps and page_steps < steps else "") + ".",
-        f"Memory: about {spec_mod.format_bytes(spec_mod.budget_bytes(kind))} per comparison on the "
-        f"{kind.upper() if kind != 'cpu' else 'CPU'}.",
-    ]
-    if max_grid is not None:
-        lines.append(f"Sweeps: at most {max_grid} runs each.")
-    return lines
-
-
-def limits_expander(manager: JobManager, container=None, **kwargs) -> None:
-    """A small "Server limits" expander (Live and Sweep pages); settings via environment variables."""
-    box = (container or st).expander("Server limits", icon=":material/shield:")
-    with box:
-        try:
-            lines = limits_lines(manager, **kwargs)
-        except ValueError as exc:  # a malformed AGD_VIZ_* variable: say which, keep the page up
-            st.caption(str(exc))
-            return
-        st.caption("  \n".join(lines))
-        st.caption("Set by the server's `AGD_VIZ_MAX_WORKERS`, `AGD_VIZ_MAX_QUEUED`, "
-                   "`AGD_VIZ_MAX_QUEUED_PER_SESSION`, `AGD_VIZ_MAX_STEPS`, `AGD_VIZ_MAX_MEMORY_MB` and "
-                   "`AGD_VIZ_MAX_GRID`.")

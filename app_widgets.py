@@ -1,4 +1,9 @@
-"""Widgets shared by the Live and Sweep pages (the logic behind them lives in agd_viz.live).
+"""Widgets shared by the pages (the logic behind them lives in agd_viz.views).
+
+`FormBinding`, `show_notes`, `sticky`: a form held in session state and mirrored in its widgets,
+its notes under each control, and values that survive their widget not being drawn. `plot`: a
+chart with its title and help, styled for the presenter view. `limits_expander`: the server's
+limits.
 
 `download_box`: under a data set control, the Download button of a downloadable data set that is
 not in the cache yet. It fetches only on click, in the script thread, with a progress bar fed by
@@ -14,10 +19,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from agd_viz import live
+from agd_viz import charts, fmt, optspec
+from agd_viz import spec as spec_mod
+from agd_viz.fmt import md_escape
+from agd_viz.views import datasets as data_views
+from app_resources import session_id
 
 
-def download_box(status: live.DataStatus | None, key: str, container=None) -> None:
+def download_box(status: data_views.DataStatus | None, key: str, container=None) -> None:
     """Draw, in `container` (default: the main area), the outcome of the last download and, for a
     data set not downloaded yet on a server that allows downloads, its Download button. `key`:
     the button's widget key (also names the session keys of the outcome)."""
@@ -26,22 +35,22 @@ def download_box(status: live.DataStatus | None, key: str, container=None) -> No
         done = st.session_state.pop(f"{key}_done", None)
         error = st.session_state.pop(f"{key}_error", None)
         if done:
-            st.success(live.md_escape(done), icon=":material/download_done:")
+            st.success(md_escape(done), icon=":material/download_done:")
         if error:
-            st.error(f"Download failed: {live.md_escape(error)}", icon=":material/cloud_off:")
+            st.error(f"Download failed: {md_escape(error)}", icon=":material/cloud_off:")
         if status is None or status.downloaded or not status.allowed:
             return
         if not st.button(status.button_label, key=key, icon=":material/download:", width="stretch",
                          help=f"Fetch {status.title} ({status.size_text}) from its publisher, check it "
                               "against the published checksums and keep it on this server."):
             return
-        bar = st.progress(0.0, text=f"Downloading {live.md_escape(status.title)}…")
+        bar = st.progress(0.0, text=f"Downloading {md_escape(status.title)}…")
 
         def report(done_bytes: int, total_bytes: int, message: str) -> None:
-            fraction, text = live.download_progress(done_bytes, total_bytes, message)
-            bar.progress(fraction, text=live.md_escape(text))
+            fraction, text = data_views.download_progress(done_bytes, total_bytes, message)
+            bar.progress(fraction, text=md_escape(text))
 
-        ok, text = live.download_dataset(status.name, progress=report)
+        ok, text = data_views.download_dataset(status.name, progress=report)
         if ok:
             st.session_state[f"{key}_done"] = f"{status.title} is downloaded and checked ({text})."
         else:
@@ -67,3 +76,188 @@ def paper_presets(presets, note_of, caption: str, key_prefix: str, loaded_key: s
         gpu = note_of(loaded)
         if gpu:
             sb.warning(gpu, icon=":material/speed:")
+
+
+# -------------------------------------------------------------------------------------------------
+# Form state <-> widgets, notes, sticky values
+
+
+class FormBinding:
+    """A page form held in `st.session_state[state_key]` and mirrored in its widgets (keys
+    `prefix + field name`, and `prefix + "use_" + name` for each optimiser's checkbox), so that a
+    preset or a link can set every widget at once, and the form survives widgets not being drawn
+    (presenter view, another page)."""
+
+    def __init__(self, state_key: str, prefix: str, fields, optimizer_names):
+        self.state_key, self.prefix = state_key, prefix
+        self.fields, self.names = tuple(fields), tuple(optimizer_names)
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def use_key(self, name: str) -> str:
+        return f"{self.prefix}use_{name}"
+
+    def _state(self) -> dict:
+        if self.state_key not in st.session_state:
+            st.session_state[self.state_key] = {f.name: f.default for f in self.fields}
+        return st.session_state[self.state_key]
+
+    def _widget_values(self, state: dict) -> dict:
+        out = {self.key(f.name): state[f.name] for f in self.fields if f.name != "optimizers"}
+        out.update({self.use_key(n): n in state["optimizers"] for n in self.names})
+        return out
+
+    def set(self, state: dict) -> None:
+        """Every field at once (a preset, a link, "Load these settings")."""
+        st.session_state[self.state_key] = dict(state)
+        st.session_state.update(self._widget_values(state))
+
+    def read(self) -> dict:
+        """The form as the widgets now show it (widgets not drawn yet get the stored values)."""
+        for key, value in self._widget_values(self._state()).items():
+            st.session_state.setdefault(key, value)
+        state = dict(self._state())
+        for f in self.fields:
+            if f.name != "optimizers" and self.key(f.name) in st.session_state:
+                state[f.name] = st.session_state[self.key(f.name)]
+        state["optimizers"] = tuple(n for n in self.names if st.session_state.get(self.use_key(n)))
+        st.session_state[self.state_key] = state
+        return state
+
+
+def show_notes(notes, container=None) -> None:
+    """A form's notes (views' `Note`: level + text) under a control: errors red, warnings yellow,
+    the rest as captions."""
+    with container if container is not None else st.container():
+        for note in notes:
+            if note.level == "error":
+                st.error(note.text, icon=":material/error:")
+            elif note.level == "warning":
+                st.warning(note.text, icon=":material/warning:")
+            else:
+                st.caption(note.text)
+
+
+def sticky(key: str, default):
+    """A widget value that survives the widget not being drawn (presenter view, another page):
+    Streamlit drops a widget's state then, so a plain session key keeps a copy."""
+    keep = f"keep_{key}"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(keep, default)
+    st.session_state[keep] = st.session_state[key]
+    return st.session_state[key]
+
+
+# -------------------------------------------------------------------------------------------------
+# Charts
+
+# Presenter view: bigger type, taller charts, no sidebar. A constant string: nothing a user typed
+# ever reaches unsafe HTML.
+PRESENTER_CSS = """
+<style>
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
+[data-testid="stAppViewContainer"] .block-container { max-width: 100%; padding-top: 1.5rem; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.2rem; }
+[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3.4rem !important; line-height: 1.1; }
+[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { font-size: 1.3rem !important; }
+h1 { font-size: 3rem; }
+</style>
+"""
+
+
+def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None = None, config=None) -> None:
+    """A chart with its bold title and help (a (title, help) pair), styled for the presenter view
+    when `present`."""
+    if help_text is not None:
+        st.markdown(f"**{help_text[0]}**", help=help_text[1])
+    if present:
+        fig = charts.presenter_style(fig)
+    st.plotly_chart(fig, key=key, width="stretch", config=config or {"displaylogo": False})
+
+
+# -------------------------------------------------------------------------------------------------
+# Server limits
+
+
+def limits_lines(manager, device: str = "auto", page_steps: int | None = None, max_grid: int | None = None) -> list[str]:
+    """The server's limits as short lines (server settings only, no user text)."""
+    room = manager.room(session_id())
+    kind = manager.device_kind(device)
+    steps = spec_mod.max_steps()
+    lines = [
+        f"Workers: {fmt.plural(manager.max_workers, 'job')} at once; the others wait in a queue "
+        f"(now {room['active']} runs waiting or training).",
+        f"Queue: at most {room['max_queued']} runs waiting or training on this server, "
+        f"{room['max_queued_per_session']} per browser session (yours: {room['session_active']}).",
+        f"Steps: at most {min(steps, page_steps or steps):,} per run"
+        + (" on this page" if page_steps and page_steps < steps else "") + ".",
+        f"Memory: about {fmt.bytes_(spec_mod.budget_bytes(kind))} per comparison on the "
+        f"{kind.upper() if kind != 'cpu' else 'CPU'}.",
+    ]
+    if max_grid is not None:
+        lines.append(f"Sweeps: at most {max_grid} runs each.")
+    return lines
+
+
+def limits_expander(manager, container=None, **kwargs) -> None:
+    """A small "Server limits" expander (Live and Sweep pages); settings via environment variables."""
+    box = (container or st).expander("Server limits", icon=":material/shield:")
+    with box:
+        try:
+            lines = limits_lines(manager, **kwargs)
+        except ValueError as exc:  # a malformed AGD_VIZ_* variable: say which, keep the page up
+            st.caption(str(exc))
+            return
+        st.caption("  \n".join(lines))
+        st.caption("Set by the server's `AGD_VIZ_MAX_WORKERS`, `AGD_VIZ_MAX_QUEUED`, "
+                   "`AGD_VIZ_MAX_QUEUED_PER_SESSION`, `AGD_VIZ_MAX_STEPS`, `AGD_VIZ_MAX_MEMORY_MB` and "
+                   "`AGD_VIZ_MAX_GRID`.")
+
+
+def optimizer_picker(container, use_key, field_key, available: dict, notes: dict, fields: dict,
+                     max_chars: int = 200, option_fields: bool = True) -> None:
+    """A checkbox per optimiser of the vocabulary (agd_viz.optspec), in registry order, and under
+    each ticked one its setting: AGD's gain, a baseline's learning rates (`fields[name]`), or a
+    learning-rate-free optimiser's options (when `option_fields`). An optimiser whose package is
+    missing is shown disabled with its install command. `use_key(name)` / `field_key(field)`:
+    the widget keys; `notes`: the form's notes by field."""
+    with container:
+        for name, info in optspec.OPTIMIZERS.items():
+            ok, install = available.get(name, (True, None))
+            checked = bool(st.session_state.get(use_key(name)))
+            if info.kind == "options" and name == optspec.names("options")[0]:
+                st.caption("Learning-rate-free (and schedule-free) baselines")
+            st.checkbox("AGD (no learning rate)" if info.kind == "agd" else info.title, key=use_key(name),
+                        disabled=not ok and not checked, help=info.help or None if ok else f"Not installed here: {install}")
+            if not ok and not checked:
+                st.caption(f"Not installed here: `{install}`" if install else "Not available here.")
+            if not checked:
+                continue
+            if not ok:  # ticked by a link or a preset: say why it cannot train (the form's note)
+                show_notes(notes.get(fields.get(name), []))
+                continue
+            if info.kind == "agd" and "gain" in fields:
+                st.number_input("AGD gain", min_value=0.01, max_value=optspec.MAX_GAIN, step=0.5, format="%g",
+                                key=field_key(fields["gain"]), help="Scales AGD's update (not η). 1 is the paper's setting.")
+                show_notes(notes.get(fields["gain"], []))
+            elif info.kind == "rates":
+                st.text_input(f"{info.title} learning rates", key=field_key(fields[name]), max_chars=80,
+                              help="One or more, separated by commas: 1e-3, 1e-2. Each is its own run.")
+                show_notes(notes.get(fields[name], []))
+            elif info.kind == "options" and option_fields:
+                st.text_input(f"{info.title} options", key=field_key(fields[name]), max_chars=max_chars,
+                              placeholder=info.hint, help=f"{info.help} Options as key=value, separated by commas; "
+                              f"empty: the package's defaults. Keys: {', '.join(info.defaults)}.")
+                show_notes(notes.get(fields[name], []))
+
+
+def paper_table(found, key: str, help_text: str) -> None:
+    """"Paper vs measured": the table and caption of agd_viz.views.paper (nothing when `found` is
+    None: no preset of the paper matches what is shown)."""
+    if found is None:
+        return
+    table, caption = found
+    st.markdown("**Paper vs measured**", help=help_text)
+    st.dataframe(table, hide_index=True, width="stretch", key=key)
+    st.caption(md_escape(caption))

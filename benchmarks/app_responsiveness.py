@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from agd_viz.jobs import JobManager
-    from agd_viz.train import RunSpec
+    from agd_viz.spec import RunSpec
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

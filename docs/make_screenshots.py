@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
-from agd_viz import live  # noqa: E402
+from agd_viz.views import live_form as live  # noqa: E402
 from agd_viz.store import Store  # noqa: E402
 from server import launch_chromium, running_app, wait_idle  # noqa: E402
 

@@ -1,18 +1,17 @@
 """Runs: every stored run in a table (filter, sort, delete), any of them overlaid on any metric,
 and their numbers exported (CSV, JSON, the command that trains a run again).
 
-Thin page: widgets -> agd_viz.runs_view (table, filters, overlays, exports) -> agd_viz.charts.
+Thin page (docs/architecture.md): widgets -> agd_viz.views.runs (table, filters, overlays, exports) -> agd_viz.charts.
 The overlay's selection is the multiselect `rn_sel`; ticking rows in the table, or a link
 `?run=1,2`, sets it. Names, notes and errors are shown as text only, never as HTML.
 """
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
-from agd_viz import runs_view as rv
+from agd_viz import fmt
+from agd_viz.views import runs as rv
 from app_resources import job_manager
 
 SEL = "rn_sel"  # run ids overlaid, the page's selection
@@ -66,31 +65,8 @@ def _cancel_delete() -> None:
 
 
 def _do_delete(manager, ids: list[int]) -> None:
-    """Cancel the runs still training (through the job manager, which also reaches runs of other
-    processes via the store's cancel flag), wait a little for them to stop, delete what is over."""
-    store = manager.store
-    rows = [r for r in (store.get_run(i) for i in ids) if r is not None]
-    active, _ = rv.split_active(rows, ids)
-    for rid in active:
-        manager.cancel(rid)
-    deadline = time.monotonic() + 8.0
-    while active and time.monotonic() < deadline:
-        progress = manager.progress(active)
-        active = [r for r in active if (progress.get(r) or {}).get("status") in ("queued", "running")]
-        if active:
-            time.sleep(0.2)
-    deleted, groups = [], set()
-    for r in rows:
-        if r["id"] in active:
-            continue
-        if store.delete_run(r["id"]):
-            deleted.append(r["id"])
-            if r.get("group_id") is not None:
-                groups.add(r["group_id"])
-    for gid in groups:  # a comparison or sweep with no runs left is gone too
-        g = store.get_group(gid)
-        if g is not None and g["n_runs"] == 0:
-            store.delete_group(gid)
+    """Stop the runs still training, then delete what is over (JobManager.delete_runs)."""
+    deleted, active = manager.delete_runs(ids)
     st.session_state[SEL] = [i for i in st.session_state.get(SEL, []) if i not in deleted]
     st.session_state.pop("rn_confirm", None)
     notes = []
@@ -114,7 +90,7 @@ st.caption("Every run in the store. Filter and sort the table, tick rows (or pic
            "overlay them on any metric, export their numbers, or get the command that trains one "
            "again. A link with ?run=3 or ?run=3,4 opens those runs.")
 for text in st.session_state.pop("rn_notes", []):
-    st.warning(rv.md_escape(text), icon=":material/link_off:")
+    st.warning(fmt.md_escape(text), icon=":material/link_off:")
 for level, text in st.session_state.pop("rn_delete_notes", []):
     (st.success if level == "success" else st.error)(text)
 
@@ -245,7 +221,7 @@ if selected:
         text = f"Delete {rv.describe_runs(rows, confirm)} and all their metrics? This cannot be undone."
         if active:
             text += f" {len(active)} of them still training will be stopped first."
-        st.warning(rv.md_escape(text), icon=":material/warning:")
+        st.warning(fmt.md_escape(text), icon=":material/warning:")
         b1, b2, _ = st.columns([1, 1, 3])
         b1.button("Yes, delete", key="rn_delete_yes", type="primary", on_click=_do_delete,
                   args=(manager, confirm))

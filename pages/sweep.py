@@ -1,11 +1,11 @@
 """Depth × width sweep: a grid of runs in the background, heatmaps of how each optimiser did at
 every depth and width (the paper's Figure 3: AGD trains every cell, Adam fails at depth).
 
-Thin page: widgets -> agd_viz.sweep (grid, limit, estimate, results, figures) -> agd_viz.jobs (one
-worker per run, FIFO). A sweep is a stored group of kind "sweep", so it can be reopened later (the
-picker, or ?sweep=ID). The results live in one fragment that polls the store while runs of the
-shown sweep are queued or running; when it sees them all ended it reruns the whole page once,
-which re-creates the fragment without a timer, so polling stops.
+Thin page (docs/architecture.md): widgets -> agd_viz.views.sweep (form, results) ->
+JobManager.submit_group (every cell or nothing) -> agd_viz.charts (sweep grids). A sweep is a stored
+group of kind "sweep", so it can be reopened later (the picker, or ?sweep=ID). The results live in
+one fragment that polls the store while runs of the shown sweep are queued or running; when it sees
+them all ended it reruns the whole page once, which re-creates the fragment without a timer.
 
 Clicking a heatmap cell picks it (each cell carries an invisible marker with its run id, as plotly
 heatmaps emit no selection events); the "Cell" picker below does the same from the keyboard.
@@ -13,60 +13,48 @@ heatmaps emit no selection events); the "Cell" picker below does the same from t
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from agd_viz import charts, live
-from agd_viz import runs_view as rv
-from agd_viz import sweep as sw
+from agd_viz import charts, fmt, optspec
 from agd_viz.jobs import QueueFull
-from app_resources import job_manager, limits_expander, session_id
-from app_widgets import download_box, paper_presets
+from agd_viz.spec import SweepConfig, max_grid
+from agd_viz.views import datasets as data_view
+from agd_viz.views import live_form
+from agd_viz.views import paper as paper_view
+from agd_viz.views import runs as rv
+from agd_viz.views import sweep as sw
+from app_resources import job_manager, session_id
+from app_widgets import download_box, limits_expander, optimizer_picker, paper_presets, paper_table
 
 REFRESH_S = 1.5
 SWEEP_PARAM = "sweep"
 HEATMAPS = (("final_train_loss", "Final train loss"), ("final_train_acc", "Final train accuracy"),
             ("final_test_acc", "Final test accuracy"))
-
-# -------------------------------------------------------------------------------------------------
-# The form (sidebar)
-
-
-def _defaults() -> None:
-    for key, value in (("sw_depths", sw.format_sizes(sw.DEFAULT_DEPTHS)),
-                       ("sw_widths", sw.format_sizes(sw.DEFAULT_WIDTHS)), ("sw_dataset", "digits"),
-                       ("sw_steps", 300), ("sw_batch", 128), ("sw_seed", 0), ("sw_device", "auto"),
-                       ("sw_full", False), ("sw_use_agd", True), ("sw_use_adam", True),
-                       ("sw_use_sgd", False), ("sw_use_adamw", False), ("sw_more", "")):
-        st.session_state.setdefault(key, value)
-    for name, rates in sw.DEFAULT_RATES.items():
-        st.session_state.setdefault(f"sw_lr_{name}", rates)
-    for name in live.LR_FREE:
-        st.session_state.setdefault(f"sw_use_{name}", False)
+DEFAULTS = {"sw_depths": fmt.sizes(sw.DEFAULT_CONFIG.depths), "sw_widths": fmt.sizes(sw.DEFAULT_CONFIG.widths),
+            "sw_dataset": "digits", "sw_steps": 300, "sw_batch": 128, "sw_seed": 0, "sw_device": "auto",
+            "sw_full": False, "sw_more": "", **{f"sw_use_{n}": n in ("agd", "adam") for n in optspec.OPTIMIZERS},
+            **{f"sw_lr_{n}": r for n, r in sw.DEFAULT_RATES.items()}}
 
 
 def _load_paper_preset(key: str) -> None:
     """Fill the form with a sweep of the paper (agd_viz.paper), every field at once."""
-    form = sw.paper_preset_form(key)
-    ss = st.session_state
-    ss["sw_depths"], ss["sw_widths"], ss["sw_dataset"] = form["depths"], form["widths"], form["dataset"]
-    ss["sw_steps"], ss["sw_batch"], ss["sw_full"] = form["steps"], form["batch_size"], form["full"]
-    ss["sw_use_agd"], ss["sw_more"] = form["agd"], form["more"]
+    form, ss = sw.paper_preset_form(key), st.session_state
+    ss.update(sw_depths=form["depths"], sw_widths=form["widths"], sw_dataset=form["dataset"], sw_steps=form["steps"],
+              sw_batch=form["batch_size"], sw_full=form["full"], sw_use_agd=form["agd"], sw_more=form["more"],
+              sw_paper_note=key)
     for name, rates in form["rates"].items():
         ss[f"sw_use_{name}"] = rates is not None
         ss[f"sw_lr_{name}"] = rates if rates is not None else sw.DEFAULT_RATES[name]
-    for name in live.LR_FREE:
+    for name in live_form.OPTION_OPTIMIZERS:
         ss[f"sw_use_{name}"] = name in form["lr_free"]
-    ss["sw_paper_note"] = key
 
 
-def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
+def _form(manager) -> tuple[SweepConfig | None, list[str]]:
     """Draw the form; the config it describes (None if it cannot be built) and its problems."""
-    sb = st.sidebar
+    sb, ss = st.sidebar, st.session_state
     paper_presets(sw.PAPER_PRESETS, sw.paper_preset_note,
-                  ("The paper's sweeps",
-                   "Grids that rerun Bernstein et al. (2023), Figure 6; the paper's numbers are shown "
-                   "beside this sweep's as its runs finish."),
+                  ("The paper's sweeps", "Grids that rerun Bernstein et al. (2023), Figure 6; the paper's numbers "
+                   "are shown beside this sweep's as its runs finish."),
                   key_prefix="sw_paper_", loaded_key="sw_paper_note", on_click=_load_paper_preset)
     sb.subheader("Grid")
     sb.text_input("Depths", key="sw_depths", max_chars=120,
@@ -74,8 +62,8 @@ def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
     sb.text_input("Widths", key="sw_widths", max_chars=120,
                   help="Hidden units per layer, separated by commas: 32, 64, 128 (up to 1024 and more on a GPU).")
     sb.subheader("Training")
-    sb.selectbox("Dataset", datasets, key="sw_dataset", format_func=live.dataset_title)
-    data = live.data_status(st.session_state.get("sw_dataset"))  # torch only for a downloadable set
+    sb.selectbox("Dataset", live_form.DATASET_CHOICES, key="sw_dataset", format_func=data_view.title)
+    data = data_view.data_status(ss.get("sw_dataset"))
     if data is not None and not data.downloaded:
         sb.error(data.note(), icon=":material/error:")
     download_box(data, "sw_download", sb)
@@ -84,43 +72,24 @@ def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
     c2.number_input("Batch size", min_value=1, max_value=65536, step=16, key="sw_batch")
     c1, c2 = sb.columns(2)
     c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="sw_seed")
-    c2.selectbox("Device", live.DEVICES, key="sw_device")
+    c2.selectbox("Device", live_form.DEVICES, key="sw_device")
     sb.checkbox("Per-layer metrics", key="sw_full",
                 help="Weight norms and stable ranks per layer for every run: slower; the heatmaps do not need them.")
     sb.subheader("Optimisers")
-    sb.checkbox("AGD (no learning rate)", key="sw_use_agd")
-    rates = {}
-    for name in sw.BASELINES:
-        title = live.OPTIMIZER_TITLES[name]
-        sb.checkbox(title, key=f"sw_use_{name}")
-        if st.session_state.get(f"sw_use_{name}"):
-            sb.text_input(f"{title} learning rates", key=f"sw_lr_{name}", max_chars=80,
-                          help="One or more, separated by commas; each rate is its own run in every cell.")
-            rates[name] = st.session_state.get(f"sw_lr_{name}", "")
-    lr_free = []
-    for name, (ok, install) in live.optimizer_statuses().items():
-        checked = bool(st.session_state.get(f"sw_use_{name}"))
-        sb.checkbox(live.OPTIMIZER_TITLES[name], key=f"sw_use_{name}", disabled=not ok and not checked,
-                    help=live.OPTION_HELP[name] + " One run per cell, at the package's defaults (other "
-                         "settings: More optimisers)." if ok else f"Not installed here: {install}")
-        if not ok and not checked:
-            sb.caption(f"Not installed here: `{install}`" if install else "Not available here.")
-        if checked:
-            lr_free.append(name)
+    optimizer_picker(sb, lambda n: f"sw_use_{n}", lambda f: f, live_form.optimizer_statuses(), {},
+                     {n: f"sw_lr_{n}" for n in sw.BASELINES}, option_fields=False)
     sb.text_input("More optimisers", key="sw_more", max_chars=200,
                   help="Any other optimiser specs, separated by spaces or semicolons, e.g. "
                        "“agd:gain=2; sgd:lr=0.1,momentum=0.9; prodigy”.")
-    problems = []
     try:
-        optimizers = sw.optimizer_specs(bool(st.session_state.get("sw_use_agd")), rates,
-                                        "; ".join([*lr_free, st.session_state.get("sw_more", "")]))
-        config = sw.SweepConfig(
-            depths=st.session_state["sw_depths"], widths=st.session_state["sw_widths"],
-            optimizers=tuple(optimizers), dataset=st.session_state["sw_dataset"],
-            steps=int(st.session_state["sw_steps"]), batch_size=int(st.session_state["sw_batch"]),
-            seed=int(st.session_state["sw_seed"]), device=st.session_state["sw_device"],
-            metrics="full" if st.session_state.get("sw_full") else "none")
-        problems = config.check(device=job_manager().device_kind(config.device))
+        rates = {n: ss.get(f"sw_lr_{n}", "") for n in sw.BASELINES if ss.get(f"sw_use_{n}")}
+        lr_free = [n for n in live_form.OPTION_OPTIMIZERS if ss.get(f"sw_use_{n}")]
+        optimizers = sw.optimizer_specs(bool(ss.get("sw_use_agd")), rates, "; ".join([*lr_free, ss.get("sw_more", "")]))
+        config = SweepConfig(depths=ss["sw_depths"], widths=ss["sw_widths"], optimizers=tuple(optimizers),
+                             dataset=ss["sw_dataset"], steps=int(ss["sw_steps"]), batch_size=int(ss["sw_batch"]),
+                             seed=int(ss["sw_seed"]), device=ss["sw_device"],
+                             metrics="full" if ss.get("sw_full") else "none")
+        problems = config.check(device=manager.device_kind(config.device))
     except ValueError as exc:  # SweepError included: a list that does not parse
         return None, [str(exc)]
     if data is not None and not data.downloaded:
@@ -128,31 +97,12 @@ def _form(datasets) -> tuple[sw.SweepConfig | None, list[str]]:
     return config, problems
 
 
-def _sentence(text: str) -> str:
-    text = str(text)
-    return text[:1].upper() + text[1:]
-
-
-# -------------------------------------------------------------------------------------------------
-# Starting and stopping
-
-
-def _on_start(manager, config: sw.SweepConfig) -> None:
-    """Queue every cell of the grid into one stored group of kind "sweep" (FIFO: cheap cells
-    first, so the heatmaps start filling at once)."""
-    submitted: list[int] = []
-    gid = None
+def _on_start(manager, config: SweepConfig) -> None:
+    """Queue every cell of the grid into one stored group of kind "sweep", cheap cells first, so the
+    heatmaps start filling at once; all of it or, refused, nothing."""
     try:
-        specs = config.specs()  # imports torch: only on Start
-        manager.check_room(config.n_runs, session_id())  # the whole grid, or nothing
-        gid = manager.store.create_group("sweep", None, config.to_dict())
-        for spec in specs:
-            submitted += manager.submit(spec, group_kind="sweep", group_id=gid, session=session_id())[1]
+        gid, _ = manager.submit_group(config.specs(), kind="sweep", session=session_id(), group_spec=config.to_dict())
     except (ValueError, QueueFull, RuntimeError) as exc:  # SpecError, SweepError, a full queue
-        for rid in submitted:  # another session filled the queue meanwhile: no half sweeps
-            manager.cancel(rid)
-        if gid is not None:
-            manager.store.delete_group(gid)  # with its runs
         st.session_state["sw_start_error"] = str(exc)
         return
     st.session_state["sw_pick"] = gid
@@ -160,74 +110,38 @@ def _on_start(manager, config: sw.SweepConfig) -> None:
     st.session_state.pop("sw_cell", None)
 
 
-def _on_stop(manager, run_ids: list[int]) -> None:
-    for rid in run_ids:
-        manager.cancel(rid)
-
-
-# -------------------------------------------------------------------------------------------------
-# Results
-
-
-def _describe(group: dict, config: sw.SweepConfig | None) -> str:
-    if config is None:
-        return f"Sweep {group['id']}"
-    opts = ", ".join(config.optimizers)
-    return (f"{live.dataset_title(config.dataset)} · depths {sw.format_sizes(config.depths)} × widths "
-            f"{sw.format_sizes(config.widths)} · {opts} · {config.steps:,} steps · batch "
-            f"{config.batch_size} · seed {config.seed}")
-
-
-def _config_of(group: dict) -> sw.SweepConfig | None:
-    try:
-        return sw.SweepConfig.from_dict(group.get("spec") or {})
-    except (ValueError, TypeError):
-        return None
-
-
 def _clicked(key: str) -> tuple[int, int] | None:
-    """The cell a click on chart `key` picked, once per click (a selection persists between
-    reruns; applying it again would undo a later choice in the picker)."""
-    state = st.session_state.get(key)
-    points = []
+    """The cell a click on chart `key` picked, once per click (a selection persists between reruns;
+    applying it again would undo a later choice in the picker)."""
     try:
-        points = list(state.selection.points) if state is not None else []
-    except AttributeError:
+        points = list(st.session_state[key].selection.points)
+    except (KeyError, AttributeError):
         points = []
-    cells = []
-    for p in points:
-        data = p.get("customdata") if isinstance(p, dict) else None
-        if isinstance(data, (list, tuple)) and len(data) >= 3 and data[0] >= 0:  # -1: no run yet
-            cells.append((int(data[1]), int(data[2])))
+    signature = tuple(str(p.get("customdata")) for p in points if isinstance(p, dict))
     seen = st.session_state.setdefault("sw_clicks", {})
-    signature = tuple(cells)
     if seen.get(key) == signature:
         return None
     seen[key] = signature
-    return cells[-1] if cells else None
+    return sw.clicked_cell(points)
 
 
 def _heatmap(fig, key: str, config: dict) -> None:
-    st.plotly_chart(fig, key=key, width="stretch", on_select="rerun", selection_mode="points",
-                    config=config)
+    st.plotly_chart(fig, key=key, width="stretch", on_select="rerun", selection_mode="points", config=config)
 
 
-def _cell_curves(store, df: pd.DataFrame, cell: tuple[int, int], image: str) -> None:
+def _cell_curves(store, df, cell: tuple[int, int], image: str) -> None:
     d, w = cell
     ids = sw.cell_run_ids(df, d, w)
     rows = [r for r in (store.get_run(i) for i in ids) if r is not None]
     if not rows:
         st.caption("No runs in this cell yet.")
         return
-    runs = rv.run_data(store, rows)
+    runs, name = rv.run_data(store, rows), f"agd-sweep-cell-d{d}-w{w}"
     c1, c2 = st.columns(2)
-    name = f"agd-sweep-cell-d{d}-w{w}"
-    with c1:
-        st.plotly_chart(charts.loss_figure(runs, "loss", "train", 0.0, True),
-                        key="sw_cell_loss", width="stretch", config=rv.image_config(image, f"{name}-loss"))
-    with c2:
-        st.plotly_chart(charts.loss_figure(runs, "acc", "train"),
-                        key="sw_cell_acc", width="stretch", config=rv.image_config(image, f"{name}-acc"))
+    c1.plotly_chart(charts.loss_figure(runs, "loss", "train", 0.0, True), key="sw_cell_loss", width="stretch",
+                    config=rv.image_config(image, f"{name}-loss"))
+    c2.plotly_chart(charts.loss_figure(runs, "acc", "train"), key="sw_cell_acc", width="stretch",
+                    config=rv.image_config(image, f"{name}-acc"))
     for r in rows:
         if r.get("error") and r["status"] != "finished":
             st.text(f"#{r['id']} {r.get('label') or r['optimizer']}: {r['status']}: {r['error']}")
@@ -241,31 +155,16 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
     if group is None:
         st.info(f"Sweep {group_id} is no longer in the store.")
         return
-    config = _config_of(group)
-    rows = store.list_runs(group_id=group_id)
-    df = sw.results_frame(rows, config)
+    config = sw.config_of(group)
+    df = sw.results_frame(store.list_runs(group_id=group_id), config)
     counts = sw.progress(df)
-    done, total = counts["done"], max(counts["total"], 1)
-    parts = [f"{done} of {counts['total']} runs done"]
-    for status in ("running", "queued", "diverged", "failed", "cancelled", "interrupted", "pending"):
-        if counts.get(status):
-            parts.append(f"{counts[status]} {status if status != 'pending' else 'not started'}")
-    st.progress(done / total, text=" · ".join(parts))
-    paper = sw.paper_table(df, config)
-    if paper is not None:
-        table, caption = paper
-        st.markdown("**Paper vs measured**", help="What Bernstein et al. (2023) report for this grid, "
-                    "beside this sweep's finished AGD runs.")
-        st.dataframe(table, hide_index=True, width="stretch", key="sw_paper_table")
-        st.caption(rv.md_escape(caption))
+    st.progress(counts["done"] / max(counts["total"], 1), text=sw.progress_text(counts))
+    paper_table(paper_view.sweep_table(df, config), "sw_paper_table",
+                "What Bernstein et al. (2023) report for this grid, beside this sweep's finished AGD runs.")
 
     panels = sw.panel_order(df, config)
     # A click picks a cell before the figures are drawn, so they outline the cell just picked.
-    for value, _ in HEATMAPS:
-        cell = _clicked(f"sw_hm_{value}")
-        if cell is not None:
-            st.session_state["sw_cell"] = cell
-    for key in ("sw_hm_best", "sw_hm_eta"):
+    for key in [f"sw_hm_{v}" for v, _ in HEATMAPS] + ["sw_hm_best", "sw_hm_eta"]:
         cell = _clicked(key)
         if cell is not None:
             st.session_state["sw_cell"] = cell
@@ -274,44 +173,40 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
         st.session_state["sw_cell"] = options[-1]
     picked = st.session_state.get("sw_cell") if options else None
 
-    st.caption("Every panel shares one colour scale, so a colour means the same value for every "
-               "optimiser. Click a cell to see its runs' curves below.")
+    st.caption("Every panel shares one colour scale, so a colour means the same value for every optimiser. "
+               "Click a cell to see its runs' curves below.")
     for value, title in HEATMAPS:
         st.markdown(f"**{title}**")
-        fig = sw.heatmaps(df, value, panels, selected=picked, fmt=".1%" if value.endswith("_acc") else ".3g")
+        fig = charts.sweep_heatmaps(df, value, panels, selected=picked, fmt=".1%" if value.endswith("_acc") else ".3g")
         _heatmap(fig, f"sw_hm_{value}", rv.image_config(image, f"agd-sweep-{group_id}-{value}"))
-
     families = sw.baseline_families(panels)
-    has_agd = any(sw.family(o) == "agd" for o in panels)
+    has_agd = any(optspec.family(o) == "agd" for o in panels)
     if has_agd and families:
         st.markdown("**Best learning rate per cell against AGD**",
-                    help="For each cell, the baseline's lowest final train loss over all the learning "
-                         "rates in the sweep, beside AGD's (which has no rate to tune).")
-        fam = families[0]
-        if len(families) > 1:
-            fam = st.radio("Baseline", families, key="sw_best_family", horizontal=True,
-                           format_func=lambda f: live.OPTIMIZER_TITLES.get(f, f))
-        fig = sw.best_rate_heatmaps(df, fam, "final_train_loss", selected=picked)
-        _heatmap(fig, "sw_hm_best", rv.image_config(image, f"agd-sweep-{group_id}-best-{fam}"))
+                    help="For each cell, the baseline's lowest final train loss over all the learning rates in "
+                         "the sweep, beside AGD's (which has no rate to tune).")
+        fam = families[0] if len(families) == 1 else st.radio(
+            "Baseline", families, key="sw_best_family", horizontal=True, format_func=optspec.title)
+        frame, names = sw.best_rate_panels(df, fam, "final_train_loss")
+        _heatmap(charts.best_rate_heatmaps(frame, "final_train_loss", names, selected=picked), "sw_hm_best",
+                 rv.image_config(image, f"agd-sweep-{group_id}-best-{fam}"))
         wins, both = sw.agd_wins(sw.agd_vs_best(df, fam))
         if both:
-            st.caption(f"AGD's final train loss is lower than the best {live.OPTIMIZER_TITLES.get(fam, fam)} "
-                       f"rate's in {wins} of {both} cells.")
+            st.caption(f"AGD's final train loss is lower than the best {optspec.title(fam)} rate's in {wins} of "
+                       f"{both} cells.")
     if has_agd:
         st.markdown("**AGD's mean step size η per cell**",
                     help="η = log((1 + √(1 + 4G)) / 2), chosen by AGD at every step; averaged over the run.")
-        agd_opts = [o for o in panels if sw.family(o) == "agd"]
-        fig = sw.heatmaps(df[df["optimizer"].isin(agd_opts)], "mean_eta", agd_opts, selected=picked)
+        agd_opts = [o for o in panels if optspec.family(o) == "agd"]
+        fig = charts.sweep_heatmaps(df[df["optimizer"].isin(agd_opts)], "mean_eta", agd_opts, selected=picked)
         _heatmap(fig, "sw_hm_eta", rv.image_config(image, f"agd-sweep-{group_id}-eta"))
 
     st.markdown("**Curves of one cell**")
     if not options:
         st.caption("The curves appear here once the first cell has a run.")
     else:
-        st.selectbox("Cell", options, key="sw_cell",
-                     format_func=lambda c: f"depth {c[0]} × width {c[1]}")
+        st.selectbox("Cell", options, key="sw_cell", format_func=lambda c: f"depth {c[0]} × width {c[1]}")
         _cell_curves(store, df, st.session_state["sw_cell"], image)
-
     if interval is not None and not sw.is_active(sw.results_frame(store.list_runs(group_id=group_id))):
         st.rerun()  # a full run re-creates this fragment without a timer
 
@@ -321,9 +216,9 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
 
 manager = job_manager()
 store = manager.store
-_defaults()
-datasets = live.dataset_choices()
-config, problems = _form(datasets)
+for key_, value in DEFAULTS.items():
+    st.session_state.setdefault(key_, value)
+config, problems = _form(manager)
 
 sweeps = store.list_groups(kind="sweep")
 sweep_ids = [g["id"] for g in sweeps]
@@ -339,45 +234,39 @@ if sweep_ids and st.session_state.get("sw_pick") not in sweep_ids:
     st.session_state["sw_pick"] = sweep_ids[0]
 
 st.title("Depth × width sweep")
-st.caption("Train every optimiser at every depth and width, in the background, and compare them "
-           "cell by cell. AGD needs no learning rate at any size; a baseline's best rate moves with "
-           "depth and width (Bernstein et al. 2023, Figure 3).")
+st.caption("Train every optimiser at every depth and width, in the background, and compare them cell by cell. "
+           "AGD needs no learning rate at any size; a baseline's best rate moves with depth and width "
+           "(Bernstein et al. 2023, Figure 3).")
 note = st.session_state.pop("sw_url_note", None)
 if note:
-    st.warning(rv.md_escape(note), icon=":material/link_off:")
+    st.warning(fmt.md_escape(note), icon=":material/link_off:")
 
-speed = sw.calibrate(store.list_runs(status="finished", limit=200))
-workers = manager.max_workers
 picked_id = st.session_state.get("sw_pick")
-shown_rows = store.list_runs(group_id=picked_id) if picked_id is not None else []
-active = [r["id"] for r in shown_rows if r["status"] in sw.ACTIVE]
-
+active = [r["id"] for r in (store.list_runs(group_id=picked_id) if picked_id is not None else [])
+          if r["status"] in ("queued", "running")]
 with st.container(border=True):
     st.markdown("**New sweep**")
     if config is not None:
-        est = sw.estimate_seconds(config, speed, workers=workers)
-        st.markdown(f"{config.describe_size()} · about **{sw.format_duration(est)}** "
-                    f"with {workers} worker{'s' if workers != 1 else ''} at a time")
-        st.caption(f"Estimate: FLOPs per step ∝ batch × Σ d_k·d_(k−1), plus fixed costs per step "
-                   f"and layer; {speed.describe()}.")
+        speed, workers = manager.speed(), manager.max_workers
+        st.markdown(f"{config.describe_size()} · about **{fmt.estimate(config.seconds(speed, workers=workers))}** "
+                    f"with {fmt.plural(workers, 'worker')} at a time")
+        st.caption(f"Estimate: FLOPs per step ∝ batch × Σ d_k·d_(k−1), plus fixed costs per step and layer; "
+                   f"{speed.describe()}.")
     for text in problems:
-        st.error(rv.md_escape(_sentence(text)), icon=":material/error:")
+        st.error(fmt.md_escape(fmt.sentence(text)), icon=":material/error:")
     c1, c2, c3 = st.columns([1.2, 1, 3], vertical_alignment="center")
     c1.button("Start sweep", type="primary", key="sw_start", icon=":material/play_arrow:",
-              disabled=config is None or bool(problems) or bool(active),
-              on_click=_on_start, args=(manager, config))
-    c2.button("Stop sweep", key="sw_stop", icon=":material/stop:", disabled=not active,
-              on_click=_on_stop, args=(manager, active))
-    if active:
-        c3.caption("The sweep shown below is still training: stop it to start another.")
-    else:
-        c3.caption("Set the grid and optimisers on the left.")
+              disabled=config is None or bool(problems) or bool(active), on_click=_on_start, args=(manager, config))
+    c2.button("Stop sweep", key="sw_stop", icon=":material/stop:", disabled=not active, on_click=manager.stop,
+              args=(active,))
+    c3.caption("The sweep shown below is still training: stop it to start another." if active
+               else "Set the grid and optimisers on the left.")
     error = st.session_state.pop("sw_start_error", None)
     if error:
-        st.error(f"Could not start: {rv.md_escape(error)}", icon=":material/error:")
+        st.error(f"Could not start: {fmt.md_escape(error)}", icon=":material/error:")
 
 try:
-    grid_limit = sw.max_grid()
+    grid_limit = max_grid()
 except ValueError:
     grid_limit = None  # config.check() above has said what is wrong with AGD_VIZ_MAX_GRID
 limits_expander(manager, st.sidebar, device=st.session_state.get("sw_device", "auto"), max_grid=grid_limit)
@@ -385,9 +274,9 @@ image = st.sidebar.radio("Chart download format", ("png", "svg"), key="sw_img", 
                          format_func=str.upper, help="The camera button on each chart saves it in this format.")
 
 if not sweep_ids:
-    st.info("No sweeps yet. Choose depths, widths and optimisers on the left and press **Start sweep**, "
-            "or run one from the shell: `python -m agd_viz sweep --depths 2,4,8 --widths 64,128 "
-            "--optimizer agd --optimizer adam:lr=1e-3`.", icon=":material/grid_on:")
+    st.info("No sweeps yet. Choose depths, widths and optimisers on the left and press **Start sweep**, or run "
+            "one from the shell: `python -m agd_viz sweep --depths 2,4,8 --widths 64,128 --optimizer agd "
+            "--optimizer adam:lr=1e-3`.", icon=":material/grid_on:")
 else:
     labels = {g["id"]: g for g in sweeps}
     st.selectbox("Sweep", sweep_ids, key="sw_pick",
@@ -397,6 +286,5 @@ else:
     if st.query_params.get(SWEEP_PARAM) != str(group_id):
         st.query_params[SWEEP_PARAM] = str(group_id)
     st.session_state["sw_url_written"] = str(group_id)
-    st.caption(rv.md_escape(_describe(labels[group_id], _config_of(labels[group_id]))))
-    interval = REFRESH_S if active else None
-    st.fragment(run_every=interval)(_panel)(manager, group_id, interval, image)
+    st.caption(fmt.md_escape(sw.describe(group_id, sw.config_of(labels[group_id]))))
+    st.fragment(run_every=REFRESH_S if active else None)(_panel)(manager, group_id, REFRESH_S if active else None, image)

@@ -1,14 +1,14 @@
-"""Logic of the Live training page (agd_viz.live) and the weight snapshots behind its decision
-boundary (agd_viz.snapshots): what a presenter sees when a preset, a link or a typo arrives."""
+"""Logic of the Live training page (agd_viz.views.live_form and live_panel): what a presenter sees
+when a preset, a link or a typo arrives, and how the panel reads and describes running runs."""
 
-import numpy as np
 import pytest
-import torch
 
-from agd_viz import live, nets, snapshots
+from agd_viz import datasets, fmt
 from agd_viz.store import LAYER_METRICS, Store
+from agd_viz.views import live_form as live
+from agd_viz.views import live_panel as panel
 
-DATASETS = live.FALLBACK_DATASETS
+DATASETS = live.DATASET_CHOICES
 
 
 # -- presets ---------------------------------------------------------------------------------------
@@ -129,32 +129,32 @@ def test_form_to_run_spec_fields_and_back():
 
 
 def test_progress_lines_say_where_each_run_is():
-    assert live.progress_text("adam lr=0.001", {"status": "queued", "queue_position": 2}) == \
+    assert panel.progress_text("adam lr=0.001", {"status": "queued", "queue_position": 2}) == \
         "adam lr=0.001 · queued · position 2 in the queue"
-    line = live.progress_text("agd", {"status": "running", "step": 120, "steps": 300,
+    line = panel.progress_text("agd", {"status": "running", "step": 120, "steps": 300,
                                       "steps_per_s": 35.2, "eta_s": 5.1})
     assert line == "agd · running · step 120 / 300 · 35 steps/s · ETA 5 s"
-    assert live.progress_text("agd", {"status": "diverged", "step": 7, "steps": 300}) == \
+    assert panel.progress_text("agd", {"status": "diverged", "step": 7, "steps": 300}) == \
         "agd · diverged · step 7 / 300"
-    assert live.progress_fraction({"status": "running", "step": 150, "steps": 300}) == 0.5
-    assert live.progress_fraction({"status": "finished", "step": 3, "steps": 300}) == 1.0
-    assert live.format_duration(3725) == "1 h 02 min"
-    assert [live.format_number(v) for v in (0.3441, 1.523, 7.66e-4, 3.1e-5, 0.0, None)] == \
+    assert panel.progress_fraction({"status": "running", "step": 150, "steps": 300}) == 0.5
+    assert panel.progress_fraction({"status": "finished", "step": 3, "steps": 300}) == 1.0
+    assert fmt.duration(3725) == "1 h 02 min"
+    assert [fmt.number(v) for v in (0.3441, 1.523, 7.66e-4, 3.1e-5, 0.0, None)] == \
         ["0.344", "1.52", "7.7e-4", "3.1e-5", "0", "–"]
-    assert live.all_final({1: {"status": "finished"}, 2: {"status": "diverged"}}, [1, 2])
-    assert not live.all_final({1: {"status": "finished"}, 2: {"status": "running"}}, [1, 2])
+    assert panel.all_final({1: {"status": "finished"}, 2: {"status": "diverged"}}, [1, 2])
+    assert not panel.all_final({1: {"status": "finished"}, 2: {"status": "running"}}, [1, 2])
 
 
 def test_the_refresh_slows_down_when_refreshes_get_expensive():
-    assert live.refresh_interval(None) == 1.0 and live.refresh_interval(0.05) == 1.0
-    assert live.refresh_interval(0.3) == 1.5 and live.refresh_interval(0.6) == 2.5
-    assert live.refresh_interval(10.0) == 5.0
-    assert live.interval_drifted(1.0, 2.5) and not live.interval_drifted(1.0, 1.0)
-    assert live.interval_drifted(5.0, 1.0) and not live.interval_drifted(2.0, 2.5)
+    assert panel.refresh_interval(None) == 1.0 and panel.refresh_interval(0.05) == 1.0
+    assert panel.refresh_interval(0.3) == 1.5 and panel.refresh_interval(0.6) == 2.5
+    assert panel.refresh_interval(10.0) == 5.0
+    assert panel.interval_drifted(1.0, 2.5) and not panel.interval_drifted(1.0, 1.0)
+    assert panel.interval_drifted(5.0, 1.0) and not panel.interval_drifted(2.0, 2.5)
 
 
 def test_error_text_from_a_worker_is_shown_literally():
-    shown = live.md_escape("[click](http://x) **boom** `rm`")
+    shown = fmt.md_escape("[click](http://x) **boom** `rm`")
     assert "](" not in shown.replace("\\]\\(", "") and "\\*\\*boom\\*\\*" in shown
 
 
@@ -170,7 +170,7 @@ def test_live_frames_read_only_new_steps(tmp_path):
     store = Store(tmp_path / "runs.db")
     rid = store.create_run({"dataset": "digits", "depth": 3, "width": 8}, "agd")
     store.append_metrics(rid, _records(range(0, 10)))
-    frames = live.LiveFrames()
+    frames = panel.LiveFrames()
     fr = frames.refresh(store, [rid])[rid]
     assert list(fr.scalars["step"]) == list(range(10)) and fr.last_step == 9
     assert len(fr.layers) == 10 * 3
@@ -183,95 +183,24 @@ def test_live_frames_read_only_new_steps(tmp_path):
     assert len(fr.layers) == 15 * 3 and fr.last_layer_step == 14
     fr = frames.refresh(store, [rid])[rid]  # nothing new
     assert len(fr.scalars) == 15 and fr.reads == 3
-    vals = live.latest_values(fr.scalars)
+    vals = panel.latest_values(fr.scalars)
     assert vals["step"] == 14 and vals["loss"] == 1.0 and vals["eta"] is None
     store.close()
-
-
-# -- decision boundary and snapshots ---------------------------------------------------------------
-
-
-def test_boundary_grid_covers_the_points():
-    x = np.array([[-1.0, 0.0], [1.0, 2.0], [0.5, 0.5]])
-    gx, gy, grid = live.boundary_grid(x, n=50)
-    assert grid.shape == (2500, 2)
-    assert gx.min() < -1 and gx.max() > 1 and gy.min() < 0 and gy.max() > 2
-    assert np.allclose(grid[:50, 1], gy[0])  # row-major over (y, x)
-
-
-def test_snapshot_round_trip_gives_the_same_predictions(tmp_path):
-    torch.manual_seed(0)
-    model = nets.build_model("mlp", 3, 3, 4, 16)
-    snap = snapshots.Snapshotter(tmp_path / "runs.db", [7], last_step=100, every_s=60)
-    snap(0, 0, model)
-    path = snapshots.snapshot_path(tmp_path / "runs.db", 7)
-    assert path.exists() and path.parent.name == "runs.db.snapshots"
-    with torch.no_grad():
-        model.weights()[0].mul_(2.0)
-    snap(0, 10, model)  # within every_s: not written
-    assert snapshots.load_snapshot(path)["step"] == 0
-    snap(0, 100, model)  # the last step is always written
-    doc = snapshots.load_snapshot(path)
-    assert doc["step"] == 100
-    inputs = np.random.default_rng(0).normal(size=(100, 3))
-    probs = live.predict_grid(doc["state_dict"], {"arch": "mlp", "depth": 4, "width": 16}, 3, 3, inputs)
-    with torch.no_grad():
-        want = torch.softmax(model(torch.as_tensor(inputs, dtype=torch.float32)), 1).numpy()
-    assert probs.shape == (100, 3) and np.allclose(probs, want, atol=1e-6)
-    assert [p.name for p in path.parent.iterdir()] == ["run-7.pt"]  # no temporary left behind
-
-
-def test_only_small_models_are_snapshotted(tmp_path):
-    assert live.SNAPSHOT_MAX_PARAMS == snapshots.MAX_PARAMS
-    snap = snapshots.Snapshotter(tmp_path / "runs.db", [1], last_step=10)
-    snap(0, 0, nets.build_model("mlp", 3, 2, 3, 1024))  # 1M+ weights
-    assert not snapshots.snapshot_path(tmp_path / "runs.db", 1).exists()
-    assert snapshots.load_snapshot(tmp_path / "missing.pt") is None
-
-
-def test_a_2d_training_run_leaves_a_final_snapshot_of_its_model(tmp_path):
-    from agd_viz import train
-    from agd_viz.data import load
-
-    spec = train.RunSpec(dataset="moons", depth=3, width=16, optimizers=("agd",), steps=20,
-                         batch_size=32, device="cpu")
-    seen = []
-    snap = snapshots.Snapshotter(tmp_path / "runs.db", [5], last_step=spec.steps)
-
-    def hook(i, step, model):
-        seen.append(step)
-        snap(i, step, model)
-
-    records = list(train.run(spec, snapshot=hook))
-    assert seen[0] == 0 and seen[-1] == 20
-    doc = snapshots.load_snapshot(snapshots.snapshot_path(tmp_path / "runs.db", 5))
-    assert doc["step"] == 20
-    ds = load("moons", seed=0)
-    gx, gy, grid = live.boundary_grid(ds.raw_train, n=30)
-    probs = live.predict_grid(doc["state_dict"], spec.to_dict(), ds.d_in, ds.d_out,
-                              ds.transform(grid).numpy())
-    assert probs.shape == (900, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
-    final_acc = [r for r in records if r["type"] == "end"][0]["summary"]["final_train_acc"]
-    pred = live.predict_grid(doc["state_dict"], spec.to_dict(), ds.d_in, ds.d_out, ds.x_train.numpy())
-    assert abs((pred.argmax(1) == ds.y_train.numpy()).mean() - final_acc) < 1e-6
 
 
 def test_page_logic_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, agd_viz.live, agd_viz.charts, agd_viz.jobs, agd_viz.store, agd_viz.snapshots;"
-            "agd_viz.live.check(agd_viz.live.default_state()); assert 'torch' not in sys.modules, 'torch'")
+    code = ("import sys, agd_viz.views.live_form as f, agd_viz.views.live_panel, agd_viz.charts, agd_viz.jobs,"
+            " agd_viz.store; from agd_viz.spec import RunSpec;"
+            "f.check(f.default_state()); RunSpec(**f.spec_fields(f.default_state()));"
+            "assert 'torch' not in sys.modules, 'torch'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
 
-def test_the_form_offers_exactly_the_data_sets_of_the_registry():
-    from agd_viz import downloads
-    from agd_viz.data import DATASETS
-
-    assert set(live.dataset_choices()) == set(DATASETS)
-    assert set(live.DOWNLOADABLE) == set(downloads.SOURCES)
-    assert {n for n in DATASETS if live.image_shape(n)} == {n for n, i in DATASETS.items() if i.input_shape}
-    assert set(live.TOY_2D) == {n for n, info in DATASETS.items() if info.input_kind == "2d"}
-    assert all(live.KNOWN_DATASETS[n] == DATASETS[n].title for n in live.KNOWN_DATASETS)
+def test_the_form_offers_exactly_the_data_sets_of_the_catalogue():
+    assert set(live.DATASET_CHOICES) == set(datasets.DATASETS)
+    assert {n for n in datasets.DATASETS if live.image_shape(n)} == \
+        {n for n, i in datasets.DATASETS.items() if i.input_shape}

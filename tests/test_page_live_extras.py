@@ -3,8 +3,8 @@ and the paper's comparisons, on the Live page (and the Sweep page where they app
 
 AppTests run the real app; downloads come from a local HTTP server on 127.0.0.1 serving small
 generated IDX files (tests/test_downloads.py's helpers) into a cache under tmp_path. A missing
-optimiser package is simulated through the registry itself (`optim.register_optimizer` with a
-module that does not exist), never by patching the availability check.
+optimiser package is simulated through the vocabulary itself (`optspec.register` with a module
+that does not exist), never by patching the availability check.
 """
 
 import json
@@ -13,11 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from agd_viz import charts, downloads, live, optim, paper
-from agd_viz import sweep as sw
+import dataclasses
+
+from agd_viz import charts, downloads, optspec, paper
+from agd_viz.spec import SweepConfig
+from agd_viz.views import datasets as data_view
+from agd_viz.views import live_form as live
+from agd_viz.views import paper as paper_view
 from agd_viz.store import Store
 from apptest_util import app_store, clean, open_page, wait_final
 from test_downloads import Server, free_port, mnist_files, source_for
+
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE, SWEEP = "pages/live.py", "pages/sweep.py"
@@ -27,7 +35,7 @@ TINY = {"lv_depth": 3, "lv_width": 8, "lv_batch_size": 16, "lv_steps": 12}
 @pytest.fixture
 def db(tmp_path, monkeypatch):
     monkeypatch.setenv(downloads.ENV_DIR, str(tmp_path / "cache"))  # nothing downloaded yet
-    for name in (live.ENV_DATA_URL, live.ENV_ALLOW_DOWNLOADS, "AGD_VIZ_MAX_GRID"):
+    for name in (data_view.ENV_DATA_URL, data_view.ENV_ALLOW_DOWNLOADS, "AGD_VIZ_MAX_GRID"):
         monkeypatch.delenv(name, raising=False)
     with app_store(tmp_path / "runs.db", monkeypatch, max_workers=3) as path:
         yield path
@@ -44,11 +52,11 @@ def server():
 def missing_package():
     """D-Adapt Adam re-registered as needing a package that does not exist, then restored."""
     name = "dadapt-adam"
-    entry, (module, install) = optim.OPTIMIZERS[name], optim._REQUIRES[name]
-    optim.register_optimizer(name, entry.factory, entry.defaults, requires="agd_viz_no_such_package",
-                             install="pip install agd-viz-no-such-package")
+    info = optspec.OPTIMIZERS[name]
+    optspec.register(dataclasses.replace(info, requires=("agd_viz_no_such_package",
+                                                         "pip install agd-viz-no-such-package")))
     yield "pip install agd-viz-no-such-package"
-    optim.register_optimizer(name, entry.factory, entry.defaults, requires=module, install=install)
+    optspec.register(info)
 
 
 page = open_page
@@ -77,16 +85,13 @@ def seed_group(db, spec: dict, accs: dict[str, float]) -> int:
 
 
 # -------------------------------------------------------------------------------------------------
-# Logic (agd_viz.live, agd_viz.sweep, agd_viz.charts)
+# Logic (agd_viz.views, agd_viz.charts)
 
 
-def test_the_forms_tables_agree_with_the_optimiser_registry():
-    for name in live.LR_FREE:
-        assert live.OPTION_DEFAULTS[name] == optim.OPTIMIZERS[name].defaults
-        assert live.OPTIONAL_PACKAGES[name] == optim._REQUIRES[name]
-        assert live.optimizer_status(name) == optim.optimizer_available(name)
-    assert sw.LR_FREE == live.LR_FREE
-    assert live.package_status("agd_viz_no_such_package", "pip install x") == (False, "pip install x")
+def test_the_form_offers_every_optimiser_of_the_vocabulary():
+    assert live.OPTIMIZER_NAMES == tuple(optspec.OPTIMIZERS)
+    assert set(live.OPTION_OPTIMIZERS) == {"prodigy", "dadapt-adam", "schedulefree-adamw"}
+    assert live.optimizer_statuses() == {n: optspec.available(n) for n in live.OPTION_OPTIMIZERS}
 
 
 def test_lr_free_options_parse_check_and_round_trip():
@@ -100,15 +105,15 @@ def test_lr_free_options_parse_check_and_round_trip():
                  prodigy_opts="d_coef=0.5, weight_decay=0.01", schedulefree_adamw_opts="")
     specs = live.optimizer_specs(state)
     assert specs == ["agd", "prodigy:d_coef=0.5,weight_decay=0.01", "schedulefree-adamw"]
-    assert all(optim.parse_optimizer(s) for s in specs)  # the library accepts what the form makes
-    assert live.check(state, available={n: (True, None) for n in live.LR_FREE}) == {}
+    assert all(optspec.parse(s) for s in specs)  # the library accepts what the form makes
+    assert live.check(state, available={n: (True, None) for n in live.OPTION_OPTIMIZERS}) == {}
     back, notes = live.state_from_query(live.query_from_state(state))
     assert not notes and back["optimizers"] == state["optimizers"] and back["prodigy_opts"] == state["prodigy_opts"]
     again = live.state_from_spec(live.spec_fields(state))
     assert live.optimizer_specs(again) == specs
     bad = live.check(dict(state, prodigy_opts="d_coef=zero"))
     assert "d_coef must be a number" in bad["prodigy_opts"][0].text
-    missing = live.check(state, available={**{n: (True, None) for n in live.LR_FREE},
+    missing = live.check(state, available={**{n: (True, None) for n in live.OPTION_OPTIMIZERS},
                                            "prodigy": (False, "pip install prodigyopt")})
     assert "pip install prodigyopt" in missing["prodigy_opts"][0].text and live.has_errors(missing)
 
@@ -130,17 +135,17 @@ def test_download_dataset_reports_progress_and_names_the_url_when_offline(db, se
     files = mnist_files()
     server.files.update(files)
     monkeypatch.setitem(downloads.SOURCES, "mnist", source_for("mnist", files, server.url))
-    assert not live.data_status("mnist").downloaded
+    assert not data_view.data_status("mnist").downloaded
     calls = []
-    ok, where = live.download_dataset("mnist", progress=lambda d, t, m: calls.append(live.download_progress(d, t, m)))
-    assert ok and Path(where) == tmp_path / "cache" / "mnist" and live.data_status("mnist").downloaded
+    ok, where = data_view.download_dataset("mnist", progress=lambda d, t, m: calls.append(data_view.download_progress(d, t, m)))
+    assert ok and Path(where) == tmp_path / "cache" / "mnist" and data_view.data_status("mnist").downloaded
     assert calls[-1][0] == 1.0 and calls[-1][1].startswith("MNIST: done")
     url = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv(live.ENV_DATA_URL, url)
-    ok, why = live.download_dataset("fashion-mnist")
+    monkeypatch.setenv(data_view.ENV_DATA_URL, url)
+    ok, why = data_view.download_dataset("fashion-mnist")
     assert not ok and f"{url}/fashion-mnist/train-images-idx3-ubyte.gz: connection refused" in why
-    monkeypatch.setenv(live.ENV_ALLOW_DOWNLOADS, "0")
-    assert live.download_dataset("fashion-mnist") == (False, "downloads are turned off on this server "
+    monkeypatch.setenv(data_view.ENV_ALLOW_DOWNLOADS, "0")
+    assert data_view.download_dataset("fashion-mnist") == (False, "downloads are turned off on this server "
                                                              "(AGD_VIZ_ALLOW_DOWNLOADS=0).")
 
 
@@ -148,17 +153,16 @@ def test_paper_tables_match_runs_to_the_paper():
     spec = dict(paper.PRESETS["paper-fcn16-cifar10"].spec, optimizers=["agd", "adam:lr=0.0001"], steps=500)
     rows = [{"optimizer": "agd", "status": "finished", "summary": {"final_test_acc": 0.5}},
             {"optimizer": "adam:lr=0.0001", "status": "running", "summary": None}]
-    assert live.paper_preset_for(spec) == "paper-fcn16-cifar10"
-    table, caption = live.paper_table(spec, rows)
+    assert paper_view.preset_for_comparison(spec) == "paper-fcn16-cifar10"
+    table, caption = paper_view.comparison_table(spec, rows)
     assert list(table["Paper"]) == ["52.7 % test accuracy", "53.5 % test accuracy"]
     assert list(table["Measured here"]) == ["50.0 %", "running"]
     assert "ran 500 steps; the preset runs 19,550" in caption
-    assert live.paper_table(dict(spec, depth=4), rows) is None
-    assert live.optimizer_key("adam") == live.optimizer_key("adam:lr=1e-3") != live.optimizer_key("adam:lr=1e-4")
+    assert paper_view.comparison_table(dict(spec, depth=4), rows) is None
 
 
 def test_new_optimisers_get_their_own_stable_colours():
-    colours = {charts.color_for(n) for n in ("agd", "adam", "sgd", "adamw", *live.LR_FREE)}
+    colours = {charts.color_for(n) for n in ("agd", "adam", "sgd", "adamw", *live.OPTION_OPTIMIZERS)}
     assert len(colours) == 7
     assert charts.color_for("prodigy lr=1") == charts.color_for("prodigy")
 
@@ -207,13 +211,13 @@ def test_download_button_fetches_on_click_then_start_trains_a_cnn(db, server, mo
     files = mnist_files(n_train=40, n_test=10)
     server.files.update(files)
     monkeypatch.setitem(downloads.SOURCES, "mnist", source_for("mnist", files, server.url))
-    monkeypatch.setenv(live.ENV_DATA_URL, server.url)  # a local mirror: <url>/mnist/<file>
-    real, fed = live.download_dataset, []
+    monkeypatch.setenv(data_view.ENV_DATA_URL, server.url)  # a local mirror: <url>/mnist/<file>
+    real, fed = data_view.download_dataset, []
 
     def tap(name, progress=None):  # the page's progress callback, fed by the library
         return real(name, progress=lambda d, t, m: (fed.append((d, t)), progress(d, t, m)))
 
-    monkeypatch.setattr(live, "download_dataset", tap)
+    monkeypatch.setattr(data_view, "download_dataset", tap)
     at = clean(page(LIVE, {"dataset": "mnist"}))
     assert "MNIST is not downloaded yet" in texts(at.sidebar.error) and start(at).disabled
     assert "not downloaded yet" in texts(at.caption)
@@ -237,14 +241,14 @@ def test_download_button_fetches_on_click_then_start_trains_a_cnn(db, server, mo
 
 def test_offline_download_shows_the_librarys_error_and_downloads_can_be_turned_off(db, monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv(live.ENV_DATA_URL, url)
+    monkeypatch.setenv(data_view.ENV_DATA_URL, url)
     at = clean(page(LIVE, {"dataset": "cifar10"}))
     clean(at.button(key="lv_download").click().run())
     error = texts(at.sidebar.error)
     assert "Download failed: could not download cifar-10-binary.tar.gz for CIFAR-10" in error
     assert f"{url}/cifar10/cifar-10-binary.tar.gz: connection refused" in error
     assert start(at).disabled and not downloads.is_downloaded("cifar10")
-    monkeypatch.setenv(live.ENV_ALLOW_DOWNLOADS, "0")
+    monkeypatch.setenv(data_view.ENV_ALLOW_DOWNLOADS, "0")
     at = clean(page(LIVE, {"dataset": "cifar10"}))
     assert "downloads from the page are turned off here (AGD_VIZ_ALLOW_DOWNLOADS=0)" in texts(at.sidebar.error)
     assert not [b for b in at.button if b.key == "lv_download"] and start(at).disabled
@@ -273,8 +277,8 @@ def test_a_paper_preset_fills_the_form_and_shows_the_papers_numbers(db):
     assert "Made for a GPU: slow on a CPU" in texts(at.sidebar.warning)
     spec = {**paper.PRESETS["paper-fcn16-cifar10"].spec, "optimizers": ["agd", "adam:lr=0.0001"], "steps": 4,
             "seed": 0, "device": "cpu", "same_init": False}
-    seed_group(db, spec, {"agd": 0.481, "adam:lr=0.0001": 0.502})
-    at = clean(page(LIVE))
+    gid = seed_group(db, spec, {"agd": 0.481, "adam:lr=0.0001": 0.502})
+    at = clean(page(LIVE, {"group": str(gid)}))
     (table,) = at.dataframe
     df = table.value
     assert list(df["Paper"]) == ["52.7 % test accuracy", "53.5 % test accuracy"]
@@ -294,7 +298,7 @@ def test_sweep_page_offers_the_papers_depth_sweep_and_its_numbers(db, missing_pa
     assert at.selectbox(key="sw_dataset").value == "cifar10" and at.text_input(key="sw_lr_adam").value == "1e-4"
     assert "Made for a GPU" in texts(at.sidebar.warning)
     assert "CIFAR-10 is not downloaded yet" in texts(at.error) and at.button(key="sw_start").disabled
-    config = sw.SweepConfig(depths=(2, 4), widths=(512,), optimizers=("agd", "adam:lr=1e-4"), dataset="cifar10",
+    config = SweepConfig(depths=(2, 4), widths=(512,), optimizers=("agd", "adam:lr=1e-4"), dataset="cifar10",
                             steps=4)
     store = Store(db)
     gid = store.create_group("sweep", None, config.to_dict())

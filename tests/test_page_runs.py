@@ -17,6 +17,9 @@ from agd_viz.store import Store
 from agd_viz.train import RunSpec
 from apptest_util import app_store, clean, figures, open_page
 
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/runs.py"
 NAME = "*bold* <b>x</b>"

@@ -15,6 +15,9 @@ from agd_viz import cli
 from agd_viz.store import Store
 from apptest_util import app_store, clean, figures, open_page, wait_final
 
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = "pages/sweep.py"
 

@@ -9,9 +9,9 @@ import signal
 import pytest
 
 from agd_viz import cli
-from agd_viz import runs_view as rv
+from agd_viz.views import runs as rv
 from agd_viz.store import Store
-from agd_viz.train import RunSpec
+from agd_viz.spec import RunSpec
 
 
 @pytest.fixture(scope="module")

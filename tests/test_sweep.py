@@ -7,9 +7,10 @@ import signal
 
 import pytest
 
-from agd_viz import cli, sweep, train
+from agd_viz import charts, cli, cost, fmt
+from agd_viz.spec import SweepConfig, SweepError, max_grid, parse_sizes
 from agd_viz.store import Store
-from agd_viz.sweep import SweepConfig, SweepError
+from agd_viz.views import sweep
 
 TINY = ["--dataset", "digits", "--steps", "12", "--batch-size", "32", "--device", "cpu", "--quiet"]
 
@@ -33,16 +34,14 @@ def run_cli(args, capsys):
 
 
 def test_sizes_parse_sort_and_explain_mistakes():
-    assert sweep.parse_sizes("8, 2 4,,8") == (2, 4, 8)
-    assert sweep.parse_sizes("1024", "widths") == (1024,)
+    assert parse_sizes("8, 2 4,,8") == (2, 4, 8)
+    assert parse_sizes("1024", "widths") == (1024,)
     for text, words in [("", "at least one"), ("2, x", "'x' is not a whole number"),
                         ("0", "between 1 and 256"), (",".join(map(str, range(1, 20))), "at most 16")]:
         with pytest.raises(SweepError, match=words):
-            sweep.parse_sizes(text)
+            parse_sizes(text)
     with pytest.raises(SweepError, match="between 1 and 16,384"):
-        sweep.parse_sizes("20000", "widths")
-    # the page checks grids without torch, against the training code's own limits
-    assert sweep.DEPTH_RANGE == train.LIMITS["depth"] and sweep.WIDTH_RANGE == train.LIMITS["width"]
+        parse_sizes("20000", "widths")
 
 
 def test_run_count_and_grid_limit(monkeypatch):
@@ -59,7 +58,7 @@ def test_run_count_and_grid_limit(monkeypatch):
     with pytest.raises(SweepError, match="AGD_VIZ_MAX_GRID must be a whole number"):
         config.check()
     monkeypatch.delenv("AGD_VIZ_MAX_GRID")
-    assert sweep.max_grid() == 200
+    assert max_grid() == 200
 
     huge = SweepConfig(depths="64", widths="16384", optimizers=("agd",))
     assert any("weights" in p for p in huge.check())
@@ -82,20 +81,20 @@ def test_specs_one_per_cell_with_every_optimiser_and_round_trip():
 
 
 def test_estimate_grows_with_the_work_and_shrinks_with_workers():
-    speed = sweep.Speed(flops_per_s=2e10)
+    speed = cost.Speed(flops_per_s=2e10)
     base = SweepConfig(depths="2,4", widths="32", optimizers=("agd",), steps=100)
-    t = sweep.estimate_seconds(base, speed)
-    deeper = sweep.estimate_seconds(SweepConfig(depths="8,16", widths="32", optimizers=("agd",), steps=100), speed)
-    wider = sweep.estimate_seconds(SweepConfig(depths="2,4", widths="512", optimizers=("agd",), steps=100), speed)
-    longer = sweep.estimate_seconds(SweepConfig(depths="2,4", widths="32", optimizers=("agd",), steps=1000), speed)
+    t = base.seconds(speed)
+    deeper = SweepConfig(depths="8,16", widths="32", optimizers=("agd",), steps=100).seconds(speed)
+    wider = SweepConfig(depths="2,4", widths="512", optimizers=("agd",), steps=100).seconds(speed)
+    longer = SweepConfig(depths="2,4", widths="32", optimizers=("agd",), steps=1000).seconds(speed)
     assert t < deeper and t < wider and t < longer
-    assert sweep.estimate_seconds(base, speed, workers=2) == pytest.approx(t / 2)
-    # FLOPs per step ∝ batch × Σ d_k d_{k−1}
+    assert base.seconds(speed, workers=2) == pytest.approx(t / 2)
+    # FLOPs per step ∝ batch × Σ d_k d_{k−1}; evaluations over train and test sets
     f = dict(dataset="digits", depth=3, width=10, steps=1, batch_size=7, eval_every=10**6)
     P = 64 * 10 + 10 * 10 + 10 * 10
-    assert sweep.run_flops(f) == pytest.approx(6 * 7 * P + 2 * 1797 * P * 1)
-    assert sweep.matmul_flops_per_s() > 1e8
-    assert sweep.format_duration(95) == "1 min 35 s"
+    assert cost.run_flops(f) == pytest.approx(6 * 7 * P + 2 * 1797 * P * 1)
+    assert cost.matmul_flops_per_s() > 1e8
+    assert fmt.estimate(95) == "1 min 35 s" and fmt.estimate(0.2) == "1 s"
 
 
 def test_cli_sweep_records_one_group_and_prints_rows_like_train(tmp_path, capsys, keep_signals):
@@ -123,10 +122,10 @@ def test_cli_sweep_records_one_group_and_prints_rows_like_train(tmp_path, capsys
     assert all(r["summary"]["final_train_acc"] is not None for r in runs)
 
     # the calibrated estimate of this very sweep lands near what it took
-    speed = sweep.calibrate(runs)
+    speed = cost.calibrate(runs)
     assert speed.n_runs == 4
     took = sum(r["summary"]["elapsed_s"] for r in runs) / 2  # two optimisers side by side
-    guess = sweep.estimate_seconds(config, speed, per_process=False) - sweep.STARTUP_S
+    guess = config.seconds(speed, per_process=False) - cost.STARTUP_S
     assert took / 3 < guess < took * 3, (took, guess)
     store.close()
 
@@ -206,50 +205,13 @@ def test_best_adam_rate_per_cell_against_agd():
     cmp = sweep.agd_vs_best(df, "adam")
     assert sweep.agd_wins(cmp) == (1, 2)  # AGD wins at depth 32, the tuned Adam at depth 2
 
-    fig = sweep.best_rate_heatmaps(df, "adam")
+    frame, panels = sweep.best_rate_panels(df, "adam")
+    fig = charts.best_rate_heatmaps(frame, "final_train_loss", panels)
     maps = [t for t in fig.data if t.type == "heatmap"]
     assert [a.text for a in fig.layout.annotations] == ["agd", "adam (best lr)"]
     assert maps[0].zmin == maps[1].zmin and maps[0].zmax == maps[1].zmax  # one colour scale
     cell = maps[1].text[list(maps[1].y).index("2")][list(maps[1].x).index("8")]
     assert cell == "0.05<br>lr 0.01"
-
-
-def test_heatmaps_show_values_or_status_and_carry_run_ids_for_clicks():
-    df, config = results()
-    fig = sweep.heatmaps(df, "final_train_acc", sweep.panel_order(df, config), selected=(32, 8))
-    maps = [t for t in fig.data if t.type == "heatmap"]
-    assert len(maps) == 3 and all(t.zmin == 0 and t.zmax == 1 for t in maps)
-
-    def text(fig, panel, d, w):
-        """What a cell says: its value on the heatmap, else its status on the marker layer."""
-        heat = [t for t in fig.data if t.type == "heatmap"][panel]
-        value = heat.text[list(heat.y).index(str(d))][list(heat.x).index(str(w))]
-        marks = [t for t in fig.data if t.type == "scatter"][panel]
-        k = [i for i, (x, y) in enumerate(zip(marks.x, marks.y)) if (x, y) == (str(w), str(d))]
-        status = marks.text[k[0]] if k else ""
-        assert not (value and status)
-        return value or status
-
-    assert text(fig, 0, 2, 8) == "0.99" and text(fig, 0, 2, 16) == "running"
-    assert text(fig, 1, 2, 16) == "·"  # not started
-    assert text(fig, 2, 32, 8) == "0.1"  # a diverged run's accuracy is still a number
-    loss = sweep.heatmaps(df, "final_train_loss", sweep.panel_order(df, config))
-    assert text(loss, 2, 32, 8) == "diverged"
-    # the whole grid is on the axes even before any cell has a value
-    empty = sweep.heatmaps(sweep.results_frame([], config), "final_train_loss", ["agd"])
-    assert list(empty.layout.yaxis.categoryarray) == ["2", "32"] and list(empty.layout.xaxis.range) == [-0.5, 1.5]
-    assert text(empty, 0, 32, 16) == "·"
-
-    clicks = [t for t in fig.data if t.type == "scatter"]
-    ids = sorted(c[0] for t in clicks for c in t.customdata if c[0] >= 0)
-    assert ids == [1, 2, 3, 4, 5, 6, 7]
-    assert fig.layout.clickmode == "event+select"
-    outlined = [(s.xref, s.yref) for s in fig.layout.shapes]
-    assert outlined == [("x", "y"), ("x2", "y2"), ("x3", "y3")]
-    fig.to_dict()  # plotly accepts the whole figure
-    import plotly.graph_objects as go
-
-    go.Figure(fig.to_dict())
 
 
 def test_the_forms_optimisers_agd_baselines_at_their_rates_and_any_other_spec():

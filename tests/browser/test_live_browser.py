@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from agd_viz.live import MAX_REFRESH_S
+from agd_viz.views.live_panel import MAX_REFRESH_S
 from server import PLOT_POINTS_JS, count_runs, wait_idle
 
 pytestmark = pytest.mark.browser

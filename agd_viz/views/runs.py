@@ -1,7 +1,7 @@
-"""Logic of the Runs page: the table of stored runs, its filters and sort, overlays of any runs on
-any metric, exports, the command line that re-runs a run, and the ?run= deep link.
+"""The Runs page's view-model: the table of stored runs, its filters and sort, overlays of any runs
+on any metric, exports, the command line that re-runs a run, and the ?run= deep link.
 
-No streamlit here and no torch: the page (pages/runs.py) draws widgets and calls these.
+No streamlit, no torch (docs/architecture.md): the page (pages/runs.py) draws widgets and calls these.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from agd_viz import charts
+from agd_viz import charts, optspec
 from agd_viz.store import ACTIVE_STATUSES, LAYER_METRICS, SCALAR_METRICS, STATUSES
 
 RUN_PARAM = "run"
@@ -58,14 +58,10 @@ def _num(v) -> float:
     return f if math.isfinite(f) else math.nan
 
 
-_NUMBER = re.compile(r"=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?=$|[\s,])")
-
-
 def label_of(row: Mapping) -> str:
-    """The optimiser as the table names it, numbers written one way ("adam lr=1e-2" from the
-    CLI and "adam lr=0.01" from the app are the same optimiser, and filter as one)."""
-    text = str(row.get("label") or row.get("optimizer") or "")
-    return _NUMBER.sub(lambda m: f"={float(m.group(1)):g}", text)
+    """The optimiser as the table names it: its canonical label, so "adam lr=1e-2" from the CLI
+    and "adam lr=0.01" from the app are the same optimiser, and filter as one."""
+    return optspec.label(row.get("label") or row.get("optimizer") or "")
 
 
 def runs_frame(rows: Sequence[Mapping]) -> pd.DataFrame:
@@ -134,15 +130,6 @@ def sort_frame(df: pd.DataFrame, by: str = "id", ascending: bool = False) -> pd.
     if by not in df:
         raise ValueError(f"cannot sort by {by!r}; valid: {', '.join(SORTS)}")
     return df.sort_values([by, "id"], ascending=[ascending, False], na_position="last", kind="stable")
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def md_escape(text: str) -> str:
-    """Text shown through Markdown (warnings, captions) literally: a run's name or error message
-    never turns into a link, emphasis, code or an emoji shortcode."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
 # -------------------------------------------------------------------------------------------------
