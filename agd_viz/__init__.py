@@ -5,7 +5,7 @@
 """
 
 __all__ = ["AGD", "make_optimizer"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name):

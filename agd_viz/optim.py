@@ -36,7 +36,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from agd_viz import optspec, theory
+# Not `from agd_viz import ...`: the package's __init__ imports this module (for `from agd_viz
+# import AGD`), so importing the package from here would close an import cycle.
+import agd_viz.optspec as optspec
+import agd_viz.theory as theory
 
 __all__ = [
     "AGD",

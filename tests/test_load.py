@@ -3,7 +3,12 @@ comparison while the others refresh their charts; every run must end, no page ma
 store must be consistent, and the refresh time is reported (`python -m benchmarks.load
 --sessions 30` is the workshop-sized variant; its figures are in docs/reliability.md)."""
 
+import pytest
+
 from benchmarks import load
+
+# Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
+pytestmark = pytest.mark.slow
 
 
 def test_four_sessions_starting_runs_and_polling_charts(tmp_path, capsys):

@@ -1,0 +1,191 @@
+"""The import rules of docs/architecture.md, held on the code itself.
+
+Static checks read every module's imports (lazy ones inside functions included) with `ast`; the
+dynamic check runs the real app in a fresh Python process (AppTest, no conftest, so no torch
+imported by the test itself), opens every page, starts a run and lets a real worker train it,
+then asserts the server process never imported torch.
+"""
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "agd_viz"
+TORCH_LAYER = {"agd_viz.optim", "agd_viz.nets", "agd_viz.spectra", "agd_viz.data", "agd_viz.train",
+               "agd_viz.worker"}
+SERVER_ROOTS = ["app.py", "app_resources.py", "app_widgets.py", *sorted(str(p.relative_to(ROOT))
+                                                                        for p in (ROOT / "pages").glob("*.py"))]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _imports(path: Path, package_modules: set[str]) -> set[str]:
+    """Every module `path` imports, anywhere in the file: agd_viz modules by full name (a
+    `from agd_viz import x` names agd_viz.x when that is a module), others by top-level name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    here = _module_name(path) if path.is_relative_to(PACKAGE) else ""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out.add(a.name if a.name in package_modules else a.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:  # relative import inside the package
+                pkg = here.split(".") if path.name == "__init__.py" else here.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join([*pkg, node.module])
+            if base in package_modules or base == "agd_viz":
+                if base != "agd_viz":
+                    out.add(base)
+                for a in node.names:
+                    full = f"{base}.{a.name}"
+                    if full in package_modules:
+                        out.add(full)
+                    elif base == "agd_viz":
+                        out.add("agd_viz")
+            else:
+                out.add(base.split(".")[0])
+    out.discard(here)
+    return out
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    names = set(modules)
+    graph = {m: _imports(p, names) for m, p in modules.items()}
+    for root in SERVER_ROOTS:
+        graph[root] = _imports(ROOT / root, names)
+    return graph
+
+
+def test_the_library_never_imports_streamlit():
+    graph = _graph()
+    offenders = {m for m, deps in graph.items() if m.startswith("agd_viz") and "streamlit" in deps}
+    assert not offenders, f"agd_viz modules importing streamlit: {sorted(offenders)}"
+
+
+def test_nothing_the_server_imports_reaches_torch():
+    """From app.py, the page files and every views/ and charts/ module, follow agd_viz imports:
+    no module reached imports torch or a module of the torch layer."""
+    graph = _graph()
+    roots = [*SERVER_ROOTS, *(m for m in graph if m.startswith(("agd_viz.views", "agd_viz.charts")))]
+    for root in roots:
+        seen, todo, path = set(), [root], {root: [root]}
+        while todo:
+            m = todo.pop()
+            if m in seen:
+                continue
+            seen.add(m)
+            for dep in graph.get(m, ()):
+                if dep == "torch" or dep in TORCH_LAYER:
+                    pytest.fail(f"{' -> '.join(path[m])} imports {dep}")
+                if dep.startswith("agd_viz") and dep not in seen:
+                    path[dep] = [*path[m], dep]
+                    todo.append(dep)
+
+
+def test_the_store_sits_at_the_bottom():
+    allowed = {"agd_viz.fmt", "agd_viz.optspec"}
+    deps = {d for d in _graph()["agd_viz.store"] if d.startswith("agd_viz")}
+    assert deps <= allowed, f"agd_viz.store imports {sorted(deps - allowed)}"
+
+
+def test_there_are_no_import_cycles():
+    graph = {m: {d for d in deps if d in _modules()} for m, deps in _graph().items() if m in _modules()}
+    # Tarjan's strongly connected components: any component of more than one module is a cycle.
+    index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_pages_stay_thin():
+    for page in sorted((ROOT / "pages").glob("*.py")):
+        n = len(page.read_text().splitlines())
+        assert n < 300, f"{page.name} has {n} lines; move logic into agd_viz/views"
+
+
+SERVER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from streamlit.testing.v1 import AppTest
+    from agd_viz.store import Store
+
+    db = sys.argv[1]
+    at = AppTest.from_file("app.py", default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    for page in ("pages/sweep.py", "pages/runs.py", "pages/how_agd_works.py", "pages/live.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    for key, value in (("lv_depth", 3), ("lv_width", 8), ("lv_steps", 20), ("lv_batch_size", 16)):
+        at.number_input(key=key).set_value(value)
+    at.run()
+    at.button(key="lv_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = Store(db)
+    deadline = time.monotonic() + 240
+    while True:
+        runs = store.list_runs()
+        if runs and all(r["status"] not in ("queued", "running") for r in runs):
+            break
+        assert time.monotonic() < deadline, [(r["id"], r["status"]) for r in runs]
+        time.sleep(0.3)
+    at.run()  # the page shows the finished comparison: charts drawn from the store
+    assert not at.exception, [e.value for e in at.exception]
+    assert [r["status"] for r in runs] == ["finished"] * len(runs), [(r["status"], r["error"]) for r in runs]
+    print("TORCH" if "torch" in sys.modules else "NO-TORCH", len(runs))
+""")
+
+
+@pytest.mark.slow
+def test_the_server_process_never_imports_torch(tmp_path):
+    """Every page opened through app.py, a comparison started and trained by a real worker, its
+    charts drawn: the Streamlit process itself never imported torch."""
+    env = {"AGD_VIZ_DB": str(tmp_path / "runs.db"), "AGD_VIZ_MAX_WORKERS": "1", "PYTHONPATH": str(ROOT),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    import os
+
+    env = {**os.environ, **env}
+    out = subprocess.run([sys.executable, "-c", SERVER_SCRIPT, env["AGD_VIZ_DB"]], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-2:] == ["NO-TORCH", "2"], out.stdout[-2000:]
