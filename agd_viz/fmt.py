@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable
 
 __all__ = ["duration", "estimate", "bytes_", "count", "number", "percent", "plural", "sizes",
-           "md_escape", "sentence", "truth"]
+           "md_escape", "sentence", "truth", "split_list"]
 
 
 def _finite(v: Any) -> float | None:
@@ -98,6 +98,15 @@ def md_escape(text: Any) -> str:
     """Text shown through Markdown (st.error, st.caption, a table cell) literally: a run's name or
     a worker's error never turns into a link, emphasis, code or an emoji shortcode."""
     return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+_LIST_SEP = re.compile(r"[,;\s]+")
+
+
+def split_list(text: Any) -> list[str]:
+    """The items of a typed list of numbers ("2, 4 8;16" -> ["2", "4", "8", "16"]): commas,
+    semicolons or spaces between items, empty items dropped."""
+    return [t for t in _LIST_SEP.split(str(text).strip()) if t]
 
 
 TRUE_WORDS = ("true", "1", "yes", "on")

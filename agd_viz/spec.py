@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -327,7 +326,7 @@ def parse_sizes(text: str | Iterable[int], what: str = "depths",
                 bounds: tuple[int, int] | None = None) -> tuple[int, ...]:
     """"2, 4, 8" (commas or spaces) -> (2, 4, 8): sorted, duplicates dropped, each in range."""
     lo, hi = bounds or (LIMITS["depth"] if what == "depths" else LIMITS["width"])
-    tokens = [t for t in re.split(r"[,\s;]+", text.strip()) if t] if isinstance(text, str) else list(text)
+    tokens = fmt.split_list(text) if isinstance(text, str) else list(text)
     if not tokens:
         raise SweepError(f"give at least one of the {what}, e.g. {'2, 4, 8' if what == 'depths' else '32, 64'}.")
     values = []

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         name = f"{r['depth']}x{r['width']}"
         ms = r["ms_per_step"]
         rows.append((name, "none (baseline)", "-", ms["none"], 1.0, None))
-        rows.append((name, f"full, auto cadence", f"{r['layer_every_auto']} / {r['eval_every_auto']}",
+        rows.append((name, "full, auto cadence", f"{r['layer_every_auto']} / {r['eval_every_auto']}",
                      ms["auto"], r["ratio_auto"], r["ratio_auto"] <= TARGET))
         rows.append((name, "full, layers every step", "1 / -", ms["every"],
                      r["ratio_every"], r["ratio_every"] <= TARGET))

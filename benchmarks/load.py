@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import re
 import signal
 import sqlite3

@@ -13,7 +13,7 @@ import time
 
 import streamlit as st
 
-from agd_viz import charts, fmt, optspec
+from agd_viz import charts, fmt
 from agd_viz import spec as spec_mod
 from agd_viz.jobs import QueueFull
 from agd_viz.views import boundary

@@ -41,7 +41,7 @@ def test_the_cnn_pools_where_the_cost_estimates_expect(shape, depth):
 
     model = CNN(shape, 10, depth=depth, width=4)
     assert model.pool_after == shapes.pool_positions(depth - 1, min(shape[1:]))
-    sizes, pools = [], 0
+    sizes = []
     x = torch.zeros(1, *shape)
     for i, conv in enumerate(model.convs):
         sizes.append(x.shape[-1])

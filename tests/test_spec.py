@@ -14,7 +14,6 @@ import pytest
 from agd_viz import cost, data, datasets, nets, spec
 from agd_viz.jobs import JobManager, QueueFull
 from agd_viz.spec import RunSpec, SpecError
-from agd_viz.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILT_IN = ("digits", "spirals", "moons", "circles", "xor", "teacher")

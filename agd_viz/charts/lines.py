@@ -8,6 +8,7 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
+import plotly.graph_objects as go
 
 from agd_viz import optspec
 from agd_viz.charts.common import (

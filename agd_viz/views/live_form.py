@@ -9,7 +9,6 @@ owns the rule: ranges from `spec`, optimiser options from `optspec`, dataset opt
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -187,7 +186,7 @@ def paper_preset_note(key: str) -> str | None:
 
 def parse_rates(text: str) -> list[float]:
     """"1e-3, 1e-2" -> [0.001, 0.01]. Raises ValueError with one sentence for the user."""
-    items = [t.strip() for t in re.split(r"[,;\s]+", str(text).strip()) if t.strip()]
+    items = fmt.split_list(text)
     if not items:
         raise ValueError("enter at least one learning rate, e.g. 1e-3 (several: 1e-3, 1e-2).")
     rates = []
@@ -216,8 +215,8 @@ def normalize_rates(text: str) -> str:
     invalid. Keeping the spelling lets a link read back exactly what was typed."""
     parse_rates(text)
     seen, out = set(), []
-    for item in re.split(r"[,;\s]+", str(text).strip()):
-        if item and float(item) not in seen:
+    for item in fmt.split_list(text):
+        if float(item) not in seen:
             seen.add(float(item))
             out.append(item)
     return ", ".join(out)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shlex
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from agd_viz import charts, optspec
+from agd_viz import charts, fmt, optspec
 from agd_viz.store import ACTIVE_STATUSES, LAYER_METRICS, SCALAR_METRICS, STATUSES
 
 RUN_PARAM = "run"
@@ -143,9 +142,7 @@ def parse_run_param(raw: Any) -> tuple[list[int], list[str]]:
     if isinstance(raw, (list, tuple)):
         raw = ",".join(str(x) for x in raw)
     ids, bad = [], []
-    for tok in re.split(r"[,\s]+", str(raw).strip()):
-        if not tok:
-            continue
+    for tok in fmt.split_list(raw):
         if tok.isdigit() and 0 < int(tok) < 2**62:
             if int(tok) not in ids:
                 ids.append(int(tok))
