@@ -13,33 +13,40 @@ re-imports the page script in the child. Each worker is
 imports torch nor the worker: the app process stays light and fast to start.
 
 Decisions
-- One worker per run, not one per comparison. The cap then counts exactly what burns CPU or GPU,
-  a cancel is "stop that process", and a crash takes down one run only. Runs of one comparison
-  still see the same minibatches in the same order because `train._Batches` is seeded from the
-  spec, not from the process.
-- The cap (`max_workers`): `$AGD_VIZ_MAX_WORKERS` if set; else one worker per GPU when torch sees
-  CUDA (or Apple's MPS, counted as one GPU); else max(1, cpu_count // 2), leaving cores for the
-  server and the browser. GPUs are detected without importing torch here: only when the machine
-  shows signs of one (/dev/nvidia*, /dev/kfd, macOS on arm64) is a short `python -c "import torch"`
-  probe run, once per process, in the scheduler thread (never on a page's thread).
-- With several GPUs each worker gets its own through CUDA_VISIBLE_DEVICES (slot k -> GPU k).
+- One worker per comparison (a job): the runs of one `RunSpec` (a comparison, or one cell of a
+  sweep) train in one process, side by side in lockstep on the same batches, so AGD and Adam are
+  live on the projector at the same time even with one worker slot. Each run is still its own row
+  with its own status: a cancel of one run flags it in the store and its worker ends that run at
+  the next sync while the others go on (the process is signalled only when every run of the job
+  is cancelled); a run that diverges ends alone; a crash or a kill of the process ends every run
+  of the job still active `failed`, with the reason.
+- The cap (`max_workers`, jobs at once): `$AGD_VIZ_MAX_WORKERS` if set; else on a machine with
+  GPUs up to `$AGD_VIZ_JOBS_PER_GPU` (default 4) jobs per GPU, admitted to a GPU only while the
+  memory estimates (`cost.estimate_memory_bytes`) of its jobs fit its budget (`place`); else
+  max(1, cpu_count // 2), leaving cores for the server and the browser. GPUs are detected without
+  importing torch here: only when the machine shows signs of one (/dev/nvidia*, /dev/kfd, macOS on
+  arm64) is a short `python -c "import torch"` probe run, once per process, in the scheduler
+  thread (never on a page's thread); it also reads each device's memory.
+- With several GPUs each worker gets its GPU through CUDA_VISIBLE_DEVICES.
 - Workers run at a lower CPU priority (`nice`, default +10) with OMP_NUM_THREADS set to their share
   of the cores but one (`worker_threads`), so a laptop demo keeps a responsive page while two runs
   train.
 - Pre-started workers (`prewarm`, the app keeps one; `$AGD_VIZ_PREWARM`): while nothing trains or
   waits, the manager starts `agd_viz.worker --from-stdin`, which imports torch and the training path
-  and waits; the next run is handed to it on its stdin, so Start skips the seconds a new Python
-  process needs before its first step. Spares are started only while idle, so their imports never
-  compete with a training run for the cores; not with several GPUs (a worker's GPU is its slot's).
+  and waits; the next job's run ids are handed to it on its stdin, so Start skips the seconds a new
+  Python process needs before its first step. Spares are started only while idle, so their imports
+  never compete with a training run for the cores; not with several GPUs (a worker's GPU is chosen
+  when it starts).
 - Stopping: `cancel()` sets the store's cancel flag and sends SIGTERM (the flag alone would do once
   the worker trains; the signal also stops one still importing torch); a worker alive
   `kill_after` s later is SIGKILLed. The run ends `cancelled`. Shutting down for exit (atexit)
   stops workers the same way without the flag, and their runs end `interrupted`.
-- A crash is recorded by the reaper: a worker that exits while its run is still active (killed by
-  a signal, out of memory, died before its own error handling) leaves the run `failed` with the
-  signal or exit code and the last lines of its log, `<db>.logs/run-<id>.log`.
-- A queued run waits in FIFO order by run id. Before a queued run starts, its row is read again:
-  a run cancelled or deleted meanwhile (by another page, process or server) is dropped.
+- A crash is recorded by the reaper: a worker that exits while runs of its job are still active
+  (killed by a signal, out of memory, died before its own error handling) leaves them `failed`
+  with the signal or exit code and the last lines of its log, `<db>.logs/run-<id>.log` (the id of
+  the job's first run).
+- A queued job waits in FIFO order. Before it starts, its rows are read again: a run cancelled or
+  deleted meanwhile (by another page, process or server) is dropped from it.
 - Admission (`submit`, `submit_group`): a spec over this server's limits (steps, memory budget:
   `agd_viz.spec`) is refused with a SpecError; a submission that would take the runs waiting or
   training here past `$AGD_VIZ_MAX_QUEUED`, or one browser session's past
@@ -76,7 +83,7 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agd_viz import cost
@@ -100,6 +107,9 @@ log = logging.getLogger(__name__)
 
 ENV_MAX_WORKERS = "AGD_VIZ_MAX_WORKERS"
 ENV_PREWARM = "AGD_VIZ_PREWARM"
+ENV_JOBS_PER_GPU = "AGD_VIZ_JOBS_PER_GPU"
+DEFAULT_JOBS_PER_GPU = 4
+CPU = -1  # `place`'s answer for a job that runs on the CPU
 POLL_S = 0.2  # scheduler period: a freed slot is refilled and a crash noticed within this
 KILL_AFTER_S = 5.0  # a cancelled worker that has not exited by then is SIGKILLed
 ORPHAN_GRACE_S = 30.0
@@ -114,6 +124,7 @@ WORKER_MODULE = "agd_viz.worker"  # started as a process, never imported here
 # "queued by a manager here that was shut down" (both record this process's pid).
 _LIVE: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
 _GPU_COUNT: int | None = None
+_GPU_MEMORY: tuple[int, ...] = ()  # bytes per device, when the probe could read them
 _GPU_LOCK = threading.Lock()
 
 
@@ -133,13 +144,13 @@ def detect_gpus(python: str = sys.executable) -> int:
     where the machine shows a sign of a GPU, so a CPU-only laptop never pays for the probe and the
     app process never imports torch for it. Cached for the life of the process.
     """
-    global _GPU_COUNT
+    global _GPU_COUNT, _GPU_MEMORY
     with _GPU_LOCK:
         if _GPU_COUNT is not None:
             return _GPU_COUNT
         torch = sys.modules.get("torch")
         if torch is not None:
-            _GPU_COUNT = _torch_gpu_count(torch)
+            _GPU_COUNT, _GPU_MEMORY = _torch_gpus(torch)
             return _GPU_COUNT
         if not _gpu_hint():
             _GPU_COUNT = 0
@@ -148,21 +159,24 @@ def detect_gpus(python: str = sys.executable) -> int:
             "import torch\n"
             "n = torch.cuda.device_count() if torch.cuda.is_available() else 0\n"
             "mps = getattr(torch.backends, 'mps', None)\n"
-            "print(n or (1 if mps is not None and mps.is_available() else 0))\n"
+            "print(n or (1 if mps is not None and mps.is_available() else 0),\n"
+            "      *[torch.cuda.get_device_properties(k).total_memory for k in range(n)])\n"
         )
         try:
             out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
-            _GPU_COUNT = int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
+            words = [int(w) for w in out.stdout.strip().splitlines()[-1].split()] if out.returncode == 0 else [0]
+            _GPU_COUNT, _GPU_MEMORY = words[0], tuple(words[1:])
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             _GPU_COUNT = 0
         return _GPU_COUNT
 
 
-def _torch_gpu_count(torch) -> int:
+def _torch_gpus(torch) -> tuple[int, tuple[int, ...]]:
     if torch.cuda.is_available():
-        return torch.cuda.device_count()
+        n = torch.cuda.device_count()
+        return n, tuple(torch.cuda.get_device_properties(k).total_memory for k in range(n))
     mps = getattr(torch.backends, "mps", None)
-    return 1 if mps is not None and mps.is_available() else 0
+    return (1 if mps is not None and mps.is_available() else 0), ()
 
 
 def _gpu_kind() -> str:
@@ -206,15 +220,44 @@ def default_prewarm(default: int = 0) -> int:
     return int(env)
 
 
+def jobs_per_gpu() -> int:
+    """How many jobs may share one GPU (while their memory fits): `$AGD_VIZ_JOBS_PER_GPU`, default 4."""
+    return spec_mod.env_int(ENV_JOBS_PER_GPU, DEFAULT_JOBS_PER_GPU)
+
+
 def default_max_workers(python: str = sys.executable) -> int:
-    """`$AGD_VIZ_MAX_WORKERS`, else one worker per GPU, else max(1, cpu_count // 2)."""
+    """Jobs at once: `$AGD_VIZ_MAX_WORKERS`, else `jobs_per_gpu()` per GPU, else
+    max(1, cpu_count // 2)."""
     n = _env_max_workers()
     if n is not None:
         return n
     gpus = detect_gpus(python)
     if gpus:
-        return gpus
+        return gpus * jobs_per_gpu()
     return max(1, (os.cpu_count() or 1) // 2)
+
+
+def place(memory: int, running: list[tuple[int, int]], *, gpus: int, budget: int, per_gpu: int,
+          max_jobs: int, on_gpu: bool = True) -> int | None:
+    """Where a job of estimated `memory` bytes may start now: a GPU index, `CPU` (a job not on a
+    GPU), or None when there is no room yet. `running`: (where, memory) of the jobs running here.
+
+    At most `max_jobs` jobs at once. A GPU takes a job while it holds fewer than `per_gpu` jobs
+    and their memory with this one fits its `budget`; a job alone on a GPU always fits (it was
+    admitted against the same budget). Small comparisons thus share a GPU, large ones get it to
+    themselves. The emptiest fitting GPU is chosen, so work spreads over several.
+    """
+    if len(running) >= max_jobs:
+        return None
+    if not on_gpu or gpus <= 0:
+        return CPU
+    best = None
+    for g in range(gpus):
+        here = [m for where, m in running if where == g]
+        fits = not here or (len(here) < per_gpu and sum(here) + memory <= budget)
+        if fits and (best is None or sum(here) < best[1]):
+            best = (g, sum(here))
+    return best[0] if best is not None else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,20 +302,31 @@ def _kill_quietly(proc: subprocess.Popen) -> None:
 
 @dataclass
 class _Job:
-    run_id: int
-    proc: subprocess.Popen
-    slot: int
-    log: Path
-    started: float = field(default_factory=time.monotonic)
+    """One worker's work: the runs of one `RunSpec` (a comparison, or a sweep cell), trained side by
+    side in one process. Queued: `run_ids` loses a run cancelled before the start. Running: the
+    process, where it runs, and why it is being stopped."""
+
+    run_ids: list[int]
+    session: str | None = None
+    memory: int = 0  # estimated bytes on its device (cost.estimate_memory_bytes)
+    on_gpu: bool = False  # its device may be a GPU ("auto", "cuda", "mps"): placed on one if any
+    proc: subprocess.Popen | None = None
+    where: int = CPU  # the GPU it was placed on, or CPU
+    log: Path | None = None
+    started: float | None = None
     stop_reason: str | None = None  # None, "cancel" or "shutdown"
     stop_at: float | None = None  # when SIGTERM was sent
     killed: bool = False  # SIGKILL sent by us
+
+    @property
+    def id(self) -> int:
+        return self.run_ids[0]
 
 
 @dataclass
 class _Spare:
     """A worker started ahead of need (`agd_viz.worker --from-stdin`): it has imported torch and
-    the training path and waits for a run id on its stdin."""
+    the training path and waits for a job's run ids on its stdin."""
 
     proc: subprocess.Popen
     log: Path
@@ -282,7 +336,7 @@ class _Spare:
 
 
 class JobManager:
-    """Runs `RunSpec`s in background worker processes, at most `max_workers` at a time.
+    """Runs `RunSpec`s in background worker processes, one per spec, at most `max_workers` at a time.
 
     `JobManager(db_path=None, max_workers=None, python=sys.executable)`: `db_path` defaults to
     the store's default (`$AGD_VIZ_DB` or ./agd_viz_runs.db); `max_workers` to
@@ -326,8 +380,8 @@ class JobManager:
         self._session_of: dict[int, str] = {}  # run id -> the browser session that submitted it
         self._speed: tuple[float, cost.Speed] | None = None  # (when, calibrated speed)
         self._lock = threading.Lock()
-        self._queue: list[int] = []  # run ids waiting, kept sorted (FIFO by id)
-        self._jobs: dict[int, _Job] = {}  # run id -> live worker
+        self._queue: list[_Job] = []  # jobs waiting, in FIFO order
+        self._jobs: dict[int, _Job] = {}  # job id (its first run's) -> running job
         self._closed = False
         # Pre-started workers: a run handed to one skips process start and imports (seconds of
         # the time from Start to the first point on a chart; benchmarks/first_point.py).
@@ -361,11 +415,12 @@ class JobManager:
 
     def submit(self, spec, name: str | None = None, group_kind: str = "compare",
                group_id: int | None = None, session: str | None = None) -> tuple[int, list[int]]:
-        """Queue one run per optimiser of `spec` (a `RunSpec`); returns (group_id, run_ids).
+        """Queue one job for `spec` (a `RunSpec`): one run per optimiser, trained side by side by
+        one worker; returns (group_id, run_ids).
 
         Each run's stored spec is `spec.with_optimizer(o).to_dict()`, so a run is self-contained:
-        its worker, an export, or a rerun needs nothing but that row. Workers start at once if
-        slots are free, else in FIFO order as earlier runs end. `group_id` adds the runs to an
+        an export or a rerun needs nothing but that row. The worker starts at once if there is
+        room, else in FIFO order as earlier jobs end. `group_id` adds the runs to an
         existing group. `session` tags the runs with the browser session that asked for them, for
         the per-session queue limit.
 
@@ -385,7 +440,8 @@ class JobManager:
 
     def submit_group(self, specs, kind: str = "sweep", name: str | None = None,
                      session: str | None = None, group_spec=None) -> tuple[int, list[int]]:
-        """Queue every spec of `specs` (a sweep's cells) as one new group of `kind`, all or nothing;
+        """Queue every spec of `specs` (a sweep's cells, one job each) as one new group of `kind`,
+        all or nothing;
         returns (group_id, run ids in submission order). The group stores `group_spec` (a sweep's
         `SweepConfig.to_dict()`), else the first spec.
 
@@ -423,25 +479,28 @@ class JobManager:
             raise
 
     def _queue_runs(self, specs, group_id: int, name, session) -> list[int]:
-        """Write one queued run per optimiser of each spec, then queue them all; if a write fails
-        the runs written so far are deleted and none is queued. Caller holds the lock."""
-        run_ids = []
+        """Write one queued run per optimiser of each spec, then queue one job per spec; if a write
+        fails the runs written so far are deleted and none is queued. Caller holds the lock."""
+        jobs: list[_Job] = []
         try:
             for spec in specs:
+                job = _Job([], str(session) if session is not None else None,
+                           cost.estimate_memory_bytes(spec), on_gpu=spec.device != "cpu")
+                jobs.append(job)
                 for o, label in zip(spec.optimizers, spec.labels):
                     rid = self.store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id,
                                                 name=name, label=label)
-                    run_ids.append(rid)
+                    job.run_ids.append(rid)
                     # Owner = this server: recovery in another live server must leave it alone.
                     self.store.set_status(rid, QUEUED, pid=self.pid)
         except BaseException:
-            for rid in run_ids:
+            for rid in (r for job in jobs for r in job.run_ids):
                 self.store.delete_run(rid)
             raise
-        self._queue += run_ids
+        self._queue += jobs
+        run_ids = [r for job in jobs for r in job.run_ids]
         if session is not None:
             self._session_of.update((rid, str(session)) for rid in run_ids)
-        self._queue.sort()
         return run_ids
 
     def device_kind(self, device: str = "auto") -> str:
@@ -477,7 +536,7 @@ class JobManager:
 
     def _active_ids(self) -> list[int]:
         """Run ids queued or running here; forgets the sessions of runs that left. Caller holds the lock."""
-        active = [*self._jobs, *self._queue]
+        active = [r for job in (*self._jobs.values(), *self._queue) for r in job.run_ids]
         if len(self._session_of) > len(active):
             keep = set(active)
             self._session_of = {r: s for r, s in self._session_of.items() if r in keep}
@@ -504,9 +563,10 @@ class JobManager:
     # -- inspecting ----------------------------------------------------------------------------
 
     def queue_positions(self) -> dict[int, int]:
-        """{run_id: 1-based place in this manager's queue} for runs waiting; no database access."""
+        """{run_id: 1-based place of its job in this manager's queue} for runs waiting (the runs of
+        one comparison share a place: they start together); no database access."""
         with self._lock:
-            return {rid: k + 1 for k, rid in enumerate(self._queue)}
+            return {rid: k + 1 for k, job in enumerate(self._queue) for rid in job.run_ids}
 
     def queue_position(self, run_id: int) -> int | None:
         """1 = next to start; None if the run is not waiting here (running, done, or unknown)."""
@@ -515,12 +575,15 @@ class JobManager:
     def active_runs(self) -> list[int]:
         """Run ids this manager is running (in start order) then queuing (in queue order)."""
         with self._lock:
-            return [*self._jobs, *self._queue]
+            return [r for job in (*self._jobs.values(), *self._queue) for r in job.run_ids]
+
+    def _running_job(self, run_id: int) -> _Job | None:
+        return next((job for job in self._jobs.values() if run_id in job.run_ids), None)
 
     def worker_pid(self, run_id: int) -> int | None:
         """The pid of the worker running `run_id` here, or None."""
         with self._lock:
-            job = self._jobs.get(int(run_id))
+            job = self._running_job(int(run_id))
             return job.proc.pid if job else None
 
     def progress(self, run_ids) -> dict[int, dict]:
@@ -554,16 +617,23 @@ class JobManager:
         """
         rid = int(run_id)
         with self._lock:
-            if rid in self._queue:
-                self._queue.remove(rid)
+            queued = next((job for job in self._queue if rid in job.run_ids), None)
+            if queued is not None:
+                queued.run_ids.remove(rid)
+                if not queued.run_ids:
+                    self._queue.remove(queued)
                 self.store.finish_run(rid, CANCELLED, error="cancelled before it started")
                 return True
-            job = self._jobs.get(rid)
+            job = self._running_job(rid)
             if job is not None and job.proc.poll() is None:
                 row = self.store.get_run(rid)
                 if row is None or row["status"] in ACTIVE_STATUSES:  # a deleted run: stop it too
                     self.store.request_cancel(rid)
-                    self._terminate(job, "cancel")
+                    # The worker ends a flagged run at its next sync and trains the others on; the
+                    # process is signalled only when none of its runs is left to train.
+                    if all(r is None or r["status"] not in ACTIVE_STATUSES or r["cancel_requested"]
+                           for r in map(self.store.get_run, job.run_ids)):
+                        self._terminate(job, "cancel")
                     return row is not None
             elif job is not None:
                 self._reap()  # it just exited: record how, then answer from the store
@@ -661,7 +731,7 @@ class JobManager:
     def _keep_spares(self) -> None:
         """Drop spares that died; start new ones only while nothing trains or waits here, so that a
         spare's imports (seconds of CPU) never slow a run down. Not with several GPUs: a worker's
-        GPU is chosen by its slot when it starts. Caller holds the lock."""
+        GPU is chosen when it starts. Caller holds the lock."""
         for spare in [sp for sp in self._spares if sp.proc.poll() is not None]:
             self._spares.remove(spare)
             _close_quietly(spare.proc.stdin)
@@ -691,7 +761,7 @@ class JobManager:
                 logf.write(f"$ {' '.join(cmd)}\n".encode())
                 logf.flush()
                 proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=logf, stderr=subprocess.STDOUT,
-                                        env=self._worker_env(0, {}), cwd=str(PACKAGE_ROOT),
+                                        env=self._worker_env(None), cwd=str(PACKAGE_ROOT),
                                         start_new_session=True, close_fds=True)
         except OSError:
             log.exception("agd_viz job scheduler: could not start a spare worker")
@@ -700,14 +770,14 @@ class JobManager:
         self._renice(proc.pid)
         self._spares.append(_Spare(proc, path))
 
-    def _hand_to_spare(self, rid: int, path: Path) -> subprocess.Popen | None:
-        """Give run `rid` to a live spare (its log becomes the run's); None if there is none."""
+    def _hand_to_spare(self, job: _Job, path: Path) -> subprocess.Popen | None:
+        """Give `job` to a live spare (its log becomes the job's); None if there is none."""
         while self._spares:
             spare = self._spares.pop(0)
             if spare.proc.poll() is not None:
                 continue
             try:
-                spare.proc.stdin.write(f"{rid}\n".encode())
+                spare.proc.stdin.write((" ".join(map(str, job.run_ids)) + "\n").encode())
                 spare.proc.stdin.close()
             except (OSError, ValueError):  # it died just now
                 _kill_quietly(spare.proc)
@@ -745,7 +815,7 @@ class JobManager:
         """Record workers that exited; SIGKILL stopped ones overdue (all stopped ones if
         `kill_now`). Caller holds the lock."""
         now = time.monotonic()
-        for rid, job in list(self._jobs.items()):
+        for jid, job in list(self._jobs.items()):
             code = job.proc.poll()
             if code is None:
                 overdue = job.stop_at is not None and (kill_now or now - job.stop_at > self.kill_after)
@@ -758,36 +828,41 @@ class JobManager:
                 continue
             try:
                 self._record_exit(job, code)
-            except KeyError:
-                pass  # the run was deleted while it trained
             except Exception:  # noqa: BLE001 - e.g. the file stayed locked: retry next poll
-                log.exception("agd_viz job scheduler: could not record the end of run %s", rid)
+                log.exception("agd_viz job scheduler: could not record the end of job %s", jid)
                 continue
-            del self._jobs[rid]
+            del self._jobs[jid]
 
     def _record_exit(self, job: _Job, code: int) -> None:
-        """Give the run a final status if its worker could not: killed, crashed before its own
-        error handling, or stopped by us before it installed its signal handler."""
-        row = self.store.get_run(job.run_id)
-        if row is None:
-            return
-        status, rid = row["status"], job.run_id
-        if status not in ACTIVE_STATUSES:
-            if status == CANCELLED and job.stop_reason == "shutdown" and not row["cancel_requested"]:
-                # Stopped because the server is going away, not by a user: say so.
-                self.store.set_status(rid, INTERRUPTED, error="the app shut down before this run finished")
-            return
-        if job.stop_reason == "cancel":
-            note = f"did not stop within {self.kill_after:g} s and was killed" if job.killed else None
-            self.store.finish_run(rid, CANCELLED, summary=row["summary"], error=note)
-            return
-        if job.stop_reason == "shutdown":
-            self.store.finish_run(rid, INTERRUPTED, summary=row["summary"],
-                                  error="the app shut down before this run finished")
-            return
+        """Give each run of the job a final status if its worker could not: killed, crashed before
+        its own error handling, or stopped by us before it installed its signal handler."""
+        crash = None
+        for rid in job.run_ids:
+            row = self.store.get_run(rid)
+            if row is None:  # deleted while it trained
+                continue
+            status = row["status"]
+            try:
+                if status not in ACTIVE_STATUSES:
+                    if status == CANCELLED and job.stop_reason == "shutdown" and not row["cancel_requested"]:
+                        # Stopped because the server is going away, not by a user: say so.
+                        self.store.set_status(rid, INTERRUPTED, error="the app shut down before this run finished")
+                elif job.stop_reason == "cancel":
+                    note = f"did not stop within {self.kill_after:g} s and was killed" if job.killed else None
+                    self.store.finish_run(rid, CANCELLED, summary=row["summary"], error=note)
+                elif job.stop_reason == "shutdown":
+                    self.store.finish_run(rid, INTERRUPTED, summary=row["summary"],
+                                          error="the app shut down before this run finished")
+                else:
+                    crash = crash or self._crash_text(job, code)
+                    self.store.finish_run(rid, FAILED, summary=row["summary"], error=crash)
+            except KeyError:
+                pass  # deleted just now
+
+    def _crash_text(self, job: _Job, code: int) -> str:
+        """Why a worker ended before its runs did: the signal or exit code, and its last words."""
         if code < 0:
-            name = signal_name(-code)
-            text = f"worker was killed by signal {name}"
+            text = f"worker was killed by signal {signal_name(-code)}"
             if -code == signal.SIGKILL:
                 text += " (by a user, or by the system when memory ran out)"
         else:
@@ -795,63 +870,89 @@ class JobManager:
         tail = _tail(job.log)
         if tail:
             text += f"\nlast lines of {job.log}:\n{tail}"
-        self.store.finish_run(rid, FAILED, summary=row["summary"], error=text)
+        return text
 
     def _schedule(self) -> None:
-        """Start queued runs while slots are free. Caller holds the lock."""
+        """Start queued jobs while there is room (`place`), in FIFO order. Caller holds the lock."""
         if self._closed:
             return
-        while self._queue and len(self._jobs) < self.max_workers:
-            rid = self._queue[0]
-            row = self.store.get_run(rid)  # if this raises, the run stays first in line
+        while self._queue:
+            job = self._queue[0]
+            if not self._drop_gone(job):
+                self._queue.pop(0)
+                continue
+            where = self._place(job)
+            if where is None:
+                return  # first in line waits for room; nothing overtakes it
             self._queue.pop(0)
+            try:
+                self._start(job, where)
+            except OSError as exc:  # python missing, fork failed: this job fails, others go on
+                for rid in job.run_ids:
+                    self.store.finish_run(rid, FAILED, error=f"could not start a worker: {exc}")
+
+    def _drop_gone(self, job: _Job) -> bool:
+        """Read the job's rows again: drop runs deleted or ended by someone else meanwhile, end the
+        ones flagged for cancelling; whether any run is left to start. If reading raises, the job
+        stays first in line."""
+        rows = {rid: self.store.get_run(rid) for rid in job.run_ids}
+        left = []
+        for rid, row in rows.items():
             if row is None or row["status"] != QUEUED:
-                continue  # deleted, or finished by someone else meanwhile
+                continue
             if row["cancel_requested"]:
                 self.store.finish_run(rid, CANCELLED, error="cancelled before it started")
                 continue
-            try:
-                self._start(rid, row)
-            except OSError as exc:  # python missing, fork failed: this run fails, others go on
-                self.store.finish_run(rid, FAILED, error=f"could not start a worker: {exc}")
+            left.append(rid)
+        job.run_ids = left
+        return bool(left)
 
-    def _start(self, rid: int, row: dict) -> None:
-        used = {j.slot for j in self._jobs.values()}
-        slot = next(k for k in range(len(used) + 1) if k not in used)
-        path = log_path(self.db_path, rid)
+    def _place(self, job: _Job) -> int | None:
+        """Where `job` may start now (`place`), from this machine's GPUs and their budgets."""
+        gpus = detect_gpus(self.python)  # cached; the scheduler thread resolved it at start
+        memory = _GPU_MEMORY[0] if _GPU_MEMORY else None
+        return place(job.memory, [(j.where, j.memory) for j in self._jobs.values()], gpus=gpus,
+                     budget=spec_mod.budget_bytes(_gpu_kind() if gpus else "cpu", memory),
+                     per_gpu=jobs_per_gpu(), max_jobs=self.max_workers, on_gpu=job.on_gpu)
+
+    def _start(self, job: _Job, where: int) -> None:
+        path = log_path(self.db_path, job.id)
         path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [self.python, "-m", WORKER_MODULE, "--run-id", str(rid), "--db", str(self.db_path),
-               "--parent-pid", str(self.pid), "--quiet"]
-        proc = self._hand_to_spare(rid, path) if detect_gpus(self.python) <= 1 else None
+        cmd = [self.python, "-m", WORKER_MODULE, *(a for r in job.run_ids for a in ("--run-id", str(r))),
+               "--db", str(self.db_path), "--parent-pid", str(self.pid), "--quiet"]
+        job.where = where
+        proc = self._hand_to_spare(job, path) if detect_gpus(self.python) <= 1 else None
         if proc is None:
             with open(path, "ab") as logf:
                 logf.write(f"$ {' '.join(cmd)}\n".encode())
                 logf.flush()
                 proc = subprocess.Popen(
                     cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                    env=self._worker_env(slot, row), cwd=str(PACKAGE_ROOT),
+                    env=self._worker_env(job), cwd=str(PACKAGE_ROOT),
                     # Own session: a Ctrl-C in the server's terminal reaches the server, whose exit
                     # handler stops the workers, instead of killing them mid-write.
                     start_new_session=True, close_fds=True,
                 )
             self._renice(proc.pid)
-        self._jobs[rid] = _Job(rid, proc, slot, path)
+        job.proc, job.log, job.started = proc, path, time.monotonic()
+        self._jobs[job.id] = job
         # Running from now on, owned by the worker's pid; the worker re-stamps started and
         # records its device when it gets going.
-        self.store.set_status(rid, RUNNING, pid=proc.pid)
+        for rid in job.run_ids:
+            self.store.set_status(rid, RUNNING, pid=proc.pid)
 
-    def _worker_env(self, slot: int, row: dict) -> dict:
+    def _worker_env(self, job: _Job | None) -> dict:
         env = dict(os.environ)
         # `-m agd_viz.worker` must find this very package, whatever the server's working directory.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         if "OMP_NUM_THREADS" not in env:
-            env["OMP_NUM_THREADS"] = str(worker_threads(self.max_workers))
+            env["OMP_NUM_THREADS"] = str(worker_threads(min(self.max_workers, os.cpu_count() or 1)))
         gpus = detect_gpus(self.python)  # cached; the scheduler thread resolved it at start
-        if gpus > 1 and (row.get("spec") or {}).get("device", "auto") in ("auto", "cuda"):
+        if gpus > 1 and job is not None and job.where != CPU:
             visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
             visible = visible or [str(k) for k in range(gpus)]
-            env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+            env["CUDA_VISIBLE_DEVICES"] = visible[job.where % len(visible)]
         env.update(self.extra_env)
         return env
 
@@ -865,8 +966,7 @@ class JobManager:
         for m in list(_LIVE):
             if not m._closed:
                 with m._lock:
-                    mine.update(m._queue)
-                    mine.update(m._jobs)
+                    mine.update(r for job in (*m._queue, *m._jobs.values()) for r in job.run_ids)
         lost = []
         for row in self.store.list_runs(status=list(ACTIVE_STATUSES)):
             rid, pid, status = row["id"], row["pid"], row["status"]
@@ -904,19 +1004,20 @@ class JobManager:
             self._stop_spares()
             status = CANCELLED if cancel_running else INTERRUPTED
             reason = "cancel" if cancel_running else "shutdown"
-            for rid in self._queue:
+            for rid in (r for job in self._queue for r in job.run_ids):
                 try:
                     self.store.finish_run(rid, status, error="the app shut down before this run started"
                                           if not cancel_running else "cancelled before it started")
                 except KeyError:
                     pass
             self._queue.clear()
-            for rid, job in self._jobs.items():
+            for job in self._jobs.values():
                 if cancel_running:
-                    try:
-                        self.store.request_cancel(rid)
-                    except Exception:  # noqa: BLE001 - stopping matters more than the flag
-                        pass
+                    for rid in job.run_ids:
+                        try:
+                            self.store.request_cancel(rid)
+                        except Exception:  # noqa: BLE001 - stopping matters more than the flag
+                            pass
                 self._terminate(job, reason)
         deadline = time.monotonic() + timeout
         while True:
@@ -947,4 +1048,4 @@ class JobManager:
         self.shutdown()
 
     def __repr__(self) -> str:
-        return f"JobManager({str(self.db_path)!r}, running={len(self._jobs)}, queued={len(self._queue)})"
+        return f"JobManager({str(self.db_path)!r}, jobs running={len(self._jobs)}, queued={len(self._queue)})"

@@ -99,7 +99,9 @@ def test_a_comparison_trains_in_the_background_to_finished(manager):
         assert row["device"] in ("cpu", "cuda", "mps")  # "auto" resolved by the worker
         assert row["step"] == 40
         assert list(m.store.metrics(rid)["step"]) == list(range(41))
-        assert "-m agd_viz.worker --run-id" in log_path(m.db_path, rid).read_text()
+    # One job: both optimisers in one worker process, side by side
+    assert f"-m agd_viz.worker --run-id {ids[0]} --run-id {ids[1]}" in log_path(m.db_path, ids[0]).read_text()
+    assert m.store.get_run(ids[0])["pid"] == m.store.get_run(ids[1])["pid"]
     assert m.store.get_run(ids[1])["label"] == "adam lr=0.001"
     wait_for(lambda: not m.active_runs(), 15, "the workers to exit and be reaped")
 
@@ -123,41 +125,60 @@ def test_cancel_stops_a_running_worker_within_2_s_and_keeps_its_metrics(manager)
     assert not m.cancel(rid)  # already over
 
 
-def test_a_worker_killed_by_sigkill_fails_with_a_reason_and_the_other_run_carries_on(manager):
+def test_a_worker_killed_by_sigkill_fails_every_run_of_its_job_and_the_other_job_carries_on(manager):
     m = manager(max_workers=2)
     _, [a, b] = m.submit(spec(optimizers=("agd", "sgd"), steps=LONG, metrics="none"))
-    wait_for(lambda: step_of(m, a) > 0 and step_of(m, b) > 0, 30, "both runs to make progress")
+    _, [c] = m.submit(spec(optimizers=("adam",), steps=LONG, metrics="none"))
+    wait_for(lambda: all(step_of(m, r) > 0 for r in (a, b, c)), 30, "every run to make progress")
+    assert m.worker_pid(a) == m.worker_pid(b) != m.worker_pid(c)
     os.kill(m.worker_pid(a), signal.SIGKILL)
 
-    wait_for(lambda: status(m, a) == "failed", 5, "the killed run to be marked failed")
-    row = m.store.get_run(a)
-    assert "killed by signal SIGKILL" in row["error"]
-    assert len(m.store.metrics(a)) > 1  # what it wrote before dying is still there
-    before = step_of(m, b)
-    wait_for(lambda: step_of(m, b) > before, 10, "the other run to keep training")
-    assert status(m, b) == "running"
-    m.cancel(b)
-    wait_for(lambda: status(m, b) == "cancelled", 5, "the other run to stop")
+    wait_for(lambda: status(m, a) == status(m, b) == "failed", 5, "the killed job's runs to be marked failed")
+    for r in (a, b):
+        assert "killed by signal SIGKILL" in m.store.get_run(r)["error"]
+        assert len(m.store.metrics(r)) > 1  # what it wrote before dying is still there
+    before = step_of(m, c)
+    wait_for(lambda: step_of(m, c) > before, 10, "the other job to keep training")
+    assert status(m, c) == "running"
+    m.cancel(c)
+    wait_for(lambda: status(m, c) == "cancelled", 5, "the other job to stop")
 
 
-def test_with_a_cap_of_one_runs_wait_and_start_in_submit_order(manager):
+def test_cancelling_one_run_of_a_comparison_stops_only_it(manager):
+    m = manager(max_workers=1)
+    _, [a, b] = m.submit(spec(optimizers=("agd", "sgd"), steps=LONG, metrics="none"))
+    wait_for(lambda: step_of(m, a) > 0 and step_of(m, b) > 0, 30, "both runs to make progress")
+    pid = m.worker_pid(a)
+    assert m.cancel(b)
+    wait_for(lambda: status(m, b) == "cancelled", 3, "the cancelled run to stop")
+    assert m.store.get_run(b)["error"] is None
+    before = step_of(m, a)
+    wait_for(lambda: step_of(m, a) > before + 5, 10, "its partner to train on in the same worker")
+    assert status(m, a) == "running" and m.worker_pid(a) == pid and _pid_alive(pid)
+    assert m.cancel(a)  # the last run: now the process itself is stopped
+    wait_for(lambda: status(m, a) == "cancelled", 3, "the last run to stop")
+    wait_for(lambda: not _pid_alive(pid), 5, "the worker to exit")
+
+
+def test_with_a_cap_of_one_a_comparison_trains_side_by_side_and_jobs_wait_in_submit_order(manager):
     m = manager(max_workers=1)
     _, [a, b] = m.submit(spec(optimizers=("agd", "adam:lr=1e-3")))
     _, [c] = m.submit(spec(optimizers=("sgd",)))
-    assert m.queue_positions() == {b: 1, c: 2}
-    prog = m.progress([a, b, c])
-    assert [prog[r]["queue_position"] for r in (a, b, c)] == [None, 1, 2]
-    assert prog[b]["status"] == "queued"
+    _, [d] = m.submit(spec(optimizers=("sgd:lr=0.01",)))
+    assert m.queue_positions() == {c: 1, d: 2}
+    prog = m.progress([a, b, c, d])
+    assert [prog[r]["queue_position"] for r in (a, b, c, d)] == [None, None, 1, 2]
+    assert prog[a]["status"] == prog[b]["status"] == "running"  # one slot, both optimisers
 
     assert m.cancel(c)  # a queued run is cancelled at once and never starts
     row = m.store.get_run(c)
     assert row["status"] == "cancelled" and row["started"] is None
-    assert m.queue_position(b) == 1
+    assert m.queue_position(d) == 1
 
-    wait_for(lambda: all_final(m, [a, b]), 60, "the queue to drain")
-    ra, rb = m.store.get_run(a), m.store.get_run(b)
-    assert ra["status"] == rb["status"] == "finished"
-    assert rb["started"] >= ra["ended"]  # b waited for a's slot
+    wait_for(lambda: all_final(m, [a, b, d]), 60, "the queue to drain")
+    ra, rb, rd = (m.store.get_run(r) for r in (a, b, d))
+    assert ra["status"] == rb["status"] == rd["status"] == "finished"
+    assert rd["started"] >= max(ra["ended"], rb["ended"])  # d waited for the comparison's slot
 
 
 def test_a_server_restart_interrupts_the_dead_servers_runs_and_orphans_exit_by_themselves(tmp_path):
@@ -171,8 +192,8 @@ def test_a_server_restart_interrupts_the_dead_servers_runs_and_orphans_exit_by_t
         from agd_viz.jobs import JobManager
         from agd_viz.spec import RunSpec
         m = JobManager(sys.argv[1], max_workers=2, env={"OMP_NUM_THREADS": "1"})
-        _, ids = m.submit(RunSpec(dataset="digits", depth=2, width=16, steps=1_000_000, device="cpu",
-                                  metrics="none", optimizers=("agd", "sgd", "adam")))
+        ids = [m.submit(RunSpec(dataset="digits", depth=2, width=16, steps=1_000_000, device="cpu",
+                                metrics="none", optimizers=(o,)))[1][0] for o in ("agd", "sgd", "adam")]
         print(json.dumps({"ids": ids, "pids": [m.worker_pid(r) for r in ids[:2]]}), flush=True)
         time.sleep(120)
         """
@@ -240,7 +261,8 @@ def test_cancel_requested_through_the_store_drops_a_queued_run(manager, tmp_path
     """Another server or the CLI can only flag a run; the owning manager honours it before starting."""
     sleeper = fake_python(tmp_path, "exec sleep 60")
     m = manager(max_workers=1, python=sleeper)
-    _, [a, b] = m.submit(spec(optimizers=("agd", "sgd")))
+    _, [a] = m.submit(spec(optimizers=("agd",)))
+    _, [b] = m.submit(spec(optimizers=("sgd",)))
     Store(m.db_path).request_cancel(b)
     m.cancel(a)
     wait_for(lambda: status(m, b) == "cancelled", 5, "the flagged queued run to be cancelled")
@@ -250,7 +272,8 @@ def test_cancel_requested_through_the_store_drops_a_queued_run(manager, tmp_path
 def test_shutdown_for_exit_interrupts_and_shutdown_to_stop_cancels(manager, tmp_path):
     sleeper = fake_python(tmp_path, "exec sleep 60")
     m1 = manager(max_workers=1, python=sleeper)
-    _, [a, b] = m1.submit(spec(optimizers=("agd", "sgd")))
+    _, [a] = m1.submit(spec(optimizers=("agd",)))
+    _, [b] = m1.submit(spec(optimizers=("sgd",)))
     # A second live manager in the same process does not take the first one's queued run.
     m2 = manager(max_workers=1, python=sleeper)
     assert m2.recovered == [] and status(m1, b) == "queued"
@@ -322,7 +345,7 @@ def test_default_cap(monkeypatch, tmp_path):
     import torch
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    assert default_max_workers() == (gpus or max(1, (os.cpu_count() or 1) // 2))
+    assert default_max_workers() == (gpus * 4 if gpus else max(1, (os.cpu_count() or 1) // 2))
 
 
 # ------------------------------------------------------------------------------------------------

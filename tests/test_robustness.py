@@ -129,42 +129,49 @@ def training(store, n_runs: int, min_step: int = 20):
 def test_app_killed_mid_run_loses_nothing_and_power_cut_recovers(tmp_path):
     db, log = tmp_path / "runs.db", tmp_path / "streamlit.log"
     try:
-        # 1. A worker dies (SIGKILL, as the OOM killer would), then the server dies (SIGKILL).
+        # 1. A worker dies (SIGKILL, as the OOM killer would), then the server dies (SIGKILL). Two
+        #    attendees' comparisons train, one worker each (a job trains a comparison's runs).
         with server(db, log) as (url, proc):
             start_comparison(url)
+            start_comparison(url)
             store = Store(db)
-            a, b = wait_for(lambda: training(store, 2), 90, "both runs to train")
-            os.kill(a["pid"], signal.SIGKILL)
-            wait_for(lambda: store.get_run(a["id"])["status"] == "failed", 10, "the killed worker's run to fail")
-            assert "killed by signal SIGKILL" in store.get_run(a["id"])["error"]
-            committed_a = contiguous(store, a["id"])
-            before = store.get_run(b["id"])["step"]
-            wait_for(lambda: store.get_run(b["id"])["step"] > before, 15, "the other run to carry on")
+            a1, b1, a2, b2 = wait_for(lambda: training(store, 4), 90, "both comparisons to train")
+            assert a1["pid"] == b1["pid"] != a2["pid"] == b2["pid"]
+            os.kill(a1["pid"], signal.SIGKILL)
+            for r in (a1, b1):
+                wait_for(lambda: store.get_run(r["id"])["status"] == "failed", 10, "the killed job's runs to fail")
+                assert "killed by signal SIGKILL" in store.get_run(r["id"])["error"]
+            committed = {r["id"]: contiguous(store, r["id"]) for r in (a1, b1)}
+            before = store.get_run(b2["id"])["step"]
+            wait_for(lambda: store.get_run(b2["id"])["step"] > before, 15, "the other comparison to carry on")
 
-            committed_b = contiguous(store, b["id"])
+            committed.update({r["id"]: contiguous(store, r["id"]) for r in (a2, b2)})
             proc.kill()  # the app server, mid-run
             proc.wait(5)
-            wait_for(lambda: not _pid_alive(b["pid"]), 10, "the orphaned worker to exit by itself")
-            row = wait_for(lambda: (r := store.get_run(b["id"]))["status"] in FINAL and r, 5, "its run to end")
-            assert row["status"] == "interrupted" and "exited" in row["error"]
+            wait_for(lambda: not _pid_alive(a2["pid"]), 10, "the orphaned worker to exit by itself")
+            for r in (a2, b2):
+                row = wait_for(lambda: (x := store.get_run(r["id"]))["status"] in FINAL and x, 5, "its runs to end")
+                assert row["status"] == "interrupted" and "exited" in row["error"]
             store.close()
 
         # 2. Restart: the store opens, everything committed before the kills is there, the page
         #    says what happened; then the power is pulled (server and workers at once).
         assert integrity(db) == "ok"
         with server(db, log) as (url, proc):
-            with Session(url, query="group=1") as s:  # the comparison's link (a new session starts clean)
-                page = s.run()
-                assert not page.exceptions, page.exceptions
-                assert "Comparison 1" in page.texts
-                alerts = " ".join(page.alerts)
-                assert "Failed: worker was killed by signal SIGKILL" in alerts and "Interrupted:" in alerts
+            for group, words in ((a1["group_id"], "Failed: worker was killed by signal SIGKILL"),
+                                 (a2["group_id"], "Interrupted:")):
+                with Session(url, query=f"group={group}") as s:  # its link (a new session starts clean)
+                    page = s.run()
+                    assert not page.exceptions, page.exceptions
+                    assert f"Comparison {group}" in page.texts
+                    assert " ".join(page.alerts).count(words) == 2  # both runs of the comparison
             store = Store(db)
-            assert contiguous(store, a["id"]) == committed_a and contiguous(store, b["id"]) >= committed_b
+            for rid, step in committed.items():
+                assert contiguous(store, rid) >= step
             start_comparison(url)
-            c, d = wait_for(lambda: training(store, 2), 90, "the second comparison to train")
+            c, d = wait_for(lambda: training(store, 2), 90, "the new comparison to train")
             committed = {r["id"]: contiguous(store, r["id"]) for r in (c, d)}
-            for pid in (proc.pid, c["pid"], d["pid"]):
+            for pid in (proc.pid, c["pid"]):  # the server and the comparison's one worker
                 os.kill(pid, signal.SIGKILL)
             proc.wait(5)
             store.close()
