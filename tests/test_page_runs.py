@@ -1,10 +1,16 @@
 """AppTest of the Runs page under the app's navigation: the table with its filters and sort, the
-?run= deep link overlaying runs on any metric, the exports and re-run command, deleting with a
-confirmation (a running run is stopped first), names shown as text only."""
+?run= deep link putting runs on a dashboard of several metrics, final values against a setting,
+the exports and re-run command, the page's state in its link, deleting with a confirmation (a
+running run is stopped first), names shown as text only."""
 
+import csv
+import io
 import json
 import re
+import shlex
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from agd_viz import cli, jobs
 from agd_viz.store import Store
-from agd_viz.train import RunSpec
+from agd_viz.spec import RunSpec
+from agd_viz.views import runs as rv
 from apptest_util import app_store, clean, figures, open_page
 
 # Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
@@ -56,6 +63,11 @@ def table_ids(at) -> list[int]:
     return [int(i) for i in at.dataframe[0].value["id"]]
 
 
+def chart(at, key: str) -> dict:
+    (el,) = [c for c in at.get("plotly_chart") if c.key == key]
+    return json.loads(el.proto.spec)
+
+
 # -------------------------------------------------------------------------------------------------
 
 
@@ -63,7 +75,7 @@ def test_the_table_lists_filters_and_sorts_the_runs(db):
     at = clean(runs_page())
     assert texts(at.title) == ["Runs"]
     assert table_ids(at) == [4, 3, 2, 1] and "4 of 4 runs shown" in texts(at.caption)
-    assert not at.get("plotly_chart")  # nothing selected, nothing overlaid
+    assert [c.key for c in at.get("plotly_chart")] == ["rn_hparams"]  # nothing selected, no dashboard
 
     at.multiselect(key="rn_f_opt").set_value(["adam lr=0.01"]).run()
     assert table_ids(at) == [2]
@@ -87,41 +99,92 @@ def test_the_table_lists_filters_and_sorts_the_runs(db):
     assert not any("<b>" in m for m in texts(at.markdown))
 
 
-def test_a_link_overlays_its_runs_with_exports_and_rerun_commands(db):
+def test_a_link_puts_its_runs_on_a_dashboard_with_exports_and_rerun_commands(db, tmp_path):
     at = clean(runs_page({"run": "1,2"}))
     assert at.multiselect(key="rn_sel").value == [1, 2]
-    (fig,) = figures(at)
-    assert [t["name"] for t in fig["data"]] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"]
-    config = json.loads(at.get("plotly_chart")[0].proto.config)
+    assert at.dataframe[0].proto.selection_mode  # the table offers ticking rows
+    fig = chart(at, "rn_chart")  # the default dashboard: loss and accuracy, one shared step axis
+    assert [t["name"] for t in fig["data"]] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"] * 2
+    assert {t["yaxis"] for t in fig["data"]} == {"y", "y2"} and {t.get("xaxis", "x") for t in fig["data"]} == {"x"}
+    assert fig["layout"]["yaxis2"]["anchor"] == "x"  # zooming one panel zooms both
+    config = json.loads([c for c in at.get("plotly_chart") if c.key == "rn_chart"][0].proto.config)
     assert config["toImageButtonOptions"]["format"] == "png" and config["displayModeBar"]
     assert [b.proto.label for b in at.get("download_button")] == ["Metrics as CSV", "Metrics as JSON"]
 
-    commands = [c.value for c in at.code if c.value.startswith("python -m agd_viz train")]
+    commands = [c.value for c in at.code if "python -m agd_viz train" in c.value]
     assert len(commands) == 2
     for command, rid in zip(commands, (1, 2)):
         spec = Store(db).get_run(rid)["spec"]
-        assert cli._spec_from_args(cli.build_parser().parse_args(command.split()[3:])) == RunSpec.from_dict(spec)
+        cd, train = command.split(" && ")
+        assert cd == f"cd {shlex.quote(str(ROOT))}" and f"--db {db}" in train
+        args = cli.build_parser().parse_args(shlex.split(train)[3:])
+        assert cli._spec_from_args(args) == RunSpec.from_dict(spec)
     specs = [json.loads(c.value) for c in at.code if c.language == "json"]
     assert [s["optimizers"] for s in specs] == [["agd"], ["adam:lr=1e-2"]]
     assert f"Name: {NAME}" in texts(at.text)  # st.text: shown literally
 
-    # any metric: a per-layer one with a layer picked, smoothed, on wall time, in SVG
-    at.selectbox(key="rn_metric").set_value("w_spec_scaled").run()
+    # a per-layer metric alone: a layer picked, smoothed, on wall time, in SVG
+    at.multiselect(key="rn_metrics").set_value(["w_spec_scaled"]).run()
     assert at.multiselect(key="rn_layers").options == ["0", "1", "2"]
     at.multiselect(key="rn_layers").set_value([2])
     at.slider(key="rn_smooth").set_value(0.5)
     at.radio(key="rn_x").set_value("time")
     at.toggle(key="rn_logy").set_value(True)
     at.radio(key="rn_img").set_value("svg").run()
-    (fig,) = figures(clean(at))
+    fig = chart(clean(at), "rn_chart")
     assert len(fig["data"]) == 2  # layer 2 of each run
     assert fig["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
     assert fig["layout"]["yaxis"]["type"] == "log" and "EMA 0.5" in fig["layout"]["yaxis"]["title"]["text"]
-    assert json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
+    config = json.loads([c for c in at.get("plotly_chart") if c.key == "rn_chart"][0].proto.config)
+    assert config["toImageButtonOptions"]["format"] == "svg"
 
-    # picking more runs rewrites the link
+    # picking more runs rewrites the link, which keeps only what differs from the defaults
     at.multiselect(key="rn_sel").set_value([1, 2, 3]).run()
-    assert at.query_params["run"] == "1,2,3"
+    assert at.query_params["run"] == "1,2,3" and at.query_params["metric"] == "w_spec_scaled"
+    assert at.query_params["x"] == "time" and at.query_params["logy"] == "1" and "sort" not in at.query_params
+
+    # the re-run command works from another folder and lands in the store it names
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    out = subprocess.run(["bash", "-c", commands[0].replace("--quiet", "") + " --quiet --json"], cwd=other,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    again = Store(db).get_run(json.loads(out.stdout)[0]["run_id"])
+    assert RunSpec.from_dict(again["spec"]) == RunSpec.from_dict(Store(db).get_run(1)["spec"])
+
+
+def test_the_csv_export_carries_each_runs_settings(db):
+    rows = list(csv.DictReader(io.StringIO(rv.export_csv(Store(db), [1, 3]))))
+    first = rows[0]
+    assert (first["run_id"], first["dataset"], first["depth"], first["width"], first["optimizer"]) == \
+        ("1", "digits", "3", "16", "agd")
+    depth = Store(db).get_run(3)["spec"]["depth"]
+    assert {r["depth"] for r in rows if r["run_id"] == "3"} == {str(depth)} and first["status"] == "finished"
+
+
+def test_a_reloaded_link_restores_filters_sort_and_charts_and_ticks_its_runs(db):
+    at = clean(runs_page({"run": "1", "dataset": "digits", "depth": "3", "sort": "width", "asc": "1",
+                          "metric": "loss,eta", "hx": "depth", "hm": "final_test_acc"}))
+    assert at.multiselect(key="rn_f_depth").value == [3] and at.selectbox(key="rn_sort").value == "width"
+    assert at.toggle(key="rn_asc").value and at.multiselect(key="rn_metrics").value == ["loss", "eta"]
+    assert at.selectbox(key="rn_hp_x").value == "depth"
+    ids = table_ids(at)
+    assert sorted(ids) == [1, 2]
+    assert json.loads(at.dataframe[0].proto.selection_default)["selection"]["rows"] == [ids.index(1)]
+    bad = clean(runs_page({"depth": "x", "sort": "nope", "smooth": "5"}))
+    notes = " ".join(texts(bad.warning))
+    assert "depth='x'" in notes and "sort='nope'" in notes and "smooth='5'" in notes
+    assert bad.selectbox(key="rn_sort").value == "id"
+
+
+def test_final_values_against_a_setting_average_seeds_and_keep_networks_apart(db):
+    at = clean(runs_page())
+    at.selectbox(key="rn_hp_x").set_value("depth").run()
+    fig = chart(at, "rn_hparams")
+    lines = [t for t in fig["data"] if t.get("mode") == "lines+markers"]
+    assert fig["layout"]["xaxis"]["type"] == "log"
+    names = sorted(t["name"] for t in lines)
+    assert names == ["adam lr=0.01 · width 16", "agd · width 16", "agd · width 8"]
 
 
 def test_a_link_with_bad_runs_says_so(db):

@@ -60,6 +60,9 @@ def test_run_link_parsing():
     assert rv.parse_run_param("3") == ([3], [])
     assert rv.parse_run_param("1,2, 2 ,x,-4") == ([1, 2], ["x", "-4"])
     assert rv.parse_run_param(None) == ([], [])
+    # digits that are not ASCII, and numbers too long to be a run id, are refused, never raised on
+    assert rv.parse_run_param("²") == ([], ["²"]) and rv.parse_run_param("1,²,①") == ([1], ["²", "①"])
+    assert rv.parse_run_param("9" * 4300)[0] == [] and rv.parse_run_param("9223372036854775808")[0] == []
     assert len(rv.parse_run_param(",".join(map(str, range(1, 50))))[0]) == rv.MAX_LINKED
     assert rv.format_run_param([1, 2]) == "1,2"
 
@@ -114,3 +117,22 @@ def test_delete_plan_keeps_running_runs_apart():
             {"id": 2, "status": "running", "label": "adam lr=0.001", "optimizer": "adam:lr=1e-3"}]
     assert rv.split_active(rows, [1, 2, 9]) == ([2], [1])
     assert rv.describe_runs(rows, [1, 2]) == "#1 agd (finished), #2 adam lr=0.001 (running)"
+
+
+def test_final_values_group_seeds_and_name_what_varies():
+    def row(rid, opt, depth, seed, acc, status="finished"):
+        return {"id": rid, "optimizer": opt, "label": None, "status": status,
+                "spec": {"dataset": "digits", "depth": depth, "width": 16, "batch_size": 32, "steps": 10,
+                         "seed": seed, "optimizers": [opt]},
+                "summary": {"final_train_acc": acc}}
+
+    rows = [row(1, "agd", 2, 0, 0.9), row(2, "agd", 2, 1, 0.7), row(3, "agd", 4, 0, 0.95),
+            row(4, "adam:lr=1e-3", 4, 0, 0.5), row(5, "adam:lr=1e-3", 4, 1, float("nan")),
+            row(6, "adam:lr=1e-3", 2, 0, 0.1, status="diverged")]
+    df = rv.hparam_frame(rows, "depth", "final_train_acc").set_index(["line", "x"])
+    assert df.loc[("agd", 2), ["mean", "lo", "hi", "n"]].tolist() == pytest.approx([0.8, 0.7, 0.9, 2])
+    assert df.loc[("adam lr=0.001", 4), "n"] == 1  # the NaN and the diverged run are left out
+    by_opt = rv.hparam_frame(rows, "optimizer", "final_train_acc")
+    assert set(by_opt["line"]) == {"depth 2", "depth 4"}  # what varies besides the optimiser
+    with pytest.raises(ValueError, match="x must be one of"):
+        rv.hparam_frame(rows, "seed", "final_train_acc")

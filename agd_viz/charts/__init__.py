@@ -12,6 +12,7 @@ The modules, by kind of figure:
     sweep     depth × width grids (clickable cells, statuses, best rate)
     boundary  decision boundaries of 2-D toy data sets
     live      the Live page's set of figures
+    explore   many runs at once: a dashboard of metrics on one axis, final values against a setting
 
 `from agd_viz import charts` gives every public builder below; the How AGD works figures are in
 `agd_viz.charts.explain`, imported by their page only.
@@ -28,6 +29,7 @@ from agd_viz.charts.common import (
     metric_name,
     presenter_style,
 )
+from agd_viz.charts.explore import dashboard_figure, hparam_figure
 from agd_viz.charts.layers import (
     HEATMAP_ROW_HEIGHT,
     MAX_HEATMAP_COLS,
@@ -66,6 +68,8 @@ __all__ = [
     "sweep_heatmaps",
     "best_rate_heatmaps",
     "all_live_figures",
+    "dashboard_figure",
+    "hparam_figure",
     "LIVE_FIGURES",
     "STATUS_TEXT",
     "WAITING",

@@ -12,10 +12,12 @@ import shlex
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from agd_viz import charts, fmt, optspec
 from agd_viz.store import ACTIVE_STATUSES, LAYER_METRICS, SCALAR_METRICS, STATUSES
+from agd_viz.views import links
 
 RUN_PARAM = "run"
 MAX_LINKED = 20  # runs one link may open: an overlay of more is unreadable anyway
@@ -143,7 +145,9 @@ def parse_run_param(raw: Any) -> tuple[list[int], list[str]]:
         raw = ",".join(str(x) for x in raw)
     ids, bad = [], []
     for tok in fmt.split_list(raw):
-        if tok.isdigit() and 0 < int(tok) < 2**62:
+        # ASCII digits only ("²".isdigit() is true, int("²") fails), and few enough of them to be a
+        # run id (a 4,300-digit number would fail int() and SQLite alike).
+        if tok.isascii() and tok.isdigit() and len(tok) <= 18 and 0 < int(tok) < 2**62:
             if int(tok) not in ids:
                 ids.append(int(tok))
         else:
@@ -159,9 +163,11 @@ def format_run_param(ids: Iterable[int]) -> str:
 # Re-running a run
 
 
-def rerun_command(spec: Mapping, optimizer: str | None = None) -> str:
-    """The `python -m agd_viz train ...` line that trains this run again, exactly: same data,
-    network, optimiser, seed, steps and cadence (`cli._spec_from_args` of it gives back the spec)."""
+def rerun_command(spec: Mapping, optimizer: str | None = None, root: str | None = None,
+                  db: str | None = None) -> str:
+    """The command that trains this run again, exactly: same data, network, optimiser, seed, steps
+    and cadence (the CLI's `train` of it gives back the spec). With `root` (the folder holding
+    agd_viz) it works from any folder; with `db` the new run lands in that store."""
     opts = [optimizer] if optimizer else list(spec.get("optimizers") or ["agd"])
     args = ["python", "-m", "agd_viz", "train",
             "--dataset", str(spec.get("dataset", "digits")),
@@ -179,7 +185,9 @@ def rerun_command(spec: Mapping, optimizer: str | None = None) -> str:
         args.append("--same-init")
     for k, v in sorted((spec.get("data_options") or {}).items()):
         args += ["--data-option", f"{k}={_option_text(v)}"]
-    return shlex.join(args)
+    if db:
+        args += ["--db", str(db)]
+    return (f"cd {shlex.quote(str(root))} && " if root else "") + shlex.join(args)
 
 
 def _option_text(v) -> str:
@@ -197,16 +205,35 @@ def spec_json(spec: Mapping) -> str:
 # Export
 
 
+CONFIG_COLUMNS = ("dataset", "arch", "depth", "width", "batch_size", "steps", "seed", "optimizer", "same_init",
+                  "metrics", "device")
+
+
+def config_columns(row: Mapping) -> dict:
+    """A run's settings as flat columns (its optimiser as the canonical spec, dataset options as
+    `data.<name>`), so an exported table can be grouped by them."""
+    spec = row.get("spec") or {}
+    out = {k: spec.get(k) for k in CONFIG_COLUMNS if k != "optimizer"}
+    parsed = optspec.try_parse(row.get("optimizer"))
+    out["optimizer"] = parsed.spec if parsed is not None else row.get("optimizer")
+    out.update({f"data.{k}": v for k, v in sorted((spec.get("data_options") or {}).items())})
+    return {"status": row.get("status"), **{k: out.get(k) for k in CONFIG_COLUMNS},
+            **{k: v for k, v in out.items() if k.startswith("data.")}}
+
+
 def export_csv(store, run_ids: Sequence[int]) -> str:
-    """Metrics of the runs as one CSV: a `run_id` column, then `Store.export_run`'s columns
-    (per step: the scalar metrics, then per-layer columns such as `w_fro[0]`)."""
+    """Metrics of the runs as one CSV: `run_id`, the run's settings (`config_columns`), then
+    `Store.export_run`'s columns (per step: the scalar metrics, then per-layer columns such as
+    `w_fro[0]`)."""
     import io
 
     frames = []
     for rid in run_ids:
         text = store.export_run(int(rid), "csv")
         df = pd.read_csv(io.StringIO(text))
-        df.insert(0, "run_id", int(rid))
+        config = config_columns(store.get_run(int(rid)) or {})
+        for k, (name, value) in enumerate([("run_id", int(rid)), *config.items()]):
+            df.insert(k, name, value)
         frames.append(df)
     if not frames:
         return ""
@@ -312,3 +339,83 @@ def describe_runs(rows: Sequence[Mapping], ids: Iterable[int], limit: int = 8) -
     more = len(parts) - limit
     text = ", ".join(parts[:limit])
     return f"{text} and {more} more" if more > 0 else text
+
+
+# -------------------------------------------------------------------------------------------------
+# Hyperparameters: a final value against one setting, across runs
+
+HPARAM_X = ("depth", "width", "batch_size", "optimizer")
+HPARAM_METRICS = ("final_train_acc", "final_test_acc", "final_train_loss", "final_test_loss", "mean_eta")
+# What else tells two runs apart; the seed never does (seeds of one setting are averaged).
+_SETTINGS = ("dataset", "arch", "depth", "width", "batch_size", "steps", "optimizer")
+
+
+def _settings(row: Mapping) -> dict:
+    spec = row.get("spec") or {}
+    out = {k: spec.get(k) for k in _SETTINGS if k != "optimizer"}
+    out["optimizer"] = label_of(row)
+    out.update({f"data.{k}": v for k, v in sorted((spec.get("data_options") or {}).items())})
+    return out
+
+
+def hparam_frame(rows: Sequence[Mapping], x: str, metric: str) -> pd.DataFrame:
+    """The final `metric` of finished runs against setting `x` (depth, width, batch_size or
+    optimizer): one row per (line, x) with the mean, lowest and highest value over the runs that
+    differ only in their seed, and how many there are. A line is the optimiser and whichever other
+    settings vary among these runs ("adam lr=0.001 · depth 8"), so runs of different networks are
+    never averaged together."""
+    if x not in HPARAM_X:
+        raise ValueError(f"x must be one of {', '.join(HPARAM_X)}, got {x!r}")
+    if metric not in HPARAM_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(HPARAM_METRICS)}, got {metric!r}")
+    cols = ["line", "optimizer", "x", "mean", "lo", "hi", "n"]
+    points = []
+    for r in rows:
+        value = _num((r.get("summary") or {}).get(metric))
+        if r.get("status") != "finished" or not math.isfinite(value):
+            continue
+        settings = _settings(r)
+        if settings.get(x) is None:
+            continue
+        points.append((settings, value))
+    if not points:
+        return pd.DataFrame(columns=cols)
+    keys = sorted({k for s, _ in points for k in s})
+    varying = [k for k in keys if k != x and len({repr(s.get(k)) for s, _ in points}) > 1]
+    groups: dict[tuple, list[float]] = {}
+    for s, value in points:
+        parts = [s["optimizer"]] if x != "optimizer" else []
+        parts += [f"{k.replace('_', ' ')} {s.get(k)}" for k in varying if k != "optimizer"]
+        line = " · ".join(parts) or "all runs"
+        groups.setdefault((line, s["optimizer"], s[x]), []).append(value)
+    out = [(line, opt, xv, float(np.mean(v)), float(np.min(v)), float(np.max(v)), len(v))
+           for (line, opt, xv), v in groups.items()]
+    return pd.DataFrame(out, columns=cols)
+
+
+# -------------------------------------------------------------------------------------------------
+# The page's link: filters, sort, charts (only what differs from the defaults)
+
+DASHBOARD_DEFAULT = ("loss", "acc")
+URL_PARAMS = (
+    links.Param("status", "rn_f_status", "list", ()),
+    links.Param("dataset", "rn_f_dataset", "list", ()),
+    links.Param("opt", "rn_f_opt", "list", ()),
+    links.Param("depth", "rn_f_depth", "ints", ()),
+    links.Param("width", "rn_f_width", "ints", ()),
+    links.Param("q", "rn_f_text", "text", ""),
+    links.Param("sort", "rn_sort", "choice", "id", SORTS),
+    links.Param("asc", "rn_asc", "bool", False),
+    links.Param("metric", "rn_metrics", "list", DASHBOARD_DEFAULT, tuple(METRICS)),
+    links.Param("smooth", "rn_smooth", "float", 0.0, lo=0.0, hi=0.99),
+    links.Param("logy", "rn_logy", "bool", False),
+    links.Param("x", "rn_x", "choice", "step", ("step", "time")),
+    links.Param("hx", "rn_hp_x", "choice", "width", HPARAM_X),
+    links.Param("hm", "rn_hp_metric", "choice", "final_train_acc", HPARAM_METRICS),
+)
+
+
+def link_choices(options: Mapping[str, list]) -> dict[str, list]:
+    """The values a link's filters may take: those of the runs there are (`filter_options`)."""
+    return {"status": options["statuses"], "dataset": options["datasets"], "opt": options["optimizers"],
+            "depth": options["depths"], "width": options["widths"]}
