@@ -10,7 +10,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from agd_viz import cli, jobs
 from agd_viz.store import Store
 from agd_viz.spec import RunSpec
 from agd_viz.views import runs as rv
-from apptest_util import app_store, clean, figures, open_page
+from apptest_util import app_store, clean, open_page
 
 # Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
 pytestmark = pytest.mark.slow
