@@ -155,7 +155,7 @@ else:
     ticked = [k for k, rid in enumerate(st.session_state["rn_table_ids"]) if rid in st.session_state.get(SEL, [])]
     st.dataframe(
         shown[list(rv.COLUMNS)], key=_table_key(), on_select=_on_table_select, selection_mode="multi-row",
-        selection_default={"selection": {"rows": ticked}},
+        selection_default={"selection": {"rows": ticked}}, placeholder="–",
         hide_index=True, width="stretch", height=min(420, 38 + 35 * max(len(shown), 1)),
         column_config={
             "id": st.column_config.NumberColumn("run", format="%d"),

@@ -138,9 +138,11 @@ def _cell_curves(store, df, cell: tuple[int, int], image: str) -> None:
         return
     runs, name = rv.run_data(store, rows), f"agd-sweep-cell-d{d}-w{w}"
     c1, c2 = st.columns(2)
-    c1.plotly_chart(charts.loss_figure(runs, "loss", "train", 0.0, True), key="sw_cell_loss", width="stretch",
+    # The minibatch values of every step (a sweep without per-layer metrics evaluates the full
+    # training set only at its start and end: two points).
+    c1.plotly_chart(charts.loss_figure(runs, "loss", "batch", 0.6, True), key="sw_cell_loss", width="stretch",
                     config=rv.image_config(image, f"{name}-loss"))
-    c2.plotly_chart(charts.loss_figure(runs, "acc", "train"), key="sw_cell_acc", width="stretch",
+    c2.plotly_chart(charts.loss_figure(runs, "acc", "batch", 0.6), key="sw_cell_acc", width="stretch",
                     config=rv.image_config(image, f"{name}-acc"))
     for r in rows:
         if r.get("error") and r["status"] != "finished":

@@ -558,7 +558,7 @@ def test_live_figures_for_4_runs_20k_steps_32_layers_fit_the_budget(big_runs):
 def test_scalar_figure_draws_any_metric_per_run_in_its_optimisers_colour():
     runs = make_runs(steps=200, n_layers=2, specs=("agd", "adam:lr=1e-3"))
     fig = valid(charts.scalar_figure(runs, "test_acc"))
-    lines = line_traces(fig)
+    lines = sorted(line_traces(fig), key=lambda t: t.legendrank)  # in the legend's order
     assert [t.name for t in lines] == ["agd", "adam lr=1e-3"]
     assert lines[0].line.color == color_for("agd") and lines[1].line.color == color_for("adam")
     # test_acc is logged every 50 steps: only those points are drawn
@@ -568,6 +568,22 @@ def test_scalar_figure_draws_any_metric_per_run_in_its_optimisers_colour():
     eta = valid(charts.scalar_figure(runs, "eta", x="time"))
     assert [t.name for t in line_traces(eta)] == ["agd"]  # Adam logs no η
     assert eta.layout.xaxis.title.text == "wall time (s)"
+
+
+@pytest.mark.parametrize("build", [
+    lambda runs: charts.loss_figure(runs, "loss", smoothing=0.6),
+    lambda runs: charts.scalar_figure(runs, "acc"),
+    lambda runs: charts.rel_update_figure(runs),
+    lambda runs: charts.dashboard_figure(runs, ["loss", "w_srank"]),
+])
+def test_agd_is_drawn_on_top_of_the_baselines_and_listed_first(build):
+    runs = make_runs(steps=200, n_layers=2, specs=("adam:lr=1e-3", "agd", "sgd:lr=0.1"))
+    fig = valid(build(runs))
+    agd = [k for k, t in enumerate(fig.data) if t.name and t.name.startswith("agd")]
+    others = [k for k, t in enumerate(fig.data) if t.name and not t.name.startswith("agd")]
+    assert agd and others and min(agd) > max(others)  # plotly draws later traces on top
+    shown = sorted((t for t in fig.data if t.showlegend is not False), key=lambda t: t.legendrank)
+    assert [t.name.split()[0] for t in shown][:3] == ["adam", "agd", "sgd"]  # the builder's order
 
 
 def test_scalar_figure_smoothing_and_log_axis():
@@ -597,3 +613,18 @@ def test_charts_import_neither_torch_nor_streamlit():
             "print(sorted(m for m in ('torch', 'streamlit') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_one_spike_does_not_squash_a_loss_chart():
+    runs = make_runs(steps=300, n_layers=2, specs=("agd", "dadapt-adam"))
+    spiky = runs[1].scalars.copy()
+    spiky.loc[spiky["step"] == 150, "loss"] = 60.0  # what D-Adapt Adam once did
+    runs[1] = charts.RunData(run_id=runs[1].run_id, label=runs[1].label, optimizer=runs[1].optimizer,
+                             scalars=spiky)
+    fig = valid(charts.loss_figure(runs, "loss"))
+    lo, hi = fig.layout.yaxis.range
+    bulk = max(float(np.nanmax(r.scalars["loss"].to_numpy()[r.scalars["loss"].to_numpy() < 50])) for r in runs)
+    assert bulk <= hi < 10 and "a spike reaches 60" in fig.layout.annotations[-1].text
+    calm = valid(charts.loss_figure(make_runs(steps=300, n_layers=2, specs=("agd",)), "loss"))
+    assert calm.layout.yaxis.range is None  # nothing to cut
+    assert valid(charts.loss_figure(runs, "loss", log_y=True)).layout.yaxis.range is None

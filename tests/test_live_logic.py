@@ -134,6 +134,9 @@ def test_progress_lines_say_where_each_run_is():
     line = panel.progress_text("agd", {"status": "running", "step": 120, "steps": 300,
                                       "steps_per_s": 35.2, "eta_s": 5.1})
     assert line == "agd · running · step 120 / 300 · 35 steps/s · ETA 5 s"
+    early = panel.progress_text("agd", {"status": "running", "step": 3, "steps": 300, "steps_per_s": 0.2,
+                                        "eta_s": 1490.0})
+    assert early == "agd · running · step 3 / 300 · 0.2 steps/s"  # no ETA from the start-up's pace
     assert panel.progress_text("agd", {"status": "diverged", "step": 7, "steps": 300}) == \
         "agd · diverged · step 7 / 300"
     assert panel.progress_fraction({"status": "running", "step": 150, "steps": 300}) == 0.5

@@ -103,7 +103,8 @@ def test_a_link_puts_its_runs_on_a_dashboard_with_exports_and_rerun_commands(db,
     assert at.multiselect(key="rn_sel").value == [1, 2]
     assert at.dataframe[0].proto.selection_mode  # the table offers ticking rows
     fig = chart(at, "rn_chart")  # the default dashboard: loss and accuracy, one shared step axis
-    assert [t["name"] for t in fig["data"]] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"] * 2
+    in_legend = sorted(fig["data"], key=lambda t: t["legendrank"])  # AGD is drawn last, listed first
+    assert [t["name"] for t in in_legend] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"] * 2
     assert {t["yaxis"] for t in fig["data"]} == {"y", "y2"} and {t.get("xaxis", "x") for t in fig["data"]} == {"x"}
     assert fig["layout"]["yaxis2"]["anchor"] == "x"  # zooming one panel zooms both
     config = json.loads([c for c in at.get("plotly_chart") if c.key == "rn_chart"][0].proto.config)

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from agd_viz.charts.palette import drawn_last
+
 __all__ = ["RunData", "metric_name", "ema", "downsample", "empty_figure", "WAITING", "LINE_HEIGHT"]
 
 WAITING = "waiting for data…"
@@ -319,6 +321,34 @@ def _finite_range(arrays) -> tuple[float, float]:
     return lo, hi
 
 
+SPIKE_FACTOR = 3.0  # a value this many spreads above the bulk of the data is a spike, not the scale
+
+
+def _robust_y(arrays, log_y: bool = False) -> tuple[list[float], str] | None:
+    """A y range that a lone spike does not squash (one loss of 60 beside losses of 0.1–2): the
+    bulk of the values (1st to 99th percentile) with a margin, and a note naming the spike; None
+    when the full range reads fine. Log axes already tame spikes: left alone."""
+    if log_y:
+        return None
+    finite = [a[np.isfinite(a)] for a in arrays]
+    values = np.concatenate(finite) if finite else np.empty(0)
+    if values.size < 20:
+        return None
+    q_lo, q_hi = np.quantile(values, [0.01, 0.99])
+    spread = max(float(q_hi - q_lo), 1e-12)
+    top, bottom = float(values.max()), float(values.min())
+    if top <= q_hi + SPIKE_FACTOR * spread:
+        return None
+    hi = float(q_hi + 0.15 * spread)
+    lo = min(bottom, float(q_lo - 0.05 * spread))
+    return [lo, hi], f"y axis cut at {hi:.3g}: a spike reaches {top:.3g}"
+
+
+def _clip_note(text: str) -> dict:
+    return dict(text=text, xref="paper", yref="paper", x=1.0, y=1.0, xanchor="right", yanchor="top",
+                showarrow=False, font=dict(size=11, color="#888"))
+
+
 # --------------------------------------------------------------------------------------------------
 # Figure scaffolding
 
@@ -333,7 +363,9 @@ def _layout(height: int, uirevision: str, *, title: str | None = None, hovermode
         hovermode=hovermode,
         xaxis=dict(title=dict(text=xtitle)),
         yaxis=dict(title=dict(text=ytitle), type="log" if log_y else "linear",
-                   hoverformat=".4g", exponentformat="power" if log_y else "B"),
+                   hoverformat=".4g", exponentformat="power" if log_y else "B",
+                   # Within a decade plotly labels ticks with bare digits ("2, 1, 9, 8"): whole numbers.
+                   **({"minorloglabels": "complete"} if log_y else {})),
         showlegend=legend,
         legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"),
     )
@@ -344,6 +376,11 @@ def _layout(height: int, uirevision: str, *, title: str | None = None, hovermode
 
 
 def _figure(traces: list[dict], layout: dict) -> go.Figure:
+    """The figure, AGD's traces drawn last (on top) while the legend keeps the builder's order."""
+    if any(drawn_last(t) for t in traces):
+        for rank, trace in enumerate(traces, start=1):
+            trace.setdefault("legendrank", rank)
+        traces = sorted(traces, key=drawn_last)  # stable: the order within each kind stays
     return go.Figure(data=traces, layout=layout, _validate=False)
 
 

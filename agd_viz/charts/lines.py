@@ -18,6 +18,7 @@ from agd_viz.charts.common import (
     _SPLIT_NAMES,
     RunData,
     _check_x,
+    _clip_note,
     _compact,
     _downsample_columns,
     _envelope,
@@ -28,6 +29,7 @@ from agd_viz.charts.common import (
     _layout,
     _line,
     _no_runs,
+    _robust_y,
     downsample,
     ema,
     empty_figure,
@@ -119,7 +121,18 @@ def loss_figure(runs: Sequence[RunData], metric: str = "loss", split: str = "bat
                             title=title)
     layout = _layout(height, urev, title=title, xtitle=_X_TITLES[x], ytitle=ytitle, log_y=log_y,
                      annotations=annotations)
+    _tame_spikes(layout, traces, log_y or metric == "acc")
     return _figure(traces, layout)
+
+
+def _tame_spikes(layout: dict, traces: list[dict], skip: bool) -> None:
+    """Cut the y axis at the bulk of the lines when one run spikes (`common._robust_y`)."""
+    if skip:
+        return
+    robust = _robust_y([np.asarray(t["y"], dtype=np.float64) for t in traces if t.get("mode") == "lines"])
+    if robust is not None:
+        layout["yaxis"]["range"] = robust[0]
+        layout.setdefault("annotations", []).append(_clip_note(robust[1]))
 
 
 def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = True, *,
@@ -342,4 +355,5 @@ def scalar_figure(runs: Sequence[RunData], metric: str = "loss", smoothing: floa
         return empty_figure(f"no {metric_name(metric)} recorded", height=height, uirevision=urev,
                             title=title)
     layout = _layout(height, urev, title=title, xtitle=_X_TITLES[x], ytitle=ytitle, log_y=log_y)
+    _tame_spikes(layout, traces, log_y or metric.endswith("acc"))
     return _figure(traces, layout)

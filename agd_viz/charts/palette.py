@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 from agd_viz import optspec
 from agd_viz.fmt import md_escape
-
-if TYPE_CHECKING:
-    from agd_viz.charts.common import RunData
 
 __all__ = ["color_for"]
 
@@ -75,6 +72,28 @@ def color_for(label_or_optimizer: str) -> str:
     return shades[index % len(shades)]
 
 
+def _rgb(color: str) -> tuple[int, ...] | None:
+    """(r, g, b) of "#rrggbb" or "rgba(r,g,b,a)"; None for anything else."""
+    if color.startswith("#") and len(color) == 7:
+        return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+    if color.startswith("rgba("):
+        return tuple(int(float(v)) for v in color[5:-1].split(",")[:3])
+    return None
+
+
+_AGD_RGB = {_rgb(c) for c in _FAMILY_SHADES["agd"]}
+
+
+def drawn_last(trace: dict) -> bool:
+    """Whether a trace is AGD's (any shade of its family, its lines or its bands): drawn on top of
+    the baselines, so that Adam's line never hides it where the two overlap."""
+    for color in ((trace.get("line") or {}).get("color"), (trace.get("marker") or {}).get("color"),
+                  trace.get("fillcolor")):
+        if isinstance(color, str) and _rgb(color) in _AGD_RGB:
+            return True
+    return False
+
+
 def _rgba(color: str, alpha: float) -> str:
     c = color.lstrip("#")
     r, g, b = (int(c[i:i + 2], 16) for i in (0, 2, 4))
@@ -91,9 +110,9 @@ def _mix_white(color: str, amount: float) -> str:
 _DASHES = ["solid", "dot", "dash", "longdash", "dashdot"]
 
 
-def _styles(runs: Sequence[RunData]) -> dict[int, tuple[str, str]]:
-    """(colour, dash) per run, keyed by id(run): the optimiser's colour; runs sharing a colour
-    differ by dash."""
+def _styles(runs: Sequence[Any]) -> dict[int, tuple[str, str]]:
+    """(colour, dash) per run (charts' RunData), keyed by id(run): the optimiser's colour; runs
+    sharing a colour differ by dash."""
     seen: dict[str, int] = {}
     out = {}
     for run in runs:

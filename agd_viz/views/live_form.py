@@ -139,8 +139,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "Deep and narrow",
-            "A deep, narrow network (depth 16, width 32): watch AGD's η shrink as it adapts to "
-            "depth, and the per-layer relative updates stay balanced.",
+            "A deep, narrow network (depth 16, width 32): AGD's η itself grows with depth, but each "
+            "layer moves by η/L, so the per-layer relative updates stay small and balanced.",
             dict(dataset="digits", depth=16, width=32, batch_size=128, steps=400, seed=0,
                  optimizers=("agd", "adam", "sgd"), gain=1.0, adam_lr="1e-3", sgd_lr="0.1"),
         ),

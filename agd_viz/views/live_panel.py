@@ -17,6 +17,11 @@ from agd_viz import fmt
 from agd_viz.store import FINAL_STATUSES
 
 MAX_REFRESH_S = 5.0
+# The speed of a run's first steps includes its start-up (data, first evaluation): an ETA from them
+# reads like "27 min 58 s" for a run that takes 20 s. None is shown before this share of the run
+# and this many steps.
+ETA_MIN_SHARE = 0.05
+ETA_MIN_STEPS = 20
 REFRESH_S = 1.0  # seconds between chart refreshes while runs train (longer on a busy server)
 FIRST_POINTS_REFRESH_S = 0.25  # while a run trains but no step has reached the charts yet
 
@@ -45,7 +50,8 @@ def progress_text(label: str, p: Mapping[str, Any]) -> str:
     if status == "running":
         if sps:
             parts.append(f"{sps:,.0f} steps/s" if sps >= 10 else f"{sps:.1f} steps/s")
-        if p.get("eta_s") is not None:
+        settled = step >= max(ETA_MIN_STEPS, ETA_MIN_SHARE * (steps or 0))
+        if p.get("eta_s") is not None and settled:
             parts.append(f"ETA {fmt.duration(p['eta_s'])}")
     return " · ".join(parts)
 
@@ -205,8 +211,10 @@ CHART_HELP = {
     "rel_update": ("Relative update per layer", "‖ΔW‖_F / ‖W‖_F each step: the step size that compares across "
                    "optimisers. Line: mean over layers; band: min to max."),
     "w_spec_scaled": ("Weight spectral norm, scaled", "‖W_l‖_* / √(d_out / d_in) per layer (light: first "
-                      "layer, dark: last). AGD's initialisation and update hold it near 1."),
-    "w_srank": ("Stable rank of the weights", "‖W‖_F² / ‖W‖_*² per layer (rows) and step (columns)."),
+                      "layer, dark: last); ‖·‖_* is the spectral norm, the largest singular value (the "
+                      "paper's notation, not the nuclear norm). AGD's initialisation sets it to 1."),
+    "w_srank": ("Stable rank of the weights", "‖W‖_F² / ‖W‖_*² per layer (rows) and step (columns); ‖·‖_* "
+                "is the spectral norm (largest singular value)."),
     "g_srank": ("Stable rank of the gradients", "Low stable rank: the gradient is close to rank one, which is "
                 "what AGD's bound assumes."),
 }
