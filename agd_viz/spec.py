@@ -16,13 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agd_viz import cost, datasets, fmt, optspec
+from agd_viz import cost, datasets, downloads, fmt, optspec
 
 __all__ = [
     "ARCHS", "DEVICES", "LIMITS", "METRICS_MODES", "RunSpec", "SpecError", "SweepConfig",
     "SweepError", "admit", "admin_key", "budget_bytes", "check_fields", "env_int", "max_grid", "max_queued",
     "max_queued_per_session", "max_queued_bytes_per_session", "max_queued_seconds_per_session", "max_steps",
-    "memory_problem", "page_limits", "page_problems", "range_problem", "server_limits", "steps_problem",
+    "data_problem", "memory_problem", "page_limits", "page_problems", "range_problem", "server_limits", "steps_problem",
     "parse_sizes",
 ]
 
@@ -364,12 +364,25 @@ def steps_problem(steps: Any) -> str | None:
     return None
 
 
+def data_problem(spec: Any) -> str | None:
+    """The sentence refusing `spec` because its dataset is a download not in this machine's cache
+    (caught before any run is stored, not as a failed run), or None."""
+    name = _get(spec, "dataset", "digits")
+    info = datasets.DATASETS.get(name)
+    if info is None or not info.downloadable or downloads.is_downloaded(name):
+        return None
+    return (f"dataset {name!r} is not downloaded on this machine yet: run "
+            f"`{downloads.download_command(name)}` first (about {downloads.SOURCES[name].size / 1e6:.0f} MB), "
+            "or press its Download button in the app.")
+
+
 def admit(spec: Any, device: str | None = None, device_memory: int | None = None,
           ranges: Mapping[str, tuple[int, int]] | None = None) -> None:
-    """Raise SpecError unless this server's limits allow `spec`: the pages' `ranges` when given
-    (a run started from a page), steps, then memory."""
+    """Raise SpecError unless this server allows `spec`: the pages' `ranges` when given (a run
+    started from a page), steps, memory, then its data being here."""
     over = page_problems(spec, ranges) if ranges is not None else {}
-    for text in (*over.values(), steps_problem(_get(spec, "steps")), memory_problem(spec, device, device_memory)):
+    for text in (*over.values(), steps_problem(_get(spec, "steps")), memory_problem(spec, device, device_memory),
+                 data_problem(spec)):
         if text:
             raise SpecError(text)
 
