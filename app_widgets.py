@@ -22,8 +22,18 @@ import streamlit as st
 from agd_viz import charts, fmt, optspec
 from agd_viz import spec as spec_mod
 from agd_viz.fmt import md_escape
+from agd_viz.jobs import Refused
 from agd_viz.views import datasets as data_views
-from app_resources import session_id
+from app_resources import operator_key, session_id
+
+
+def stop_runs(manager, run_ids, error_key: str) -> None:
+    """A Stop button's callback: the job manager checks again that the runs are this session's
+    (or that it holds the operator key); a refusal is kept under `error_key` for the page."""
+    try:
+        manager.stop(run_ids, session=session_id(), admin_key=operator_key())
+    except Refused as exc:
+        st.session_state[error_key] = str(exc)
 
 
 def download_box(status: data_views.DataStatus | None, key: str, container=None) -> None:
@@ -52,7 +62,7 @@ def download_box(status: data_views.DataStatus | None, key: str, container=None)
 
         ok, text = data_views.download_dataset(status.name, progress=report)
         if ok:
-            st.session_state[f"{key}_done"] = f"{status.title} is downloaded and checked ({text})."
+            st.session_state[f"{key}_done"] = f"{status.title} is downloaded and checked."  # no server path
         else:
             st.session_state[f"{key}_error"] = text
         st.rerun()

@@ -319,6 +319,7 @@ REVIEWED = {
     "help_text[0]",  # app_widgets.plot: a chart's title, from the pages' own constants
     "optspec.title(fam)",  # an optimiser's title, from the optimiser registry
     "fmt.estimate(config.seconds(speed, workers=workers))", "fmt.plural(workers, 'worker')",  # numbers
+    "verb",  # pages/live.py: "start" or "stop", from the page's own tuple
 }
 CONSTANT = re.compile(r"^(\w+\.)?[A-Z][A-Z0-9_]*\b")
 NUMERIC_SPEC = re.compile(r"^[<>^=]?[+\- ]?#?0?\d*[,_]?(\.\d+)?[bdeEfFgGn%xXo]?$")

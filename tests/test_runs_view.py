@@ -18,7 +18,7 @@ from agd_viz.spec import RunSpec
 def store(tmp_path_factory):
     """Real runs from the CLI, in this process: a comparison with per-layer metrics and a sweep."""
     db = tmp_path_factory.mktemp("runs") / "runs.db"
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     common = ["--dataset", "digits", "--steps", "15", "--batch-size", "32", "--device", "cpu",
               "--quiet", "--json", "--db", str(db)]
     try:

@@ -143,9 +143,10 @@ def parse_run_param(raw: Any) -> tuple[list[int], list[str]]:
         raw = ",".join(str(x) for x in raw)
     ids, bad = [], []
     for tok in fmt.split_list(raw):
-        if tok.isdigit() and 0 < int(tok) < 2**62:
-            if int(tok) not in ids:
-                ids.append(int(tok))
+        rid = fmt.parse_id(tok)  # "²" passes str.isdigit and fails int(); 5,000 digits fail int()
+        if rid is not None:
+            if rid not in ids:
+                ids.append(rid)
         else:
             bad.append(tok[:20])
     return ids[:MAX_LINKED], bad
