@@ -375,6 +375,7 @@ class _Job:
     started: float | None = None
     stop_reason: str | None = None  # None, "cancel" or "shutdown"
     stop_at: float | None = None  # when SIGTERM was sent
+    crash: str | None = None  # why its worker ended early, worked out (and logged) once
     killed: bool = False  # SIGKILL sent by us
 
     @property
@@ -795,7 +796,7 @@ class JobManager:
         raise NotYours(
             f"Run{'' if one else 's'} {ids} {'was' if one else 'were'} started by someone else (another "
             f"browser session, or the command line), so only they or the server's operator can {verb} "
-            f"{'it' if one else 'them'}; nothing was {verb.replace('stop', 'stopp')}ed.")
+            f"{'it' if one else 'them'}; nothing was {'stopped' if verb == 'stop' else 'deleted'}.")
 
     def cancel(self, run_id: int, session: str | None = None, admin_key: str | None = None) -> bool:
         """Stop a run: queued -> `cancelled` at once; running -> ask it to stop (store flag and
@@ -1064,7 +1065,6 @@ class JobManager:
     def _record_exit(self, job: _Job, code: int) -> None:
         """Give each run of the job a final status if its worker could not: killed, crashed before
         its own error handling, or stopped by us before it installed its signal handler."""
-        crash = None
         for rid in job.run_ids:
             row = self.store.get_run(rid)
             if row is None:  # deleted while it trained
@@ -1082,8 +1082,9 @@ class JobManager:
                     self.store.finish_run(rid, INTERRUPTED, summary=row["summary"],
                                           error="the app shut down before this run finished")
                 else:
-                    crash = crash or self._crash_text(job, code)
-                    self.store.finish_run(rid, FAILED, summary=row["summary"], error=crash)
+                    # Once per job, however often a store that refuses writes makes this retry.
+                    job.crash = job.crash or self._crash_text(job, code)
+                    self.store.finish_run(rid, FAILED, summary=row["summary"], error=job.crash)
             except KeyError:
                 pass  # deleted just now
 
