@@ -325,13 +325,10 @@ def max_queued_bytes_per_session() -> int:
 
 def page_limits() -> dict[str, tuple[int, int]]:
     """Ranges of a run started from a page: PAGE_LIMITS, each raised or lowered by its
-    AGD_VIZ_PAGE_MAX_<NAME> (within LIMITS, and steps within AGD_VIZ_MAX_STEPS)."""
-    out = {}
-    for name, default in PAGE_LIMITS.items():
-        lo, hi = LIMITS[name]
-        top = min(env_int(ENV_PAGE_MAX[name], default), hi)
-        out[name] = (lo, min(top, max_steps()) if name == "steps" else top)
-    return out
+    AGD_VIZ_PAGE_MAX_<NAME> (within LIMITS). AGD_VIZ_MAX_STEPS applies as well, with its own
+    sentence (`steps_problem`)."""
+    return {name: (LIMITS[name][0], min(env_int(ENV_PAGE_MAX[name], default), LIMITS[name][1]))
+            for name, default in PAGE_LIMITS.items()}
 
 
 _PAGE_WORDS = {"depth": "layers", "width": "units per layer", "batch_size": "examples per batch",
