@@ -73,20 +73,22 @@ Decisions
   starts, the server log gets one line per incident, and a store file deleted under the server
   is saved from this server's connection (`<db>.saved-<time>.db`, named in the log).
 
-Liveness and recovery rule (`recover()`, called by `__init__` and every LIVENESS_S). The `pid` column says who owns an
-unfinished run: for a `queued` run it is the pid of the server whose manager queued it, for a
-`running` run the pid of its worker. A run is marked `interrupted` when its owner is gone:
+Liveness and recovery rule (`recover()`, called by `__init__` and every LIVENESS_S). The `pid`
+column says who answers for an unfinished run: for a `queued` run the server whose manager queued
+it (or the command line that created it), for a `running` run its worker (or the command line
+training it). A run is marked `interrupted` when that process is gone:
   - its pid is not a live process (zombies count as gone; on Linux a process that started after
     the run was created or started is a reused pid, also gone), or
   - it is `queued`, its owner pid is this very process, and no live manager here holds it, or
-  - it has no pid at all and was created more than `ORPHAN_GRACE_S` ago (a CLI run between
-    `create_run` and `start_run` has no pid for a moment).
+  - it has no pid at all and was created more than `ORPHAN_GRACE_S` ago (runs stored by an older
+    version could have no pid for a moment).
 Runs owned by another live server, or by a live worker, are left alone: a second manager over the
 same file never interrupts another server's work. (Servers sharing a store must see each other's
 processes: one machine, one pid namespace.) A run is ended only if it is still as it was read
-(`Store.end_if_unchanged`), so an end its owner wrote meanwhile is never overwritten. A live worker whose server died exits by itself
-(the worker's `--parent-pid` check) and records `interrupted`. Metrics already written are never
-touched: each batch is one SQLite transaction in WAL mode.
+(`Store.end_if_unchanged`), so an end its owner wrote meanwhile is never overwritten. A live
+worker whose server died exits by itself (the worker's `--parent-pid` check) and records
+`interrupted`. Metrics already written are never touched: each batch is one SQLite transaction in
+WAL mode.
 
 Thread safety: the app holds one manager per server process (`st.cache_resource`) shared by every
 session, and a daemon scheduler thread polls it; one `threading.Lock` guards the queue and the
@@ -99,7 +101,6 @@ import atexit
 import hmac
 import logging
 import os
-import re
 import signal
 import sqlite3
 import subprocess

@@ -53,8 +53,9 @@ class DataStatus:
     def note(self) -> str:
         """Why Start waits, and what to do (shown next to the dataset control)."""
         if self.damaged and self.allowed:
+            one = len(self.damaged) == 1
             return (f"{self.title} on this server is damaged ({', '.join(self.damaged)} no longer "
-                    f"match{'es' if len(self.damaged) == 1 else ''} the published checksum{'s' if len(self.damaged) > 1 else ''}). "
+                    f"match{'es' if one else ''} the published checksum{'' if one else 's'}). "
                     f"Press “{self.button_label}” below: the damaged files are deleted and fetched again.")
         if self.damaged:
             return (f"{self.title} on this server is damaged, and downloads from the page are turned off "
