@@ -8,6 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
+import app_resources
+
 st.set_page_config(page_title="AGD Explorer", page_icon=":material/neurology:", layout="wide")
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -34,4 +36,10 @@ def _pages() -> list:
     ]
 
 
-st.navigation(_pages()).run()
+page = st.navigation(_pages())
+# On every page: who this browser is (its owner cookie), whether the run store can record runs, and
+# the operator's key box (only on a server with AGD_VIZ_ADMIN_KEY).
+app_resources.keep_owner_cookie()
+app_resources.store_notice()
+app_resources.operator_box()
+page.run()

@@ -4,20 +4,50 @@ One `JobManager` per server process and run store (`st.cache_resource`): its que
 concurrency cap must count every session's runs together, and its scheduler thread must not be
 started twice. The store file is `$AGD_VIZ_DB` or the library's default, read on each call so a
 test (or a second server) pointing the variable elsewhere gets its own manager.
+
+Who a session is (docs/reliability.md, "Sessions own their work"): a random owner token, kept in
+the session's state and, so that a reload of the tab is the same attendee, in a browser cookie
+(`agd_owner`, written by a tiny script component, read back through `st.context.cookies` when the
+next session connects). The job manager records a hash of it (`owner_id`) with every group and
+run the session starts, shares the queue by it, and stops or deletes only runs recorded with it,
+unless the session holds the server's operator key ($AGD_VIZ_ADMIN_KEY, entered in the sidebar).
+The token itself never leaves this module and the browser.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import re
 import uuid
 from pathlib import Path
 
 import streamlit as st
 
+from agd_viz import fmt
+from agd_viz import spec as spec_mod
 from agd_viz.jobs import JobManager, default_prewarm
 from agd_viz.fmt import md_escape
 from agd_viz.store import StoreError, default_db_path
 
-SESSION_KEY = "agd_session_id"
+SESSION_KEY = "agd_session_id"  # this session's owner token
+OPERATOR_KEY = "agd_operator_key"  # the operator key this session entered, once it matched
+OWNER_COOKIE = "agd_owner"
+_TOKEN = re.compile(r"^[0-9a-f]{32}$")
+# A module constant (docs/reliability.md, audit): the token arrives as data and is checked to be
+# 32 hex digits before it is written.
+_COOKIE_JS = """
+export default function (component) {
+  const token = component.data && component.data.token;
+  if (typeof token === "string" && /^[0-9a-f]{32}$/.test(token)) {
+    document.cookie = "agd_owner=" + token + "; path=/; max-age=31536000; SameSite=Strict";
+  }
+}
+"""
+_COOKIE_WRITER: list = []  # the component, registered on first use (it needs the running app)
+log = logging.getLogger("agd_viz.app")
+_LOGGED: set[str] = set()  # messages already in the server log: one line per incident
 
 
 def db_path() -> Path:
@@ -32,24 +62,120 @@ def _job_manager(path: str) -> JobManager:
     return JobManager(path, prewarm=default_prewarm(1))
 
 
+def _log_once(text: str) -> None:
+    if text not in _LOGGED:
+        _LOGGED.add(text)
+        log.error("%s", text)
+
+
 def job_manager() -> JobManager:
     """The shared job manager of this server process for the current run store.
 
     A file that is not a run store (foreign, corrupt, newer) or a malformed AGD_VIZ_* setting
     stops the page with one sentence instead of a traceback; the file is left untouched (the
-    store refuses before writing) and the next page load tries again.
+    store refuses before writing) and the next page load tries again. The sentence names no
+    server path (every attendee sees it); the server log gets the full text, once.
     """
     try:
         return _job_manager(str(db_path()))
     except (StoreError, ValueError) as exc:
         what = "open its run store" if isinstance(exc, StoreError) else "start"
-        st.error(f"The app cannot {what}: {md_escape(exc)}", icon=":material/error:")
+        _log_once(f"agd_viz: the app cannot {what}: {exc}")
+        text = fmt.hide_paths(str(exc).replace(str(db_path()), "its file"))
+        st.error(f"The app cannot {what}: {md_escape(text)}", icon=":material/error:")
         st.stop()
 
 
+def store_notice() -> None:
+    """On every page (app.py): say so when the run store cannot record runs any more (read-only,
+    or its file deleted while the server runs). Nothing when the store cannot even be opened:
+    the page says that itself."""
+    try:
+        manager = _job_manager(str(db_path()))
+    except (StoreError, ValueError):
+        return
+    problem = manager.store.problem()
+    if problem is not None:
+        st.error(md_escape(problem), icon=":material/database:")
+
+
+# -------------------------------------------------------------------------------------------------
+# Who this session is
+
+
+def _cookie_token() -> str | None:
+    try:
+        value = st.context.cookies.get(OWNER_COOKIE)
+    except Exception:  # noqa: BLE001 - no browser (AppTest, a bare websocket): no cookie
+        return None
+    return value if isinstance(value, str) and _TOKEN.match(value) else None
+
+
+def _token() -> str:
+    """This session's owner token: the browser's cookie if it has one, else a new random one."""
+    ss = st.session_state
+    if not isinstance(ss.get(SESSION_KEY), str) or not _TOKEN.match(ss[SESSION_KEY]):
+        ss[SESSION_KEY] = _cookie_token() or uuid.uuid4().hex
+    return ss[SESSION_KEY]
+
+
 def session_id() -> str:
-    """This browser session's tag for the job manager's per-session queue limit: random, kept in
-    the session's state (a reload of the tab is a new session, as it is for Streamlit)."""
-    if SESSION_KEY not in st.session_state:
-        st.session_state[SESSION_KEY] = uuid.uuid4().hex
-    return st.session_state[SESSION_KEY]
+    """Who this browser session is to the job manager (its owner id): a hash of the session's
+    owner token, so the store never holds the token itself. The same after a reload of the tab,
+    and in another tab of the same browser (the cookie): an attendee's share of the queue is
+    theirs, however many tabs they open."""
+    return hashlib.sha256(f"agd_viz owner {_token()}".encode()).hexdigest()[:32]
+
+
+def keep_owner_cookie() -> None:
+    """Called by app.py on every run: while the browser's cookie does not hold this session's
+    token, draw the invisible component that writes it (the next session of this browser then
+    reads it back)."""
+    token = _token()
+    if _cookie_token() != token:
+        if not _COOKIE_WRITER:
+            _COOKIE_WRITER.append(st.components.v2.component("agd_viz_owner_cookie", js=_COOKIE_JS))
+        with st.sidebar:
+            _COOKIE_WRITER[0](data={"token": token}, key="agd_owner_cookie", height=1)
+
+
+# -------------------------------------------------------------------------------------------------
+# The operator
+
+
+def operator_key() -> str | None:
+    """The operator key this session entered (the job manager checks it again on every stop and
+    delete), or None."""
+    key = st.session_state.get(OPERATOR_KEY)
+    return key if isinstance(key, str) and _is_admin(key) else None
+
+
+def _is_admin(key: str | None) -> bool:
+    admin = spec_mod.admin_key()
+    return bool(admin and key) and hmac.compare_digest(str(key).encode(), admin.encode())
+
+
+def _enter_key() -> None:
+    entered = st.session_state.pop("agd_operator_entry", "")
+    if _is_admin(entered):
+        st.session_state[OPERATOR_KEY] = entered
+        st.session_state.pop("agd_operator_wrong", None)
+    else:
+        st.session_state["agd_operator_wrong"] = True
+
+
+def operator_box() -> None:
+    """In the sidebar of every page (app.py), only on a server with an operator key: enter it to
+    stop and delete anyone's runs; leave to give it up."""
+    if spec_mod.admin_key() is None:
+        return
+    with st.sidebar.expander("Operator", icon=":material/admin_panel_settings:"):
+        if operator_key():
+            st.caption("You hold the operator key: you can stop and delete anyone's runs.")
+            st.button("Leave operator mode", key="agd_operator_leave",
+                      on_click=lambda: st.session_state.pop(OPERATOR_KEY, None))
+            return
+        st.text_input("Operator key", type="password", key="agd_operator_entry", on_change=_enter_key,
+                      help="The server's AGD_VIZ_ADMIN_KEY: whoever holds it may stop and delete any run.")
+        if st.session_state.pop("agd_operator_wrong", False):
+            st.caption("That is not the operator key.")

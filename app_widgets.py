@@ -22,8 +22,18 @@ import streamlit as st
 from agd_viz import charts, fmt, optspec
 from agd_viz import spec as spec_mod
 from agd_viz.fmt import md_escape
+from agd_viz.jobs import Refused
 from agd_viz.views import datasets as data_views
-from app_resources import session_id
+from app_resources import operator_key, session_id
+
+
+def stop_runs(manager, run_ids, error_key: str) -> None:
+    """A Stop button's callback: the job manager checks again that the runs are this session's
+    (or that it holds the operator key); a refusal is kept under `error_key` for the page."""
+    try:
+        manager.stop(run_ids, session=session_id(), admin_key=operator_key())
+    except Refused as exc:
+        st.session_state[error_key] = str(exc)
 
 
 def download_box(status: data_views.DataStatus | None, key: str, container=None) -> None:
@@ -52,7 +62,7 @@ def download_box(status: data_views.DataStatus | None, key: str, container=None)
 
         ok, text = data_views.download_dataset(status.name, progress=report)
         if ok:
-            st.session_state[f"{key}_done"] = f"{status.title} is downloaded and checked ({text})."
+            st.session_state[f"{key}_done"] = f"{status.title} is downloaded and checked."  # no server path
         else:
             st.session_state[f"{key}_error"] = text
         st.rerun()
@@ -185,11 +195,16 @@ def limits_lines(manager, device: str = "auto", page_steps: int | None = None, m
     room = manager.room(session_id())
     kind = manager.device_kind(device)
     steps = spec_mod.max_steps()
+    page_steps = page_steps or spec_mod.page_limits()["steps"][1]  # the Sweep page's too
     lines = [
         f"Workers: {fmt.plural(manager.max_workers, 'job')} at once; the others wait in a queue "
         f"(now {room['active']} runs waiting or training).",
         f"Queue: at most {room['max_queued']} runs waiting or training on this server, "
         f"{room['max_queued_per_session']} per browser session (yours: {room['session_active']}).",
+        f"Your share of the queue: about {fmt.estimate(room['max_queued_seconds_per_session'])} of compute "
+        f"and {fmt.bytes_(room['max_queued_bytes_per_session'])} of metrics waiting or training (yours now: "
+        f"{fmt.estimate(room['session_seconds']) if room['session_seconds'] else 'none'}); it is shared "
+        "fairly: the queue takes one job from each session in turn.",
         f"Steps: at most {min(steps, page_steps or steps):,} per run"
         + (" on this page" if page_steps and page_steps < steps else "") + ".",
         f"Memory: about {fmt.bytes_(spec_mod.budget_bytes(kind))} per comparison on the "
@@ -211,8 +226,9 @@ def limits_expander(manager, container=None, **kwargs) -> None:
             return
         st.caption("  \n".join(lines))
         st.caption("Set by the server's `AGD_VIZ_MAX_WORKERS`, `AGD_VIZ_MAX_QUEUED`, "
-                   "`AGD_VIZ_MAX_QUEUED_PER_SESSION`, `AGD_VIZ_MAX_STEPS`, `AGD_VIZ_MAX_MEMORY_MB` and "
-                   "`AGD_VIZ_MAX_GRID`.")
+                   "`AGD_VIZ_MAX_QUEUED_PER_SESSION`, `AGD_VIZ_MAX_QUEUED_SECONDS_PER_SESSION`, "
+                   "`AGD_VIZ_MAX_QUEUED_MB_PER_SESSION`, `AGD_VIZ_PAGE_MAX_STEPS` (and `_BATCH`, `_DEPTH`, "
+                   "`_WIDTH`), `AGD_VIZ_MAX_STEPS`, `AGD_VIZ_MAX_MEMORY_MB` and `AGD_VIZ_MAX_GRID`.")
 
 
 def optimizer_picker(container, use_key, field_key, available: dict, notes: dict, fields: dict,

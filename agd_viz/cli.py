@@ -1,7 +1,10 @@
 """Headless command line: `python -m agd_viz train|sweep|runs|export|download`. Argument parsing
 and printing only: training goes through the app's own worker sink (`agd_viz.worker.train_into`),
 so what the app runs and what a user scripts are one code path. Bad arguments end with one line on
-stderr and exit code 2, before anything is written.
+stderr and exit code 2, before anything is written: values out of range, a dataset not downloaded,
+a store that is not a run store or is read-only (`train`, `sweep`), an output file that cannot be
+written (`export`). Closing the terminal of a `train` or `sweep` (SIGHUP) ends its runs
+"interrupted", so none stays "running" in the store.
 
 `train --run-id N` (a run already queued in the store) is the worker, `python -m agd_viz.worker`.
 """
@@ -9,6 +12,7 @@ stderr and exit code 2, before anything is written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -103,13 +107,25 @@ def _data_options(items: list[str], prog: str = "agd_viz train") -> dict:
     return out
 
 
-def _open_store(path):
+def _open_store(path, prog: str | None = None):
+    """The store at `path`; with `prog` (a command that writes runs) also refused, exit 2, when it
+    cannot record them (read-only, deleted meanwhile)."""
     from agd_viz.store import Store, StoreError
 
     try:
-        return Store(path)
+        store = Store(path)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
+    problem = store.problem() if prog is not None else None
+    if problem is not None:
+        from agd_viz.store import STORE_READ_ONLY
+
+        store.close()
+        if problem == STORE_READ_ONLY:
+            raise UsageError(f"{prog}: {store.path} is read-only, so no run can be recorded in it; make it "
+                             "writable or choose another --db.")
+        raise UsageError(f"{prog}: {store.path}: {problem}")
+    return store
 
 
 def _spec_from_args(args):
@@ -178,10 +194,11 @@ def cmd_train(args) -> int:
     store = None
     run_ids = [None] * len(spec.optimizers)
     if not args.no_store:
-        store = _open_store(args.db)
+        store = _open_store(args.db, "agd_viz train")
         gid = store.create_group("compare", args.name, spec.to_dict())
-        run_ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid, name=args.name, label=label)
-                   for o, label in zip(spec.optimizers, spec.labels)]
+        # Owned by this process from the start: a server's liveness check marks them interrupted if it dies.
+        run_ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid, name=args.name, label=label,
+                                    pid=os.getpid()) for o, label in zip(spec.optimizers, spec.labels)]
     flags = worker.StopFlags(store, run_ids, args.parent_pid)
     flags.install()
     ends = worker.train_into(spec, store, run_ids, flags, show_progress=not args.quiet)
@@ -282,11 +299,24 @@ def cmd_export(args) -> int:
         raise UsageError(f"agd_viz export: no run with id {args.run_id} in {store.path}")
     text = store.export_run(args.run_id, args.format)
     if args.output:
-        with open(args.output, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        _write_output(args.output, text, "agd_viz export")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _write_output(path: str, text: str, prog: str) -> None:
+    """Write `text` to `path`, or one line and exit 2 (a folder, a missing folder, a full disk),
+    leaving no partial file of ours behind."""
+    existed = os.path.exists(path)
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as exc:
+        if not existed and os.path.isfile(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise UsageError(f"{prog}: cannot write {path}: {exc.strerror or exc}") from None
 
 
 # -- sweep ----------------------------------------------------------------------------------------
@@ -350,16 +380,16 @@ def cmd_sweep(args) -> int:
     from agd_viz import worker
     from agd_viz.train import End
 
-    store = None if args.no_store else _open_store(args.db)
+    store = None if args.no_store else _open_store(args.db, prog)
     cells = []  # (spec, run ids)
     group_id = None
     if store is not None:
         group_id = store.create_group("sweep", args.name, config.to_dict())
         for spec in specs:
+            # Owned by this process from the start: a running app leaves a live CLI's cells alone,
+            # and marks them interrupted within seconds if this process dies.
             ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id, name=args.name,
-                                    label=label) for o, label in zip(spec.optimizers, spec.labels)]
-            for rid in ids:  # owner: recovery in a running app leaves a live CLI's cells alone
-                store.set_status(rid, "queued", pid=os.getpid())
+                                    label=label, pid=os.getpid()) for o, label in zip(spec.optimizers, spec.labels)]
             cells.append((spec, ids))
     else:
         cells = [(spec, [None] * len(spec.optimizers)) for spec in specs]
@@ -369,23 +399,29 @@ def cmd_sweep(args) -> int:
         where = f"sweep {group_id}: " if group_id is not None else "sweep: "
         print(f"{where}{config.describe_size()} on {device}, about {fmt.estimate(est)}", file=sys.stderr)
 
-    current: dict = {"flags": None, "stopped": False}
+    current: dict = {"flags": None, "stopped": False, "signum": None}
 
     def on_signal(signum, frame):
-        current["stopped"] = True
+        current["stopped"], current["signum"] = True, signum
         if current["flags"] is not None:
             current["flags"].on_signal(signum, frame)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: its terminal closed
+        signal.signal(signum, on_signal)
     results = []
     for spec, run_ids in cells:
         if current["stopped"] or (current["flags"] is not None and current["flags"].parent_gone):
+            orphaned = current["flags"] is not None and current["flags"].parent_gone
+            hung_up = current["signum"] == signal.SIGHUP
+            status = "interrupted" if orphaned or hung_up else "cancelled"
+            why = ("the terminal that ran the sweep closed before this cell started" if hung_up
+                   else "the process that started the sweep exited before this cell started" if orphaned
+                   else "the sweep was stopped before this cell started")
             ends = {}
             for i, rid in enumerate(run_ids):
-                ends[i] = End(i, "cancelled", 0, None, {})
+                ends[i] = End(i, status, 0, why, {})
                 if store is not None:
-                    store.finish_run(rid, "cancelled", error="the sweep was stopped before this cell started")
+                    store.finish_run(rid, status, error=why)
             results += [_run_json(rid, spec, o, ends[i]) for i, (rid, o) in enumerate(zip(run_ids, spec.optimizers))]
             continue
         flags = current["flags"] = worker.StopFlags(store, run_ids, args.parent_pid)

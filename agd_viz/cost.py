@@ -53,7 +53,7 @@ from agd_viz import datasets, fmt, optspec, shapes
 __all__ = [
     "estimate_params", "estimate_memory_bytes", "layer_sizes", "network_macs", "run_flops",
     "run_seconds", "Speed", "calibrate", "matmul_flops_per_s", "resolved_eval_every",
-    "resolved_layer_every", "resolved_boundary_every", "probe_iters", "STARTUP_S",
+    "resolved_layer_every", "resolved_boundary_every", "probe_iters", "STARTUP_S", "metric_bytes",
 ]
 
 FLOAT_BYTES = 4
@@ -322,3 +322,32 @@ def calibrate(rows: Sequence[Mapping], flops_per_s: float | None = None,
         return Speed(flops, 1.0, 0)
     ratio = float(min(max(np.median(ratios), 0.02), 50.0))
     return Speed(flops, ratio, len(ratios))
+
+
+# -------------------------------------------------------------------------------------------------
+# Store size
+
+# Bytes a run adds to the store (measured on VACUUMed files, digits and moons, depth 2-32): a row
+# of scalars per step (~59 B), a per-layer record per probe (7 float32 per layer plus the row), a
+# decision-boundary picture of a 2-D set (~3.4 KB compressed).
+ROW_BYTES = 64
+LAYER_ROW_BYTES = 64
+FRAME_BYTES = 4096
+BOUNDARY_GRID_POINTS = 100 * 100  # about train's grid (BOUNDARY_POINTS along the longer side)
+
+
+def metric_bytes(spec: Any) -> int:
+    """About how many bytes `spec`'s runs (every optimiser) add to the run store: a row per step,
+    the per-layer records at `resolved_layer_every` (metrics "full"), and decision-boundary
+    pictures for a 2-D set. The job manager caps what one session may have queued by it."""
+    steps = int(_get(spec, "steps", 300))
+    depth = int(_get(spec, "depth", 8))
+    full = _get(spec, "metrics", "full") == "full"
+    per_run = (steps + 1) * ROW_BYTES
+    if full:
+        records = steps // resolved_layer_every(spec) + 2
+        per_run += records * (LAYER_ROW_BYTES + 7 * FLOAT_BYTES * depth)
+    info = datasets.DATASETS.get(str(_get(spec, "dataset", "digits")))
+    if info is not None and info.input_kind == "2d":
+        per_run += (steps // resolved_boundary_every(spec, BOUNDARY_GRID_POINTS) + 3) * FRAME_BYTES
+    return int(per_run * len(_optimizers(spec)))

@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable
 
 __all__ = ["duration", "estimate", "bytes_", "count", "number", "percent", "plural", "sizes",
-           "md_escape", "sentence", "truth", "split_list"]
+           "md_escape", "sentence", "truth", "split_list", "parse_id", "hide_paths"]
 
 
 def _finite(v: Any) -> float | None:
@@ -123,3 +123,28 @@ def sentence(text: Any) -> str:
     """The text with its first letter in upper case."""
     text = str(text)
     return text[:1].upper() + text[1:]
+
+
+MAX_ID_DIGITS = 18  # every id below 10**18 fits SQLite's 64-bit integers
+
+
+def parse_id(text: Any) -> int | None:
+    """A run or group number typed in a link or a form ("12"), or None: ASCII digits only, at most
+    MAX_ID_DIGITS of them, above 0. (`str.isdigit` accepts "²" and "①", which `int` refuses, and
+    `int` refuses more than 4,300 digits; SQLite holds no id past 2**63.)"""
+    t = str(text).strip()
+    if not t or len(t) > MAX_ID_DIGITS or not (t.isascii() and t.isdigit()):
+        return None
+    return int(t) or None
+
+
+# An absolute path: a "/" that starts a word (not the "//" of a URL nor a "/" inside a word or a
+# URL's path), then at least two segments.
+_PATH = re.compile(r"(?<![\w:/.~-])(?:/[^\s/'\"`;,()\[\]]+){2,}/?")
+
+
+def hide_paths(text: Any) -> str:
+    """The text with each absolute file path replaced by its last part ("/srv/agd/runs.db.logs/
+    run-3.log" -> "run-3.log"): what a worker or the store says reaches every attendee's page,
+    and the server's folders are none of their business (the server log keeps the full text)."""
+    return _PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], str(text))

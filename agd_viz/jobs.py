@@ -1,5 +1,5 @@
-"""Background runs: worker subprocesses, a FIFO queue, a concurrency cap, cancel, crash isolation
-and recovery after a restart.
+"""Background runs: worker subprocesses, a fair queue, a concurrency cap, cancel, crash isolation,
+ownership, and liveness of every run on the store.
 
 Why subprocesses (docs/architecture.md, "One run, from widget to chart"): training holds the GIL
 for seconds at a time, so a thread running torch would freeze the Streamlit server for every
@@ -45,27 +45,50 @@ Decisions
   (killed by a signal, out of memory, died before its own error handling) leaves them `failed`
   with the signal or exit code and the last lines of its log, `<db>.logs/run-<id>.log` (the id of
   the job's first run).
-- A queued job waits in FIFO order. Before it starts, its rows are read again: a run cancelled or
-  deleted meanwhile (by another page, process or server) is dropped from it.
+- A fair queue: queued jobs start round-robin across sessions (the session served least recently
+  goes next; within a session, in submission order), so one attendee's 200-cell sweep does not
+  hold up everyone else's comparison. Before a job starts, its rows are read again: a run
+  cancelled or deleted meanwhile (by another page, process or server) is dropped from it.
 - Admission (`submit`, `submit_group`): a spec over this server's limits (steps, memory budget:
-  `agd_viz.spec`) is refused with a SpecError; a submission that would take the runs waiting or
-  training here past `$AGD_VIZ_MAX_QUEUED`, or one browser session's past
-  `$AGD_VIZ_MAX_QUEUED_PER_SESSION`, is refused whole with `QueueFull`, before anything is
-  written. `submit_group` (a sweep: many specs, one group) is all or nothing the same way. Runs
-  are counted while queued or running, so a session gets its share back as its runs end.
+  `agd_viz.spec`; for a session, also the pages' ranges, `spec.page_limits`) is refused with a
+  SpecError; a submission that would take the runs waiting or training here past
+  `$AGD_VIZ_MAX_QUEUED`, or one session's past its share — `$AGD_VIZ_MAX_QUEUED_PER_SESSION`
+  runs, `$AGD_VIZ_MAX_QUEUED_SECONDS_PER_SESSION` of estimated compute (`cost.run_seconds`),
+  `$AGD_VIZ_MAX_QUEUED_MB_PER_SESSION` of metrics (`cost.metric_bytes`) — is refused whole with
+  `QueueFull`, before anything is written; so is any submission while the store cannot record
+  runs (`StoreUnavailable`: read-only, or its file deleted). `submit_group` (a sweep: many
+  specs, one group) is all or nothing the same way. Work is counted while queued or running, so
+  a session gets its share back as its runs end.
+- Ownership: `session` (a browser session's owner id; None for this process's own code: the
+  command line, a script, a test) is recorded with the group and its runs (store schema v3).
+  `cancel`, `stop` and `delete_runs` on behalf of a session act only on runs it started, unless
+  it holds the server's admin key (`$AGD_VIZ_ADMIN_KEY`); otherwise they refuse, with nothing
+  done, with `NotYours`. Runs with no owner (the command line's, or stored before v3) are the
+  operator's.
+- Liveness, always: every LIVENESS_S the scheduler thread applies the recovery rule below to every
+  unfinished run of the store, this server's or another process's, so a run whose worker, server
+  or command-line process died is marked within seconds, with the reason; Stop and delete end
+  such a run at once. It also ends this server's queued runs that another process flagged for
+  cancelling, and watches the store: while it cannot record runs (`Store.problem`) no worker
+  starts, the server log gets one line per incident, and a store file deleted under the server
+  is saved from this server's connection (`<db>.saved-<time>.db`, named in the log).
 
-Ownership and recovery rule (`recover()`, called by `__init__`). The `pid` column says who owns an
-unfinished run: for a `queued` run it is the pid of the server whose manager queued it, for a
-`running` run the pid of its worker. A run is marked `interrupted` when its owner is gone:
+Liveness and recovery rule (`recover()`, called by `__init__` and every LIVENESS_S). The `pid`
+column says who answers for an unfinished run: for a `queued` run the server whose manager queued
+it (or the command line that created it), for a `running` run its worker (or the command line
+training it). A run is marked `interrupted` when that process is gone:
   - its pid is not a live process (zombies count as gone; on Linux a process that started after
     the run was created or started is a reused pid, also gone), or
   - it is `queued`, its owner pid is this very process, and no live manager here holds it, or
-  - it has no pid at all and was created more than `ORPHAN_GRACE_S` ago (a CLI run between
-    `create_run` and `start_run` has no pid for a moment).
+  - it has no pid at all and was created more than `ORPHAN_GRACE_S` ago (runs stored by an older
+    version could have no pid for a moment).
 Runs owned by another live server, or by a live worker, are left alone: a second manager over the
-same file never interrupts another server's work. A live worker whose server died exits by itself
-(the worker's `--parent-pid` check) and records `interrupted`. Metrics already written are never
-touched: each batch is one SQLite transaction in WAL mode.
+same file never interrupts another server's work. (Servers sharing a store must see each other's
+processes: one machine, one pid namespace.) A run is ended only if it is still as it was read
+(`Store.end_if_unchanged`), so an end its owner wrote meanwhile is never overwritten. A live
+worker whose server died exits by itself (the worker's `--parent-pid` check) and records
+`interrupted`. Metrics already written are never touched: each batch is one SQLite transaction in
+WAL mode.
 
 Thread safety: the app holds one manager per server process (`st.cache_resource`) shared by every
 session, and a daemon scheduler thread polls it; one `threading.Lock` guards the queue and the
@@ -75,9 +98,11 @@ worker table. The scheduler thread is pure Python; it never touches torch or Str
 from __future__ import annotations
 
 import atexit
+import hmac
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -86,7 +111,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from agd_viz import cost
+from agd_viz import cost, fmt
 from agd_viz import spec as spec_mod
 from agd_viz.procs import pid_alive, signal_name
 from agd_viz.store import (
@@ -97,11 +122,13 @@ from agd_viz.store import (
     INTERRUPTED,
     QUEUED,
     RUNNING,
+    STORE_GONE,
     Store,
     default_db_path,
 )
 
-__all__ = ["JobManager", "QueueFull", "default_max_workers", "detect_gpus", "log_path", "ENV_MAX_WORKERS"]
+__all__ = ["JobManager", "NotYours", "QueueFull", "Refused", "StoreUnavailable", "default_max_workers",
+           "detect_gpus", "log_path", "ENV_MAX_WORKERS"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +140,7 @@ CPU = -1  # `place`'s answer for a job that runs on the CPU
 POLL_S = 0.2  # scheduler period: a freed slot is refilled and a crash noticed within this
 KILL_AFTER_S = 5.0  # a cancelled worker that has not exited by then is SIGKILLed
 ORPHAN_GRACE_S = 30.0
+LIVENESS_S = 2.0  # every run of the store whose owner died is marked within about this
 SPEED_TTL_S = 10.0  # the calibrated speed is re-read from the store at most this often
 STOP_WAIT_S = 3.0  # how long `stop` waits for stopped workers to record it
 DELETE_WAIT_S = 8.0  # how long `delete_runs` waits for stopped workers before deleting
@@ -128,9 +156,20 @@ _GPU_MEMORY: tuple[int, ...] = ()  # bytes per device, when the probe could read
 _GPU_LOCK = threading.Lock()
 
 
-class QueueFull(RuntimeError):
-    """A submission refused because the queue (this server's, or one session's share) is full;
-    the message is a polite sentence for the user."""
+class Refused(RuntimeError):
+    """A request the server declines; the message is one polite sentence for the user."""
+
+
+class QueueFull(Refused):
+    """A submission refused because the queue (this server's, or one session's share) is full."""
+
+
+class StoreUnavailable(Refused):
+    """A submission refused because the run store cannot record runs now (`Store.problem`)."""
+
+
+class NotYours(Refused):
+    """Stop or delete refused: some of the runs were started by someone else."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,12 +323,30 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES, max_bytes: int = 8192) -> str
     return "\n".join(out[-lines:])
 
 
+def _last_words(tail: str) -> str:
+    """The line of a worker's log that says why it ended (its last line that is not the command it
+    was started with), without paths: it reaches the run's error, on every attendee's page."""
+    for line in reversed(tail.splitlines()):
+        line = line.strip()
+        if line and not line.startswith("$ ") and not line.startswith("Traceback"):
+            return fmt.hide_paths(line)[:300]
+    return ""
+
+
 def _close_quietly(f) -> None:
     try:
         if f is not None:
             f.close()
     except OSError:
         pass
+
+
+def with_quiet(fn, *args):
+    """fn(*args), ignoring a failure: cleaning up after a failed write must not hide its error."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _kill_quietly(proc: subprocess.Popen) -> None:
@@ -309,6 +366,9 @@ class _Job:
     run_ids: list[int]
     session: str | None = None
     memory: int = 0  # estimated bytes on its device (cost.estimate_memory_bytes)
+    seconds: float = 0.0  # estimated wall time (cost.run_seconds), for the session's share
+    nbytes: int = 0  # estimated metric bytes (cost.metric_bytes), for the session's share
+    seq: int = 0  # arrival order
     on_gpu: bool = False  # its device may be a GPU ("auto", "cuda", "mps"): placed on one if any
     proc: subprocess.Popen | None = None
     where: int = CPU  # the GPU it was placed on, or CPU
@@ -316,6 +376,7 @@ class _Job:
     started: float | None = None
     stop_reason: str | None = None  # None, "cancel" or "shutdown"
     stop_at: float | None = None  # when SIGTERM was sent
+    crash: str | None = None  # why its worker ended early, worked out (and logged) once
     killed: bool = False  # SIGKILL sent by us
 
     @property
@@ -361,6 +422,9 @@ class JobManager:
         max_queued: int | None = None,
         max_queued_per_session: int | None = None,
         prewarm: int | None = None,
+        max_queued_seconds_per_session: float | None = None,
+        max_queued_bytes_per_session: int | None = None,
+        liveness_interval: float = LIVENESS_S,
     ):
         if max_workers is not None and int(max_workers) < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers!r}.")
@@ -377,10 +441,24 @@ class JobManager:
         self.max_queued = int(max_queued) if max_queued is not None else spec_mod.max_queued()
         self.max_queued_per_session = (int(max_queued_per_session) if max_queued_per_session is not None
                                        else spec_mod.max_queued_per_session())
+        self.max_queued_seconds_per_session = (
+            float(max_queued_seconds_per_session) if max_queued_seconds_per_session is not None
+            else spec_mod.max_queued_seconds_per_session())
+        self.max_queued_bytes_per_session = (
+            int(max_queued_bytes_per_session) if max_queued_bytes_per_session is not None
+            else spec_mod.max_queued_bytes_per_session())
+        spec_mod.page_limits()  # a bad AGD_VIZ_PAGE_MAX_* fails here too
+        self.liveness_interval = float(liveness_interval)
         self._session_of: dict[int, str] = {}  # run id -> the browser session that submitted it
+        self._served: dict[str | None, int] = {}  # session -> when it last had a job started (_tick)
+        self._tick = 0
+        self._seq = 0
+        self._next_liveness = 0.0
+        self._incidents: dict[str, str] = {}  # what is wrong now, by kind: logged once each
+        self._saved_copy: Path | None = None
         self._speed: tuple[float, cost.Speed] | None = None  # (when, calibrated speed)
         self._lock = threading.Lock()
-        self._queue: list[_Job] = []  # jobs waiting, in FIFO order
+        self._queue: list[_Job] = []  # jobs waiting, in arrival order (they start round-robin)
         self._jobs: dict[int, _Job] = {}  # job id (its first run's) -> running job
         self._closed = False
         # Pre-started workers: a run handed to one skips process start and imports (seconds of
@@ -395,7 +473,8 @@ class JobManager:
         self._wake = threading.Event()
         self.pid = os.getpid()
         _LIVE.add(self)
-        self.recovered = self.recover()
+        # A store that cannot be written now is said on the pages; its runs are judged once it can.
+        self.recovered = self.recover() if self.store.problem() is None else []
         atexit.register(self._atexit)
         self._thread = None
         if start:
@@ -420,87 +499,123 @@ class JobManager:
 
         Each run's stored spec is `spec.with_optimizer(o).to_dict()`, so a run is self-contained:
         an export or a rerun needs nothing but that row. The worker starts at once if there is
-        room, else in FIFO order as earlier jobs end. `group_id` adds the runs to an
-        existing group. `session` tags the runs with the browser session that asked for them, for
-        the per-session queue limit.
+        room, else when its turn comes (round-robin across sessions). `group_id` adds the runs to
+        an existing group. `session` is who asks (a browser session's owner id; None: this
+        process's own code): recorded as the owner of the group and runs, and charged for its
+        share of the queue.
 
         Refused, with nothing written: a spec over this server's limits (`spec.admit`: steps,
-        memory) -> SpecError; a full queue -> QueueFull.
+        memory; a session's also the pages' ranges) -> SpecError; a full queue or share ->
+        QueueFull; a store that cannot record runs -> StoreUnavailable.
         """
-        self._admit([spec])
-        with self._lock:
-            self._check_room(len(spec.optimizers), session)
-            if group_id is not None:
-                run_ids = self._queue_runs([spec], group_id, name, session)
-            else:
-                group_id = self.store.create_group(group_kind, name, spec.to_dict())
-                run_ids = self._queue_group_runs([spec], group_id, name, session)
-            self._schedule()
-        return group_id, run_ids
+        return self.submit_group([spec], kind=group_kind, name=name, session=session,
+                                 group_id=group_id)
 
     def submit_group(self, specs, kind: str = "sweep", name: str | None = None,
-                     session: str | None = None, group_spec=None) -> tuple[int, list[int]]:
-        """Queue every spec of `specs` (a sweep's cells, one job each) as one new group of `kind`,
-        all or nothing;
-        returns (group_id, run ids in submission order). The group stores `group_spec` (a sweep's
-        `SweepConfig.to_dict()`), else the first spec.
+                     session: str | None = None, group_spec=None,
+                     group_id: int | None = None) -> tuple[int, list[int]]:
+        """Queue every spec of `specs` (a sweep's cells, one job each) as one new group of `kind`
+        (or into the existing `group_id`), all or nothing; returns (group_id, run ids in
+        submission order). The group stores `group_spec` (a sweep's `SweepConfig.to_dict()`),
+        else the first spec. Owner, share and refusals as for `submit`.
 
         Every spec is checked against this server's limits and the queue's room for all of their
-        runs is checked under the lock before anything is written: a refused spec (SpecError) or
-        a queue without room for all of them (QueueFull) leaves the store as it was.
+        runs is checked under the lock before anything is written: a refused spec (SpecError), a
+        queue without room for all of them (QueueFull) or a store that cannot record them
+        (StoreUnavailable) leaves the store as it was.
         """
         specs = list(specs)
         if not specs:
             raise ValueError("submit_group needs at least one spec.")
-        self._admit(specs)
+        costs = self._costs(specs, session)
         group_spec = group_spec if group_spec is not None else specs[0].to_dict()
         with self._lock:
-            self._check_room(sum(len(s.optimizers) for s in specs), session)
-            group_id = self.store.create_group(kind, name, group_spec)
-            run_ids = self._queue_group_runs(specs, group_id, name, session)
+            self._check_store()
+            self._check_room(sum(len(s.optimizers) for s in specs), session,
+                             sum(c[0] for c in costs), sum(c[1] for c in costs))
+            try:
+                if group_id is not None:
+                    run_ids = self._queue_runs(specs, costs, group_id, name, session)
+                else:
+                    group_id = self.store.create_group(kind, name, group_spec, owner=session)
+                    run_ids = self._queue_group_runs(specs, costs, group_id, name, session)
+            except sqlite3.Error as exc:  # the file turned read-only or vanished just now
+                raise StoreUnavailable(self.store.problem() or "The run store could not record the runs "
+                                       f"({fmt.hide_paths(exc)}).") from None
             self._schedule()
         return group_id, run_ids
 
-    def _admit(self, specs) -> None:
-        """SpecError for the first spec that is invalid or over this server's limits."""
+    def _costs(self, specs, session) -> list[tuple[float, int]]:
+        """Admit `specs` (SpecError for the first that may not run here) and estimate each one's
+        (seconds, metric bytes)."""
+        self._admit(specs, session)
+        speed = self.speed()
+        return [(cost.run_seconds(s, speed, startup=True), cost.metric_bytes(s)) for s in specs]
+
+    def check_submission(self, specs, session: str | None = None) -> str | None:
+        """Why `specs` would be refused now (the sentence `submit_group` would raise), or None;
+        writes nothing. A page shows it before Start is pressed."""
+        try:
+            specs = list(specs)
+            costs = self._costs(specs, session)
+            with self._lock:
+                self._check_store()
+                self._check_room(sum(len(s.optimizers) for s in specs), session,
+                                 sum(c[0] for c in costs), sum(c[1] for c in costs))
+        except (ValueError, Refused) as exc:  # SpecError is a ValueError
+            return str(exc)
+        return None
+
+    def _admit(self, specs, session=None) -> None:
+        """SpecError for the first spec that is invalid or over this server's limits (a session's:
+        also over the pages' ranges, the same on the Live and Sweep pages)."""
         if self._closed:
             raise RuntimeError("this JobManager was shut down; create a new one.")
+        ranges = spec_mod.page_limits() if session is not None else None
         for spec in specs:
             spec.validate()
-            spec_mod.admit(spec, device=self.device_kind(spec.device))
+            spec_mod.admit(spec, device=self.device_kind(spec.device), ranges=ranges)
 
-    def _queue_group_runs(self, specs, group_id: int, name, session) -> list[int]:
+    def _check_store(self) -> None:
+        problem = self.store.problem()
+        if problem is not None:
+            raise StoreUnavailable(problem)
+
+    def _queue_group_runs(self, specs, costs, group_id: int, name, session) -> list[int]:
         """`_queue_runs` into a group made for them: if writing fails half-way the group goes too.
         Caller holds the lock."""
         try:
-            return self._queue_runs(specs, group_id, name, session)
+            return self._queue_runs(specs, costs, group_id, name, session)
         except BaseException:
-            self.store.delete_group(group_id)
+            with_quiet(self.store.delete_group, group_id)
             raise
 
-    def _queue_runs(self, specs, group_id: int, name, session) -> list[int]:
+    def _queue_runs(self, specs, costs, group_id: int, name, session) -> list[int]:
         """Write one queued run per optimiser of each spec, then queue one job per spec; if a write
         fails the runs written so far are deleted and none is queued. Caller holds the lock."""
         jobs: list[_Job] = []
+        owner = str(session) if session is not None else None
         try:
-            for spec in specs:
-                job = _Job([], str(session) if session is not None else None,
-                           cost.estimate_memory_bytes(spec), on_gpu=spec.device != "cpu")
+            for spec, (seconds, nbytes) in zip(specs, costs):
+                self._seq += 1
+                job = _Job([], owner, cost.estimate_memory_bytes(spec), on_gpu=spec.device != "cpu",
+                           seconds=seconds, nbytes=nbytes, seq=self._seq)
                 jobs.append(job)
                 for o, label in zip(spec.optimizers, spec.labels):
+                    # Owner pid = this server from the first moment: recovery in another live
+                    # server must leave it alone.
                     rid = self.store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=group_id,
-                                                name=name, label=label)
+                                                name=name, label=label, owner=owner, pid=self.pid)
                     job.run_ids.append(rid)
-                    # Owner = this server: recovery in another live server must leave it alone.
-                    self.store.set_status(rid, QUEUED, pid=self.pid)
+                self.store.set_job(job.run_ids)
         except BaseException:
             for rid in (r for job in jobs for r in job.run_ids):
-                self.store.delete_run(rid)
+                with_quiet(self.store.delete_run, rid)
             raise
         self._queue += jobs
         run_ids = [r for job in jobs for r in job.run_ids]
-        if session is not None:
-            self._session_of.update((rid, str(session)) for rid in run_ids)
+        if owner is not None:
+            self._session_of.update((rid, owner) for rid in run_ids)
         return run_ids
 
     def device_kind(self, device: str = "auto") -> str:
@@ -520,19 +635,26 @@ class JobManager:
         return ("cpu", _gpu_kind()) if _GPU_COUNT > 0 else ("cpu",)
 
     def room(self, session: str | None = None) -> dict:
-        """How many more runs may be submitted now: {"active", "free", "session_active",
-        "session_free", "max_queued", "max_queued_per_session"} (active = queued + running here)."""
+        """How much more may be submitted now: {"active", "free", "session_active",
+        "session_free", "max_queued", "max_queued_per_session", "session_seconds",
+        "max_queued_seconds_per_session", "session_bytes", "max_queued_bytes_per_session"}
+        (active = runs queued + running here; a session's seconds and bytes: the estimates of its
+        jobs queued or running)."""
         with self._lock:
             active = self._active_ids()
             mine = sum(1 for r in active if session is not None and self._session_of.get(r) == str(session))
+            seconds, nbytes = self._session_work(session)
         return {"active": len(active), "free": max(0, self.max_queued - len(active)),
                 "session_active": mine, "session_free": max(0, self.max_queued_per_session - mine),
-                "max_queued": self.max_queued, "max_queued_per_session": self.max_queued_per_session}
+                "max_queued": self.max_queued, "max_queued_per_session": self.max_queued_per_session,
+                "session_seconds": seconds, "max_queued_seconds_per_session": self.max_queued_seconds_per_session,
+                "session_bytes": nbytes, "max_queued_bytes_per_session": self.max_queued_bytes_per_session}
 
-    def check_room(self, n_runs: int, session: str | None = None) -> None:
-        """Raise QueueFull unless `n_runs` more runs fit now."""
+    def check_room(self, n_runs: int, session: str | None = None, seconds: float = 0.0, nbytes: int = 0) -> None:
+        """Raise QueueFull unless `n_runs` more runs (of `seconds` and `nbytes` estimated work)
+        fit now."""
         with self._lock:
-            self._check_room(int(n_runs), session)
+            self._check_room(int(n_runs), session, seconds, nbytes)
 
     def _active_ids(self) -> list[int]:
         """Run ids queued or running here; forgets the sessions of runs that left. Caller holds the lock."""
@@ -542,7 +664,15 @@ class JobManager:
             self._session_of = {r: s for r, s in self._session_of.items() if r in keep}
         return active
 
-    def _check_room(self, n_runs: int, session: str | None) -> None:
+    def _session_work(self, session: str | None) -> tuple[float, int]:
+        """(estimated seconds, metric bytes) of `session`'s jobs queued or running. Caller holds
+        the lock."""
+        if session is None:
+            return 0.0, 0
+        jobs = [j for j in (*self._jobs.values(), *self._queue) if j.session == str(session) and j.run_ids]
+        return sum(j.seconds for j in jobs), sum(j.nbytes for j in jobs)
+
+    def _check_room(self, n_runs: int, session: str | None, seconds: float = 0.0, nbytes: int = 0) -> None:
         active = self._active_ids()
         if len(active) + n_runs > self.max_queued:
             free = max(0, self.max_queued - len(active))
@@ -559,14 +689,55 @@ class JobManager:
                 f"You already have {mine} run{'s' if mine != 1 else ''} waiting or training, and this "
                 f"would add {n_runs}; each session may have at most {self.max_queued_per_session} at once "
                 "on this shared server. Stop some, or wait for them to finish.")
+        have_s, have_b = self._session_work(session)
+        if have_s + seconds > self.max_queued_seconds_per_session:
+            raise QueueFull(
+                f"This would take about {fmt.estimate(seconds)} of compute"
+                + (f" on top of the {fmt.estimate(have_s)} you already have waiting or training" if have_s else "")
+                + f"; each session may have at most {fmt.estimate(self.max_queued_seconds_per_session)} "
+                "on this shared server. Use fewer steps, a smaller network or a smaller grid, or wait for "
+                "your runs to finish.")
+        if have_b + nbytes > self.max_queued_bytes_per_session:
+            raise QueueFull(
+                f"This would record about {fmt.bytes_(nbytes)} of metrics"
+                + (f" on top of the {fmt.bytes_(have_b)} of your runs waiting or training" if have_b else "")
+                + f"; each session may have at most {fmt.bytes_(self.max_queued_bytes_per_session)} on this "
+                "shared server. Use fewer steps or runs, or wait for your runs to finish.")
 
     # -- inspecting ----------------------------------------------------------------------------
 
     def queue_positions(self) -> dict[int, int]:
-        """{run_id: 1-based place of its job in this manager's queue} for runs waiting (the runs of
-        one comparison share a place: they start together); no database access."""
+        """{run_id: 1-based place of its job in the order the queue will start them (round-robin
+        across sessions)} for runs waiting (the runs of one comparison share a place: they start
+        together); no database access."""
         with self._lock:
-            return {rid: k + 1 for k, job in enumerate(self._queue) for rid in job.run_ids}
+            return {rid: k + 1 for k, job in enumerate(self._order()) for rid in job.run_ids}
+
+    def _order(self) -> list[_Job]:
+        """The queued jobs in the order they will start if nothing else arrives: each time, the
+        next job of the session served least recently (one never served first; ties: the earlier
+        arrival). Caller holds the lock."""
+        lanes: dict[str | None, list[_Job]] = {}
+        for job in sorted(self._queue, key=lambda j: j.seq):
+            lanes.setdefault(job.session, []).append(job)
+        served, tick, out = dict(self._served), self._tick, []
+        heads = {k: 0 for k in lanes}
+        while len(out) < len(self._queue):
+            k = min((k for k in lanes if heads[k] < len(lanes[k])),
+                    key=lambda k: (served.get(k, -1), lanes[k][heads[k]].seq))
+            out.append(lanes[k][heads[k]])
+            heads[k] += 1
+            tick += 1
+            served[k] = tick
+        return out
+
+    def _next(self) -> _Job:
+        """The queued job to start next (the first of `_order`). Caller holds the lock."""
+        heads: dict[str | None, _Job] = {}
+        for job in self._queue:
+            if job.session not in heads or job.seq < heads[job.session].seq:
+                heads[job.session] = job
+        return min(heads.values(), key=lambda j: (self._served.get(j.session, -1), j.seq))
 
     def queue_position(self, run_id: int) -> int | None:
         """1 = next to start; None if the run is not waiting here (running, done, or unknown)."""
@@ -607,15 +778,44 @@ class JobManager:
 
     # -- cancelling ----------------------------------------------------------------------------
 
-    def cancel(self, run_id: int) -> bool:
+    def is_admin(self, admin_key: str | None) -> bool:
+        """Whether `admin_key` is this server's operator key ($AGD_VIZ_ADMIN_KEY; none: no one is)."""
+        key = spec_mod.admin_key()
+        return bool(key and admin_key) and hmac.compare_digest(str(admin_key).encode(), key.encode())
+
+    def may_control(self, owner: str | None, session: str | None, admin_key: str | None = None) -> bool:
+        """Whether `session` may stop or delete work of `owner` (module docstring, Ownership)."""
+        return session is None or (owner is not None and owner == str(session)) or self.is_admin(admin_key)
+
+    def _check_owner(self, rows, session, admin_key, verb: str) -> None:
+        """NotYours unless `session` may `verb` every run of `rows`."""
+        foreign = [r["id"] for r in rows if not self.may_control(r.get("owner"), session, admin_key)]
+        if not foreign:
+            return
+        ids = ", ".join(f"#{i}" for i in foreign[:8]) + (" …" if len(foreign) > 8 else "")
+        one = len(foreign) == 1
+        raise NotYours(
+            f"Run{'' if one else 's'} {ids} {'was' if one else 'were'} started by someone else (another "
+            f"browser session, or the command line), so only they or the server's operator can {verb} "
+            f"{'it' if one else 'them'}; nothing was {'stopped' if verb == 'stop' else 'deleted'}.")
+
+    def cancel(self, run_id: int, session: str | None = None, admin_key: str | None = None) -> bool:
         """Stop a run: queued -> `cancelled` at once; running -> ask it to stop (store flag and
         SIGTERM), it ends `cancelled` within a sync (~0.2 s) keeping its metrics; a worker still
         alive `kill_after` seconds later is SIGKILLed and its run marked `cancelled` here.
 
-        A run this manager does not hold (another server's) gets the store flag, which its worker
-        or its manager honours. Returns False if the run is unknown or already over.
+        A run this manager does not hold (another server's, a command line's) gets the store
+        flag, which its worker or its server honours within a second or two; if the process
+        answering for it is gone, the run is ended here at once. On behalf of a `session`, only
+        its own runs (or any, with the admin key): NotYours otherwise. Returns False if the run
+        is unknown or already over.
         """
         rid = int(run_id)
+        if session is not None:
+            row = self.store.get_run(rid)
+            if row is None:
+                return False
+            self._check_owner([row], session, admin_key, "stop")
         with self._lock:
             queued = next((job for job in self._queue if rid in job.run_ids), None)
             if queued is not None:
@@ -640,22 +840,37 @@ class JobManager:
         row = self.store.get_run(rid)
         if row is None or row["status"] not in ACTIVE_STATUSES:
             return False
+        if self._owner_gone(row, self._held_here()):
+            text = ("cancelled before it started" if row["status"] == QUEUED
+                    else "stopped; the process training it was already gone")
+            if self.store.end_if_unchanged(rid, row["status"], row["pid"], CANCELLED, text):
+                return True
         return self.store.request_cancel(rid)
 
-    def stop(self, run_ids, wait: float = STOP_WAIT_S) -> None:
+    def stop(self, run_ids, wait: float = STOP_WAIT_S, session: str | None = None,
+             admin_key: str | None = None) -> None:
         """Cancel every run of `run_ids` still queued or running (a page's Stop button), and wait
         up to `wait` seconds for their workers to record it, so the page drawn next shows them
-        stopped."""
+        stopped. On behalf of a `session`: all of them must be its own (or it holds the admin
+        key), else NotYours and none is stopped."""
         ids = [int(r) for r in run_ids]
+        if session is not None:
+            rows = [r for r in (self.store.get_run(i) for i in ids) if r is not None]
+            self._check_owner(rows, session, admin_key, "stop")
         for rid in ids:
             self.cancel(rid)
         self._wait_over(ids, wait)
 
-    def delete_runs(self, run_ids, wait: float = DELETE_WAIT_S) -> tuple[list[int], list[int]]:
-        """Delete runs with their metrics and frames: those still queued or running are cancelled
-        first and deleted once over (waiting up to `wait` seconds); a group left without runs goes
-        too. Returns (deleted ids, ids still active and so not deleted)."""
-        rows = [r for r in (self.store.get_run(int(i)) for i in run_ids) if r is not None]
+    def delete_runs(self, run_ids, wait: float = DELETE_WAIT_S, session: str | None = None,
+                    admin_key: str | None = None) -> tuple[list[int], list[int]]:
+        """Delete runs with their metrics, frames and worker logs: those still queued or running
+        are cancelled first and deleted once over (waiting up to `wait` seconds); a group left
+        without runs goes too. On behalf of a `session`: all of them must be its own (or it holds
+        the admin key), else NotYours and nothing is deleted. Returns (deleted ids, ids still
+        active and so not deleted)."""
+        rows = [r for r in (self.store.get_run(i) for i in run_ids) if r is not None]
+        if session is not None:
+            self._check_owner(rows, session, admin_key, "delete")
         active = [r["id"] for r in rows if r["status"] in ACTIVE_STATUSES]
         for rid in active:
             self.cancel(rid)
@@ -672,6 +887,12 @@ class JobManager:
             g = self.store.get_group(gid)
             if g is not None and g["n_runs"] == 0:
                 self.store.delete_group(gid)
+        for job in {r.get("job") or r["id"] for r in rows if r["id"] in deleted}:
+            if not self.store.job_in_use(job):  # its worker's log: no run left to explain
+                try:
+                    log_path(self.db_path, job).unlink()
+                except OSError:
+                    pass
         return deleted, active
 
     def _wait_over(self, run_ids: list[int], wait: float) -> list[int]:
@@ -710,8 +931,14 @@ class JobManager:
         while not self._closed:
             try:
                 self.poll()
-            except Exception:  # noqa: BLE001 - the scheduler must outlive any one bad poll
-                log.exception("agd_viz job scheduler: poll failed")
+                if time.monotonic() >= self._next_liveness:
+                    self._next_liveness = time.monotonic() + self.liveness_interval
+                    self.check_liveness()
+                self._incident("poll", None)
+            except Exception as exc:  # noqa: BLE001 - the scheduler must outlive any one bad poll
+                if "poll" not in self._incidents:
+                    log.exception("agd_viz job scheduler: poll failed")
+                self._incident("poll", f"poll failed: {type(exc).__name__}: {exc}")
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
@@ -828,15 +1055,17 @@ class JobManager:
                 continue
             try:
                 self._record_exit(job, code)
-            except Exception:  # noqa: BLE001 - e.g. the file stayed locked: retry next poll
-                log.exception("agd_viz job scheduler: could not record the end of job %s", jid)
+            except Exception as exc:  # noqa: BLE001 - e.g. the store turned read-only: retry next poll
+                self._incident(f"reap-{jid}", f"could not record the end of the worker of runs {job.run_ids} "
+                                              f"(retrying): {type(exc).__name__}: {exc}")
                 continue
+            if f"reap-{jid}" in self._incidents:
+                self._incident(f"reap-{jid}", None)
             del self._jobs[jid]
 
     def _record_exit(self, job: _Job, code: int) -> None:
         """Give each run of the job a final status if its worker could not: killed, crashed before
         its own error handling, or stopped by us before it installed its signal handler."""
-        crash = None
         for rid in job.run_ids:
             row = self.store.get_run(rid)
             if row is None:  # deleted while it trained
@@ -854,13 +1083,16 @@ class JobManager:
                     self.store.finish_run(rid, INTERRUPTED, summary=row["summary"],
                                           error="the app shut down before this run finished")
                 else:
-                    crash = crash or self._crash_text(job, code)
-                    self.store.finish_run(rid, FAILED, summary=row["summary"], error=crash)
+                    # Once per job, however often a store that refuses writes makes this retry.
+                    job.crash = job.crash or self._crash_text(job, code)
+                    self.store.finish_run(rid, FAILED, summary=row["summary"], error=job.crash)
             except KeyError:
                 pass  # deleted just now
 
     def _crash_text(self, job: _Job, code: int) -> str:
-        """Why a worker ended before its runs did: the signal or exit code, and its last words."""
+        """Why a worker ended before its runs did, in one sentence for every attendee's page: the
+        signal or exit code, and its last words without paths. Its log's last lines go to the
+        server log (once per crash, with the log's path)."""
         if code < 0:
             text = f"worker was killed by signal {signal_name(-code)}"
             if -code == signal.SIGKILL:
@@ -868,23 +1100,28 @@ class JobManager:
         else:
             text = f"worker exited with code {code} before finishing the run"
         tail = _tail(job.log)
-        if tail:
-            text += f"\nlast lines of {job.log}:\n{tail}"
-        return text
+        last = _last_words(tail)
+        log.warning("agd_viz job scheduler: the worker of runs %s ended: %s; last lines of %s:\n%s",
+                    job.run_ids, text, job.log, tail)
+        return f"{text}: {last}" if last else text
 
     def _schedule(self) -> None:
-        """Start queued jobs while there is room (`place`), in FIFO order. Caller holds the lock."""
-        if self._closed:
+        """Start queued jobs while there is room (`place`), round-robin across sessions (`_next`).
+        Nothing starts while the store cannot record runs: a worker would open a file that is not
+        the one this server holds, or fail at its first write. Caller holds the lock."""
+        if self._closed or not self._queue or self.store.problem() is not None:
             return
         while self._queue:
-            job = self._queue[0]
+            job = self._next()
             if not self._drop_gone(job):
-                self._queue.pop(0)
+                self._queue.remove(job)
                 continue
             where = self._place(job)
             if where is None:
-                return  # first in line waits for room; nothing overtakes it
-            self._queue.pop(0)
+                return  # the next in turn waits for room; nothing overtakes it
+            self._queue.remove(job)
+            self._tick += 1
+            self._served[job.session] = self._tick
             try:
                 self._start(job, where)
             except OSError as exc:  # python missing, fork failed: this job fails, others go on
@@ -959,34 +1196,97 @@ class JobManager:
     # -- recovery ------------------------------------------------------------------------------
 
     def recover(self) -> list[int]:
-        """Mark `interrupted` the unfinished runs whose owner is gone (rule: module docstring).
-        Returns their ids. Runs of live servers and live workers are left alone."""
-        now = time.time()
+        """Mark the unfinished runs whose owner is gone (rule: module docstring) `interrupted`, with
+        the reason; returns their ids. Runs of live servers and live processes are left alone.
+        Called when a manager starts and then every LIVENESS_S by its scheduler thread."""
+        # Rows first, then what the managers here hold: a run queued here after the read cannot be
+        # misjudged, and one that ended since is protected by end_if_unchanged.
+        rows = self.store.list_runs(status=list(ACTIVE_STATUSES))
+        mine = self._held_here()
+        lost = []
+        for row in rows:
+            if row["id"] in mine or not self._owner_gone(row, mine):
+                continue
+            if row["status"] == QUEUED:
+                text = ("The app server that queued this run stopped before it started (its process is "
+                        "gone).")
+            else:
+                text = ("The process training this run stopped before it finished (its process is gone: "
+                        "killed, or the terminal that ran it closed).")
+            if self.store.end_if_unchanged(row["id"], row["status"], row["pid"], INTERRUPTED, text):
+                lost.append(row["id"])
+        return lost
+
+    def _held_here(self) -> set[int]:
+        """Run ids queued or running in a live manager of this process."""
         mine: set[int] = set()
         for m in list(_LIVE):
             if not m._closed:
                 with m._lock:
                     mine.update(r for job in (*m._queue, *m._jobs.values()) for r in job.run_ids)
-        lost = []
-        for row in self.store.list_runs(status=list(ACTIVE_STATUSES)):
-            rid, pid, status = row["id"], row["pid"], row["status"]
-            if pid is None:
-                gone = now - (row["created"] or now) > ORPHAN_GRACE_S
-            elif pid == self.pid:
-                # Ours: a running one may be a CLI training in this process; a queued one is
-                # alive only while a live manager here holds it.
-                gone = status == QUEUED and rid not in mine
-            else:
-                since = row["started"] if status == RUNNING and row["started"] else row["created"]
-                gone = not pid_alive(pid, not_after=since)
-            if gone:
-                lost.append(rid)
-        for rid in lost:
-            # Per run, not one bulk UPDATE: only rows already judged ownerless are written, so a
-            # run another server creates meanwhile cannot be caught.
-            self.store.set_status(rid, INTERRUPTED, error="The app stopped before this run finished "
-                                                         "(its process is gone).")
-        return lost
+        return mine
+
+    def _owner_gone(self, row: dict, mine: set[int]) -> bool:
+        """Whether nothing alive answers for unfinished run `row` any more (module docstring)."""
+        rid, pid, status = row["id"], row["pid"], row["status"]
+        if rid in mine:
+            return False
+        if pid is None:
+            return time.time() - (row["created"] or time.time()) > ORPHAN_GRACE_S
+        if pid == self.pid:
+            # Ours: a running one may be a command line training in this process; a queued one is
+            # alive only while a live manager here holds it.
+            return status == QUEUED
+        since = row["started"] if status == RUNNING and row["started"] else row["created"]
+        return not pid_alive(pid, not_after=since)
+
+    def check_liveness(self) -> None:
+        """The periodic part of the scheduler (every LIVENESS_S): the store's health, runs whose
+        owner died (`recover`), queued runs here that another process flagged for cancelling."""
+        problem = self.store.problem()
+        self._incident("store", problem and f"the run store {self.db_path} cannot record runs: {problem}")
+        if problem == STORE_GONE and self._saved_copy is None:
+            self._save_what_we_hold()
+        if problem is not None:
+            return  # nothing can be written; the incident is logged, the pages say it
+        ended = self.recover()
+        if ended:
+            log.warning("agd_viz job scheduler: runs %s ended interrupted: the process answering for them "
+                        "is gone", ended)
+        with self._lock:
+            queued = [r for job in self._queue for r in job.run_ids]
+            flagged = self.store.cancel_flags(queued) if queued else set()
+            for job in [j for j in self._queue if flagged.intersection(j.run_ids)]:
+                self._drop_gone(job)
+                if not job.run_ids:
+                    self._queue.remove(job)
+
+    def _save_what_we_hold(self) -> None:
+        """The store file was deleted or replaced under this server: write what its connection still
+        reads to a new file beside where it was, once, and name it in the server log."""
+        dest = self.db_path.with_name(f"{self.db_path.stem}.saved-{time.strftime('%Y%m%d-%H%M%S')}.db")
+        try:
+            self._saved_copy = self.store.save_copy(dest)
+            log.warning("agd_viz job scheduler: the run store %s was deleted or replaced while this server "
+                        "ran; everything it held is saved in %s (point AGD_VIZ_DB at it and restart)",
+                        self.db_path, dest)
+        except (sqlite3.Error, OSError) as exc:
+            self._saved_copy = dest  # do not retry every tick; said once
+            log.error("agd_viz job scheduler: the run store %s was deleted or replaced, and saving what "
+                      "this server held to %s failed: %s", self.db_path, dest, exc)
+
+    def _incident(self, kind: str, text: str | None) -> None:
+        """Log `text` once when it starts (and once when it is over), however often it is seen: a
+        problem met at every poll is one line in the server log, not one per poll."""
+        before = self._incidents.get(kind)
+        if text == before:
+            return
+        if text is None:
+            self._incidents.pop(kind, None)
+            log.warning("agd_viz job scheduler: resolved: %s", before)
+        else:
+            self._incidents[kind] = text
+            log.error("agd_viz job scheduler: %s", text)
 
     # -- shutting down -------------------------------------------------------------------------
 

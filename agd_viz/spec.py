@@ -16,13 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agd_viz import cost, datasets, fmt, optspec
+from agd_viz import cost, datasets, downloads, fmt, optspec
 
 __all__ = [
     "ARCHS", "DEVICES", "LIMITS", "METRICS_MODES", "RunSpec", "SpecError", "SweepConfig",
-    "SweepError", "admit", "budget_bytes", "check_fields", "env_int", "max_grid", "max_queued",
-    "max_queued_per_session", "max_steps", "memory_problem", "range_problem", "server_limits",
-    "steps_problem", "parse_sizes",
+    "SweepError", "admit", "admin_key", "budget_bytes", "check_fields", "env_int", "max_grid", "max_queued",
+    "max_queued_per_session", "max_queued_bytes_per_session", "max_queued_seconds_per_session", "max_steps",
+    "data_problem", "memory_problem", "page_limits", "page_problems", "range_problem", "server_limits", "steps_problem",
+    "parse_sizes",
 ]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -55,6 +56,21 @@ GPU_BUDGET_SHARE = 0.9
 DEFAULT_MAX_QUEUED = 400
 DEFAULT_MAX_QUEUED_PER_SESSION = 200
 DEFAULT_MAX_GRID = 200
+# A session's share of the queue in work, not only in runs: one click must not hold the server for
+# weeks (issue 14: a sweep of "about 583 h" that would write ~13 GB of metrics was accepted).
+# Estimated compute time (cost.run_seconds, calibrated on this store) and metric bytes
+# (cost.metric_bytes) of everything one session has waiting or training.
+ENV_MAX_QUEUED_SECONDS_PER_SESSION = "AGD_VIZ_MAX_QUEUED_SECONDS_PER_SESSION"
+ENV_MAX_QUEUED_MB_PER_SESSION = "AGD_VIZ_MAX_QUEUED_MB_PER_SESSION"
+DEFAULT_MAX_QUEUED_SECONDS_PER_SESSION = 2 * 3600
+DEFAULT_MAX_QUEUED_MB_PER_SESSION = 1000
+# What one run started from a page (Live or Sweep) may be: a room shares the server, so one click
+# must not start a job that runs for hours. The command line reaches LIMITS and AGD_VIZ_MAX_STEPS.
+# An operator raises them with AGD_VIZ_PAGE_MAX_<NAME>.
+PAGE_LIMITS = {"depth": 64, "width": 2048, "batch_size": 4096, "steps": 20_000}
+ENV_PAGE_MAX = {name: f"AGD_VIZ_PAGE_MAX_{name.split('_')[0].upper()}" for name in PAGE_LIMITS}
+# The operator's key: whoever enters it on a page may stop and delete anyone's runs.
+ENV_ADMIN_KEY = "AGD_VIZ_ADMIN_KEY"
 MAX_GRID_VALUES = 16  # depths (or widths) per sweep: past that the heatmap's cells are unreadable
 
 
@@ -297,6 +313,46 @@ def max_grid() -> int:
         raise SweepError(str(exc)) from None
 
 
+def max_queued_seconds_per_session() -> int:
+    """Estimated seconds of work one session may have waiting or training (default 2 h)."""
+    return env_int(ENV_MAX_QUEUED_SECONDS_PER_SESSION, DEFAULT_MAX_QUEUED_SECONDS_PER_SESSION)
+
+
+def max_queued_bytes_per_session() -> int:
+    """Estimated metric bytes one session's waiting or training runs may write (default 1 GB)."""
+    return env_int(ENV_MAX_QUEUED_MB_PER_SESSION, DEFAULT_MAX_QUEUED_MB_PER_SESSION) * 1_000_000
+
+
+def page_limits() -> dict[str, tuple[int, int]]:
+    """Ranges of a run started from a page: PAGE_LIMITS, each raised or lowered by its
+    AGD_VIZ_PAGE_MAX_<NAME> (within LIMITS). AGD_VIZ_MAX_STEPS applies as well, with its own
+    sentence (`steps_problem`)."""
+    return {name: (LIMITS[name][0], min(env_int(ENV_PAGE_MAX[name], default), LIMITS[name][1]))
+            for name, default in PAGE_LIMITS.items()}
+
+
+_PAGE_WORDS = {"depth": "layers", "width": "units per layer", "batch_size": "examples per batch",
+               "steps": "steps per run"}
+
+
+def page_problems(spec: Any, ranges: Mapping[str, tuple[int, int]] | None = None) -> dict[str, str]:
+    """{field: sentence} for each field of `spec` over the pages' ranges (`page_limits()`)."""
+    ranges = page_limits() if ranges is None else ranges
+    out = {}
+    for name, (_, hi) in ranges.items():
+        value = _get(spec, name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > hi:
+            out[name] = (f"This server's pages allow at most {hi:,} {_PAGE_WORDS.get(name, name)} "
+                         f"({ENV_PAGE_MAX.get(name, name)}); you asked for {value:,}.")
+    return out
+
+
+def admin_key() -> str | None:
+    """The operator's key ($AGD_VIZ_ADMIN_KEY), or None when the server has none."""
+    key = os.environ.get(ENV_ADMIN_KEY, "").strip()
+    return key or None
+
+
 def steps_problem(steps: Any) -> str | None:
     limit = max_steps()
     if isinstance(steps, int) and not isinstance(steps, bool) and steps > limit:
@@ -305,9 +361,25 @@ def steps_problem(steps: Any) -> str | None:
     return None
 
 
-def admit(spec: Any, device: str | None = None, device_memory: int | None = None) -> None:
-    """Raise SpecError unless this server's limits allow `spec`: steps, then memory."""
-    for text in (steps_problem(_get(spec, "steps")), memory_problem(spec, device, device_memory)):
+def data_problem(spec: Any) -> str | None:
+    """The sentence refusing `spec` because its dataset is a download not in this machine's cache
+    (caught before any run is stored, not as a failed run), or None."""
+    name = _get(spec, "dataset", "digits")
+    info = datasets.DATASETS.get(name)
+    if info is None or not info.downloadable or downloads.is_downloaded(name):
+        return None
+    return (f"dataset {name!r} is not downloaded on this machine yet: run "
+            f"`{downloads.download_command(name)}` first (about {downloads.SOURCES[name].size / 1e6:.0f} MB), "
+            "or press its Download button in the app.")
+
+
+def admit(spec: Any, device: str | None = None, device_memory: int | None = None,
+          ranges: Mapping[str, tuple[int, int]] | None = None) -> None:
+    """Raise SpecError unless this server allows `spec`: the pages' `ranges` when given (a run
+    started from a page), steps, memory, then its data being here."""
+    over = page_problems(spec, ranges) if ranges is not None else {}
+    for text in (*over.values(), steps_problem(_get(spec, "steps")), memory_problem(spec, device, device_memory),
+                 data_problem(spec)):
         if text:
             raise SpecError(text)
 
@@ -315,7 +387,10 @@ def admit(spec: Any, device: str | None = None, device_memory: int | None = None
 def server_limits(device: str | None = "cpu") -> dict[str, int]:
     """The limits in force here, for the pages' "Server limits" note."""
     return {"max_steps": max_steps(), "max_memory_bytes": budget_bytes(device),
-            "max_queued": max_queued(), "max_queued_per_session": max_queued_per_session()}
+            "max_queued": max_queued(), "max_queued_per_session": max_queued_per_session(),
+            "max_queued_seconds_per_session": max_queued_seconds_per_session(),
+            "max_queued_bytes_per_session": max_queued_bytes_per_session(),
+            **{f"page_max_{name}": hi for name, (_, hi) in page_limits().items()}}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -397,10 +472,16 @@ class SweepConfig:
         return (f"{fmt.plural(self.n_runs, 'run')} ({fmt.plural(len(self.depths), 'depth')} × "
                 f"{fmt.plural(len(self.widths), 'width')} × {fmt.plural(len(self.optimizers), 'optimiser')})")
 
-    def check(self, limit: int | None = None, device: str | None = None) -> list[str]:
+    def check(self, limit: int | None = None, device: str | None = None,
+              ranges: Mapping[str, tuple[int, int]] | None = None) -> list[str]:
         """Why this sweep may not start (one sentence each); empty if it may. `device`: what
-        "auto" resolves to, for the memory budget (default: the config's own device)."""
+        "auto" resolves to, for the memory budget (default: the config's own device); `ranges`:
+        the pages' limits (`page_limits()`) for a sweep started from a page, the same as Live's."""
         problems = []
+        if ranges is not None:
+            biggest = {"depth": max(self.depths), "width": max(self.widths), "batch_size": self.batch_size,
+                       "steps": self.steps}
+            problems += list(page_problems(biggest, ranges).values())
         limit = max_grid() if limit is None else limit
         if self.n_runs > limit:
             problems.append(

@@ -17,6 +17,15 @@ instead of 2 million rows.
 Frames are numpy arrays by (run, kind, step), each stored as one `np.savez_compressed` blob and read
 back with `allow_pickle=False`: a frame is data, never code.
 
+Ownership (schema v3): a group and its runs record the `owner` that started them (a browser
+session's owner id, hashed from a token the browser keeps; None for the command line), so the job
+manager can refuse to stop or delete someone else's work; `job` names the first run of the worker
+job a run was trained in (its log file is named after it).
+
+A store can stop being usable while a server holds it: the file turned read-only, or deleted or
+replaced under it. `problem()` says so in one sentence (no path: pages show it to everyone); a file
+that is read-only when opened is opened read-only, so reading it creates nothing beside it.
+
 This module must stay light (sqlite3, json, numpy, pandas, and `agd_viz.optspec` for run labels):
 the app imports it on every page. It imports nothing of agd_viz above it (docs/architecture.md).
 """
@@ -30,6 +39,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -65,7 +75,7 @@ __all__ = [
 
 # "AGDV" in ASCII: tells our files from any other SQLite database without guessing from tables.
 APPLICATION_ID = 0x41474456
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -99,14 +109,14 @@ _F32 = np.dtype("<f4")  # fixed byte order so a file moved between machines read
 _RUN_COLUMNS = (
     "id", "group_id", "name", "optimizer", "label", "spec", "status", "created", "started", "ended",
     "error", "device", "pid", "summary", "step", "steps", "last_loss", "steps_per_s", "updated",
-    "cancel_requested",
+    "cancel_requested", "owner", "job",
 )  # fmt: skip
 _SETTABLE_RUN_FIELDS = frozenset(
     {"name", "label", "device", "pid", "started", "ended", "summary", "step", "steps", "last_loss",
-     "steps_per_s", "cancel_requested"}
+     "steps_per_s", "cancel_requested", "job"}
 )  # fmt: skip
 _PROGRESS_FIELDS = frozenset({"step", "steps", "last_loss", "steps_per_s"})
-_GROUP_COLUMNS = ("id", "kind", "name", "spec", "created")
+_GROUP_COLUMNS = ("id", "kind", "name", "spec", "created", "owner")
 
 # Migration k upgrades a file from schema version k to k + 1; version 0 is an empty file.
 # Each entry is a sequence of SQL statements or a callable(conn); all steps of one open run in a
@@ -166,10 +176,27 @@ _FRAMES_V2 = (
         PRIMARY KEY (run_id, kind, step)
     )""",
 )
+# Who started a group and its runs (module docstring), and the worker job a run was trained in.
+# Runs stored before v3 have no owner: only an operator (or the command line) may stop or delete them.
+_OWNER_V3 = (
+    "ALTER TABLE groups ADD COLUMN owner TEXT",
+    "ALTER TABLE runs ADD COLUMN owner TEXT",
+    "ALTER TABLE runs ADD COLUMN job INTEGER",
+    "CREATE INDEX groups_owner ON groups(owner)",
+)
 MIGRATIONS: dict[int, Sequence[str] | Callable[[sqlite3.Connection], None]] = {
     0: _SCHEMA_V1,
     1: _FRAMES_V2,
+    2: _OWNER_V3,
 }
+
+# What `Store.problem()` says; no path in them: every attendee's page shows them.
+STORE_GONE = ("The run store file was deleted or replaced while the app was running, so no new run "
+              "can be recorded until the server is restarted.")
+STORE_READ_ONLY = ("The run store has become read-only, so new runs cannot start and running ones "
+                   "cannot record their progress until it is writable again.")
+# SQLite keeps integers in 64 bits: a larger id (a link's, the command line's) is no run at all.
+_MAX_ID = 2**63 - 1
 
 
 # Files this process holds open through a Store, by (device, inode) -> count. Closing *any*
@@ -289,6 +316,22 @@ def _id_list(ids: Iterable[int]) -> str:
     return json.dumps([int(i) for i in ids])
 
 
+def _key(value: Any) -> int | None:
+    """`value` as an id SQLite can hold, or None (no run or group can have it)."""
+    try:
+        i = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return i if -_MAX_ID <= i <= _MAX_ID else None
+
+
+def _run_key(run_id: Any) -> int:
+    key = _key(run_id)
+    if key is None:
+        raise KeyError(f"no run with id {run_id}")
+    return key
+
+
 def _eta_s(status: str, step: int | None, steps: int | None, steps_per_s: float | None):
     if status != RUNNING or step is None or steps is None or not steps_per_s or steps_per_s <= 0:
         return None
@@ -360,8 +403,10 @@ class Store:
         self.path = Path(path) if path is not None else default_db_path()
         self.timeout = float(timeout)
         self._lock = threading.RLock()
+        self.read_only = False  # set by _open for a file this process may not write
         self._conn = self._open(verify)
         key = None if str(self.path) == ":memory:" else _file_key(self.path)
+        self._opened_key = key  # to tell the file we opened from one put in its place later
         if key is not None:
             with _OPEN_FILES_LOCK:
                 _OPEN_FILES[key] = _OPEN_FILES.get(key, 0) + 1
@@ -376,6 +421,9 @@ class Store:
         if not memory:
             if path.is_dir():
                 raise StoreError(f"{path} is a directory, not a run store file.")
+            if path.exists() and not path.is_file():
+                # /dev/null, a pipe: SQLite would write a -journal file beside it in /dev.
+                raise StoreError(f"{path} is not a regular file, so it cannot be a run store.")
             key = _file_key(path)
             with _OPEN_FILES_LOCK:
                 open_here = key is not None and _OPEN_FILES.get(key, 0) > 0
@@ -389,12 +437,23 @@ class Store:
                     raise StoreError(f"{path} is not an SQLite database, so it was left untouched.")
             elif not open_here:
                 path.parent.mkdir(parents=True, exist_ok=True)
+            self.read_only = path.exists() and not os.access(path, os.W_OK)
+        target, uri = (":memory:" if memory else str(path)), False
+        if self.read_only:
+            # A read-write open would fall back to read-only anyway, but first create -wal and -shm
+            # files beside a file we may not change. Immutable (nothing created, no locks) when no
+            # -wal holds commits that only a shared-memory reader would see.
+            wal = path.with_name(path.name + "-wal")
+            target = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+            target += "" if wal.exists() else "&immutable=1"
+            uri = True
         try:
             conn = sqlite3.connect(
-                ":memory:" if memory else str(path),
+                target,
                 timeout=self.timeout,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # shared across Streamlit threads behind self._lock
+                uri=uri,
             )
         except sqlite3.Error as e:
             raise StoreError(f"{path} cannot be opened ({e}).") from e
@@ -411,6 +470,10 @@ class Store:
             except sqlite3.DatabaseError as e:
                 raise StoreError(f"{path} is corrupt or not an SQLite database ({e}).") from e
             _check_identity(path, app_id, version, n_objects)
+            if self.read_only and (n_objects == 0 or version < SCHEMA_VERSION):
+                what = "empty" if n_objects == 0 else f"of an older agd_viz (schema version {version})"
+                raise StoreError(f"{path} is read-only and {what}, so it cannot be used as a run store "
+                                 "until it is writable.")
             if verify and n_objects:
                 # Reads every page once (about 30 ms per 50 MB): a damaged metrics page is then
                 # reported here, in one clear sentence, not as a failure in the middle of a run.
@@ -424,6 +487,8 @@ class Store:
                     )
                     raise StoreError(f"{path} is corrupt ({found}), so it was left untouched.")
 
+            if self.read_only:
+                return conn
             # Only now, with the file known to be ours or empty, change anything about it.
             conn.execute("PRAGMA journal_mode = WAL")  # stays 'delete' where WAL is unsupported
             conn.execute("PRAGMA synchronous = NORMAL")  # in WAL: loses commits only on power loss
@@ -466,6 +531,31 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
+    # -- health --------------------------------------------------------------------------------
+
+    def problem(self) -> str | None:
+        """Why no run can be recorded in this store now, as a sentence without its path
+        (STORE_GONE, STORE_READ_ONLY), or None. A few system calls: cheap enough for every poll
+        and page."""
+        if str(self.path) == ":memory:":
+            return None
+        if self._opened_key is None or _file_key(self.path) != self._opened_key:
+            return STORE_GONE  # our connection still reads the old file; nobody else would
+        wal = self.path.with_name(self.path.name + "-wal")
+        if (self.read_only or not os.access(self.path, os.W_OK)
+                or (wal.exists() and not os.access(wal, os.W_OK))
+                or not os.access(self.path.parent, os.W_OK | os.X_OK)):
+            return STORE_READ_ONLY
+        return None
+
+    def save_copy(self, dest: str | os.PathLike) -> Path:
+        """Write everything committed, as this connection sees it, to a new file `dest` (SQLite's
+        VACUUM INTO): what a server still holds of a store file deleted under it."""
+        dest = Path(dest)
+        with self._lock:
+            self._conn.execute("VACUUM INTO ?", (str(dest),))
+        return dest
+
     # -- plumbing ------------------------------------------------------------------------------
 
     @contextmanager
@@ -507,45 +597,58 @@ class Store:
 
     # -- groups ----------------------------------------------------------------------------------
 
-    def create_group(self, kind: str, name: str | None = None, spec: Mapping | None = None) -> int:
-        """A new group of runs ('compare', 'sweep', ...); returns its id."""
+    def create_group(self, kind: str, name: str | None = None, spec: Mapping | None = None,
+                     owner: str | None = None) -> int:
+        """A new group of runs ('compare', 'sweep', ...) started by `owner`; returns its id."""
         with self._write() as conn:
             cur = conn.execute(
-                "INSERT INTO groups (kind, name, spec, created) VALUES (?, ?, ?, ?)",
-                (str(kind), name, _dumps(_as_spec_dict(spec or {})), time.time()),
+                "INSERT INTO groups (kind, name, spec, created, owner) VALUES (?, ?, ?, ?, ?)",
+                (str(kind), name, _dumps(_as_spec_dict(spec or {})), time.time(), owner),
             )
             return int(cur.lastrowid)
 
     def _group_dicts(self, where: str, params: Sequence) -> list[dict]:
         rows = self._all(
-            f"SELECT g.id, g.kind, g.name, g.spec, g.created,"
+            f"SELECT g.id, g.kind, g.name, g.spec, g.created, g.owner,"
             f" (SELECT json_group_array(id) FROM runs WHERE group_id = g.id)"
             f" FROM groups AS g {where} ORDER BY g.id DESC",
             params,
         )
+        n = len(_GROUP_COLUMNS)
         out = []
         for row in rows:
-            d = dict(zip(_GROUP_COLUMNS, row[:5]))
+            d = dict(zip(_GROUP_COLUMNS, row[:n]))
             d["spec"] = json.loads(d["spec"]) if d["spec"] else {}
-            d["run_ids"] = sorted(json.loads(row[5]))
+            d["run_ids"] = sorted(json.loads(row[n]))
             d["n_runs"] = len(d["run_ids"])
             out.append(d)
         return out
 
     def get_group(self, group_id: int) -> dict | None:
         """The group row (spec decoded) plus `run_ids` and `n_runs`, or None."""
-        found = self._group_dicts("WHERE g.id = ?", (int(group_id),))
+        key = _key(group_id)
+        if key is None:
+            return None
+        found = self._group_dicts("WHERE g.id = ?", (key,))
         return found[0] if found else None
 
-    def list_groups(self, kind: str | None = None) -> list[dict]:
-        """Groups, newest first, optionally of one kind; each as `get_group` returns it."""
-        if kind is None:
-            return self._group_dicts("", ())
-        return self._group_dicts("WHERE g.kind = ?", (str(kind),))
+    def list_groups(self, kind: str | None = None, owner: str | None = None) -> list[dict]:
+        """Groups, newest first, optionally of one kind and one owner; each as `get_group`
+        returns it."""
+        where, params = [], []
+        if kind is not None:
+            where.append("g.kind = ?")
+            params.append(str(kind))
+        if owner is not None:
+            where.append("g.owner = ?")
+            params.append(str(owner))
+        return self._group_dicts(("WHERE " + " AND ".join(where)) if where else "", params)
 
     def delete_group(self, group_id: int) -> bool:
         """Delete a group with all its runs, their metrics and frames; False if there was no such
         group."""
+        if _key(group_id) is None:
+            return False
         with self._write() as conn:
             for table in ("metrics", "frames"):
                 conn.execute(
@@ -565,8 +668,12 @@ class Store:
         name: str | None = None,
         status: str = QUEUED,
         label: str | None = None,
+        owner: str | None = None,
+        pid: int | None = None,
     ) -> int:
-        """A new run row for one optimiser; `spec` is `RunSpec.to_dict()` (or a RunSpec); its id."""
+        """A new run row for one optimiser; `spec` is `RunSpec.to_dict()` (or a RunSpec); its id.
+        `owner`: who started it (module docstring); `pid`: the process answering for it from the
+        start (a server's for a queued run), so that no other server ever takes it for orphaned."""
         spec = _as_spec_dict(spec)
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
@@ -586,7 +693,7 @@ class Store:
                 raise KeyError(f"no group with id {group_id}")
             cur = conn.execute(
                 "INSERT INTO runs (group_id, name, optimizer, label, spec, status, created, steps,"
-                " updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated, owner, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     None if group_id is None else int(group_id),
                     name,
@@ -597,6 +704,8 @@ class Store:
                     now,
                     None if steps is None else int(steps),
                     now,
+                    owner,
+                    None if pid is None else int(pid),
                 ),
             )
             return int(cur.lastrowid)
@@ -617,9 +726,10 @@ class Store:
     def get_run(self, run_id: int) -> dict | None:
         """The run row as a dict (spec and summary decoded, plus dataset/depth/width/arch/seed/
         batch_size from the spec and eta_s), or None."""
-        rows = self._all(
-            f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?", (int(run_id),)
-        )
+        key = _key(run_id)
+        if key is None:
+            return None
+        rows = self._all(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE id = ?", (key,))
         return self._run_dict(rows[0]) if rows else None
 
     def list_runs(
@@ -648,7 +758,7 @@ class Store:
             params += [str(optimizer), len(optimizer) + 1, f"{optimizer}:"]
         if group_id is not None:
             where.append("group_id = ?")
-            params.append(int(group_id))
+            params.append(_key(group_id))  # None for an impossible id: matches nothing
         sql = f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -694,7 +804,7 @@ class Store:
             params = list(values.values())
         with self._write() as conn:
             cur = conn.execute(
-                f"UPDATE runs SET {', '.join(assignments)} WHERE id = ?", (*params, int(run_id))
+                f"UPDATE runs SET {', '.join(assignments)} WHERE id = ?", (*params, _run_key(run_id))
             )
             if cur.rowcount == 0:
                 raise KeyError(f"no run with id {run_id}")
@@ -737,6 +847,8 @@ class Store:
 
     def delete_run(self, run_id: int) -> bool:
         """Delete a run, its metrics and frames (a live worker's next write then raises KeyError)."""
+        if _key(run_id) is None:
+            return False
         with self._write() as conn:
             conn.execute("DELETE FROM metrics WHERE run_id = ?", (int(run_id),))
             conn.execute("DELETE FROM frames WHERE run_id = ?", (int(run_id),))
@@ -744,6 +856,8 @@ class Store:
 
     def request_cancel(self, run_id: int) -> bool:
         """Ask the run's worker to stop; False if there is no such run."""
+        if _key(run_id) is None:
+            return False
         with self._write() as conn:
             cur = conn.execute(
                 "UPDATE runs SET cancel_requested = 1 WHERE id = ?", (int(run_id),)
@@ -752,8 +866,50 @@ class Store:
 
     def cancel_requested(self, run_id: int) -> bool:
         """True if cancel was requested, and also if the run was deleted: its worker should stop."""
-        rows = self._all("SELECT cancel_requested FROM runs WHERE id = ?", (int(run_id),))
+        key = _key(run_id)
+        rows = [] if key is None else self._all("SELECT cancel_requested FROM runs WHERE id = ?", (key,))
         return not rows or bool(rows[0][0])
+
+    def cancel_flags(self, run_ids: Iterable[int]) -> set[int]:
+        """Of `run_ids`, those flagged for cancelling or no longer in the store (one query)."""
+        ids = [int(i) for i in run_ids]
+        rows = self._all(
+            "SELECT id, cancel_requested FROM runs WHERE id IN (SELECT value FROM json_each(?))",
+            (_id_list(ids),),
+        )
+        present = {rid: bool(flag) for rid, flag in rows}
+        return {i for i in ids if present.get(i, True)}
+
+    def end_if_unchanged(self, run_id: int, status: str, pid: int | None, new_status: str,
+                         error: str) -> bool:
+        """End a run with `new_status` and `error` only if it is still `status` and owned by `pid`
+        (None: no pid), in one statement: a liveness check that judged the run ownerless never
+        overwrites an end its owner wrote meanwhile. Whether it was ended."""
+        if new_status not in FINAL_STATUSES:
+            raise ValueError(f"{new_status!r} is not a final status")
+        now = time.time()
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, ended = ?, updated = ?, error = ?"
+                " WHERE id = ? AND status = ? AND pid IS ?",
+                (new_status, now, now, str(error), _run_key(run_id), status,
+                 None if pid is None else int(pid)),
+            )
+            return cur.rowcount > 0
+
+    def set_job(self, run_ids: Iterable[int]) -> None:
+        """Record that `run_ids` train in one worker job, named after the first of them."""
+        ids = [int(i) for i in run_ids]
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET job = ? WHERE id IN (SELECT value FROM json_each(?))",
+                         (ids[0], _id_list(ids)))
+
+    def job_in_use(self, job: int) -> bool:
+        """Whether any run in the store was trained in worker job `job` (or is run `job`)."""
+        rows = self._all("SELECT 1 FROM runs WHERE job = ? OR id = ? LIMIT 1", (int(job), int(job)))
+        return bool(rows)
 
     def mark_interrupted(
         self,

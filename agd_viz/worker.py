@@ -12,7 +12,10 @@ setting but the optimiser. The command line's `train` and `sweep` write through 
 
 Stopping: SIGTERM or SIGINT, a cancel request in the store, or a parent (`--parent-pid`) that is
 gone ends the runs at the next sync (`StopFlags`): "cancelled", or "interrupted" when the app that
-started them went away. A crash ends every unfinished run "failed" with the reason.
+started them went away or the terminal that ran them closed (SIGHUP: a command line's `train`
+closed with its window). A crash ends every unfinished run "failed" with the reason; what reaches
+the store (and so every attendee's page) says it without the server's paths, which the process's
+own output (the server log) keeps.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import argparse
 import contextlib
 import os
 import signal
+import sqlite3
 import sys
 import time
 import traceback
 
 import numpy as np
 
-from agd_viz import procs, store as store_mod, train
+from agd_viz import fmt, procs, store as store_mod, train
 from agd_viz.spec import RunSpec, SpecError
 
 __all__ = ["StopFlags", "train_into", "spec_of_runs", "work", "main"]
@@ -44,15 +48,18 @@ class StopFlags:
     def __init__(self, store, run_ids, parent_pid: int | None = None):
         self.store, self.run_ids, self.parent_pid = store, list(run_ids), parent_pid
         self.signalled = False
+        self.signum: int | None = None
         self.parent_gone = False
         self._last_check = 0.0
 
     def on_signal(self, signum, frame) -> None:
         self.signalled = True
+        self.signum = signum
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
+        signal.signal(signal.SIGHUP, self.on_signal)
 
     def __call__(self, i: int) -> bool:
         if self.signalled or self.parent_gone:
@@ -127,7 +134,8 @@ class _Sink:
 
     def finish(self, end: train.End) -> None:
         if self.store is not None:
-            self._put(end.opt, self.store.finish_run, end.status, summary=end.summary, error=end.error)
+            error = None if end.error is None else fmt.hide_paths(end.error)
+            self._put(end.opt, self.store.finish_run, end.status, summary=end.summary, error=error)
 
 
 def train_into(spec: RunSpec, store, run_ids, flags: StopFlags | None = None,
@@ -169,12 +177,15 @@ def train_into(spec: RunSpec, store, run_ids, flags: StopFlags | None = None,
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if isinstance(exc, KeyboardInterrupt):
             text = "interrupted from the keyboard"
+        elif isinstance(exc, sqlite3.Error):  # a read-only, full or vanished store: say that
+            text = f"the run store could not be written ({exc})"
         with contextlib.suppress(Exception):  # what it can: the store may be what failed
             sink.write()
         for i in range(n):
             if i not in ends:
                 ends[i] = train.End(i, "failed", 0, text, {})
-                sink.finish(ends[i])
+                with contextlib.suppress(Exception):  # the store may be what failed
+                    sink.finish(ends[i])
         if bar is not None:
             bar.close()
         if not isinstance(exc, Exception):
@@ -193,6 +204,9 @@ def _explained(end: train.End, flags: StopFlags, store, run_id) -> train.End:
         return end
     if flags.parent_gone:
         return train.End(end.opt, "interrupted", end.step, "the app that started this run exited", end.summary)
+    if flags.signum == signal.SIGHUP:
+        return train.End(end.opt, "interrupted", end.step, "the terminal that ran this run closed (SIGHUP)",
+                         end.summary)
     # The job manager sends SIGTERM with a user's cancel: that one is no error.
     if flags.signalled and not (store is not None and store.cancel_requested(run_id)):
         return train.End(end.opt, end.status, end.step, "stopped by a signal", end.summary)

@@ -50,6 +50,7 @@ class Page:
     """What one script run drew: widget ids by key, texts of alerts and exceptions, chart count."""
 
     widgets: dict[str, str] = field(default_factory=dict)  # user key -> widget id
+    disabled: set[str] = field(default_factory=set)  # user keys of widgets drawn disabled
     alerts: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # markdown, captions, headings, progress text
@@ -75,20 +76,29 @@ def _user_key(widget_id: str) -> str | None:
 class Session:
     """One browser session: a websocket to the server. Use as a context manager."""
 
-    def __init__(self, base_url: str, query: str = "", timeout: float = 60.0):
+    def __init__(self, base_url: str, query: str = "", timeout: float = 60.0, cookies: dict | None = None):
         self.base_url = base_url.rstrip("/")
         self.query = query.lstrip("?")
         self.timeout = timeout
         self.page_hash = ""
+        self.page_name = ""  # a page by its URL path ("runs"), as a browser's link to it
         self.timers: dict[str, float] = {}  # fragment id -> seconds between its reruns
         ws_url = self.base_url.replace("http://", "ws://", 1) + "/_stcore/stream"
         self._stack = contextlib.ExitStack()
         # proxy=None: a test talks to its own server, never through an $http_proxy.
+        # `cookies`: what a browser would send with the upgrade request (st.context.cookies reads them).
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else None
         self.ws = self._stack.enter_context(connect(ws_url, subprotocols=["streamlit"], open_timeout=timeout,
-                                                    max_size=2**26, compression=None, proxy=None))
+                                                    max_size=2**26, compression=None, proxy=None,
+                                                    additional_headers=headers))
 
     def close(self) -> None:
         self._stack.close()
+
+    def goto(self, page_name: str, query: str = "") -> "Page":
+        """Open another page by its URL path ("runs", "sweep", "" for the default), as a link."""
+        self.page_name, self.page_hash, self.query = page_name, "", query.lstrip("?")
+        return self.run()
 
     def __enter__(self) -> "Session":
         return self
@@ -105,6 +115,7 @@ class Session:
         cs = msg.rerun_script
         cs.query_string = self.query
         cs.page_script_hash = self.page_hash
+        cs.page_name = self.page_name
         if fragment is not None:
             cs.fragment_id, cs.is_auto_rerun = fragment, True
         for wid in triggers:
@@ -163,6 +174,8 @@ class Session:
             key = _user_key(wid)
             if key:
                 page.widgets[key] = wid
+                if getattr(proto, "disabled", False):
+                    page.disabled.add(key)
         if kind == "alert":
             page.alerts.append(proto.body)
         elif kind == "exception":

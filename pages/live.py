@@ -15,15 +15,15 @@ import streamlit as st
 
 from agd_viz import charts, fmt
 from agd_viz import spec as spec_mod
-from agd_viz.jobs import QueueFull
+from agd_viz.jobs import Refused
 from agd_viz.views import boundary
 from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form as form
 from agd_viz.views import live_panel as panel
 from agd_viz.views import paper as paper_view
-from app_resources import job_manager, session_id
+from app_resources import job_manager, operator_key, session_id
 from app_widgets import (PRESENTER_CSS, FormBinding, download_box, limits_expander, optimizer_picker, paper_presets,
-                         paper_table, plot, show_notes, sticky)
+                         paper_table, plot, show_notes, sticky, stop_runs)
 
 BIND = FormBinding("live_form", "lv_", form.FIELDS, form.OPTIMIZER_NAMES)
 
@@ -115,11 +115,10 @@ def _on_start(manager) -> None:
     try:
         spec = spec_mod.RunSpec(**form.spec_fields(state))
         group_id, _ = manager.submit(spec, session=session_id())
-    except (ValueError, QueueFull) as exc:  # SpecError is a ValueError
+    except (ValueError, Refused) as exc:  # SpecError is a ValueError
         st.session_state["live_start_error"] = str(exc)
         return
     st.session_state["live_group"] = group_id
-    st.session_state["live_owned"] = [*st.session_state.get("live_owned", []), group_id]
     st.session_state.pop("live_start_error", None)
 
 
@@ -221,7 +220,9 @@ else:
     _controls(notes, state, data, available)
     limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])
 
-group_id, why = panel.shown_group(store, st.session_state.get("live_group"), st.session_state.get("live_owned", ()))
+# The comparisons this browser started (recorded with them in the store, so a reload keeps them).
+owned = [g["id"] for g in store.list_groups(kind="compare", owner=session_id())]
+group_id, why = panel.shown_group(store, st.session_state.get("live_group"), owned)
 if why:
     st.session_state.setdefault("live_url_notes", []).append(why)
 st.session_state["live_group"] = group_id
@@ -238,13 +239,13 @@ rows = panel.group_runs(store, group_id)
 # Only this session's own comparison holds its Start and Stop: another attendee's, opened by a
 # link, is watched, never stopped from here.
 training = [r["id"] for r in rows if r["status"] in ("queued", "running")]
-active = training if group_id in st.session_state.get("live_owned", ()) else []
+active = training if group_id in owned or operator_key() else []
 blocked = form.has_errors(notes)
 top = st.columns([1.3, 0.8, 1.4, 1.3, 3], vertical_alignment="center")
 top[0].button("Start training", type="primary", key="lv_start", disabled=blocked or bool(active),
               icon=":material/play_arrow:", on_click=_on_start, args=(manager,))
-top[1].button("Stop", key="lv_stop", disabled=not active, icon=":material/stop:",
-              on_click=manager.stop, args=(active,))
+top[1].button("Stop", key="lv_stop", disabled=not active, icon=":material/stop:", on_click=stop_runs,
+              args=(manager, active, "live_stop_error"))
 top[2].toggle("Presenter view", key="lv_present",
               help="Hide the controls; large numbers and charts for a projector. Link: ?present=1")
 top[3].toggle("Pause charts", key="lv_pause", help="Stop refreshing so you can zoom; training goes on.")
@@ -257,9 +258,9 @@ with top[4]:
     elif active:
         st.caption("This comparison is still training: Stop it to start another.")
     show_notes(notes.get("start", []))
-error = st.session_state.pop("live_start_error", None)
-if error:
-    st.error(f"Could not start: {fmt.md_escape(error)}", icon=":material/error:")
+for verb in ("start", "stop"):
+    if error := st.session_state.pop(f"live_{verb}_error", None):
+        st.error(f"Could not {verb}: {fmt.md_escape(error)}", icon=":material/error:")
 _write_url(state, group_id, present)
 
 if group_id is None:

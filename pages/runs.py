@@ -16,7 +16,8 @@ from agd_viz import charts, fmt
 from agd_viz.jobs import PACKAGE_ROOT
 from agd_viz.views import links
 from agd_viz.views import runs as rv
-from app_resources import job_manager
+from agd_viz.jobs import Refused
+from app_resources import job_manager, operator_key, session_id
 
 SEL = "rn_sel"  # run ids overlaid, the page's selection
 PAGE_SIZE = 1000  # newest runs listed; older ones stay reachable through ?run=
@@ -84,8 +85,14 @@ def _cancel_delete() -> None:
 
 
 def _do_delete(manager, ids: list[int]) -> None:
-    """Stop the runs still training, then delete what is over (JobManager.delete_runs)."""
-    deleted, active = manager.delete_runs(ids)
+    """Stop the runs still training, then delete what is over (JobManager.delete_runs): only this
+    session's own runs, unless it holds the operator key (the job manager checks)."""
+    try:
+        deleted, active = manager.delete_runs(ids, session=session_id(), admin_key=operator_key())
+    except Refused as exc:
+        st.session_state.pop("rn_confirm", None)
+        st.session_state["rn_delete_notes"] = [("error", fmt.md_escape(exc))]
+        return
     st.session_state[SEL] = [i for i in st.session_state.get(SEL, []) if i not in deleted]
     st.session_state.pop("rn_confirm", None)
     notes = []

@@ -16,15 +16,16 @@ from __future__ import annotations
 import streamlit as st
 
 from agd_viz import charts, fmt, optspec
-from agd_viz.jobs import QueueFull
-from agd_viz.spec import SweepConfig, max_grid
+from agd_viz.jobs import Refused
+from agd_viz.spec import SweepConfig, max_grid, page_limits
 from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form
+from agd_viz.views import live_panel as panel
 from agd_viz.views import paper as paper_view
 from agd_viz.views import runs as rv
 from agd_viz.views import sweep as sw
-from app_resources import job_manager, session_id
-from app_widgets import download_box, limits_expander, optimizer_picker, paper_presets, paper_table
+from app_resources import job_manager, operator_key, session_id
+from app_widgets import download_box, limits_expander, optimizer_picker, paper_presets, paper_table, stop_runs
 
 REFRESH_S = 1.5
 SWEEP_PARAM = "sweep"
@@ -67,9 +68,9 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
     if data is not None and not data.downloaded:
         sb.error(data.note(), icon=":material/error:")
     download_box(data, "sw_download", sb)
-    c1, c2 = sb.columns(2)
-    c1.number_input("Steps", min_value=1, max_value=1_000_000, step=50, key="sw_steps")
-    c2.number_input("Batch size", min_value=1, max_value=65536, step=16, key="sw_batch")
+    c1, c2 = sb.columns(2)  # the Live page's limits (spec.page_limits), which the job manager holds it to
+    c1.number_input("Steps", min_value=1, max_value=PAGE["steps"][1], step=50, key="sw_steps")
+    c2.number_input("Batch size", min_value=1, max_value=PAGE["batch_size"][1], step=16, key="sw_batch")
     c1, c2 = sb.columns(2)
     c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="sw_seed")
     c2.selectbox("Device", live_form.DEVICES, key="sw_device")
@@ -89,11 +90,13 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
                              dataset=ss["sw_dataset"], steps=int(ss["sw_steps"]), batch_size=int(ss["sw_batch"]),
                              seed=int(ss["sw_seed"]), device=ss["sw_device"],
                              metrics="full" if ss.get("sw_full") else "none")
-        problems = config.check(device=manager.device_kind(config.device))
+        problems = config.check(device=manager.device_kind(config.device), ranges=PAGE)
     except ValueError as exc:  # SweepError included: a list that does not parse
         return None, [str(exc)]
     if data is not None and not data.downloaded:
         problems.append(f"{data.title} is not downloaded yet: see the note under Dataset on the left.")
+    elif not problems:  # this session's share of the queue: compute time, metric bytes, runs
+        problems += [p for p in [manager.check_submission(config.specs(), session_id())] if p]
     return config, problems
 
 
@@ -102,7 +105,7 @@ def _on_start(manager, config: SweepConfig) -> None:
     heatmaps start filling at once; all of it or, refused, nothing."""
     try:
         gid, _ = manager.submit_group(config.specs(), kind="sweep", session=session_id(), group_spec=config.to_dict())
-    except (ValueError, QueueFull, RuntimeError) as exc:  # SpecError, SweepError, a full queue
+    except (ValueError, Refused, RuntimeError) as exc:  # SpecError, SweepError, a full queue
         st.session_state["sw_start_error"] = str(exc)
         return
     st.session_state["sw_pick"] = gid
@@ -218,22 +221,20 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
 
 manager = job_manager()
 store = manager.store
+PAGE = page_limits()
 for key_, value in DEFAULTS.items():
     st.session_state.setdefault(key_, value)
 config, problems = _form(manager)
 
 sweeps = store.list_groups(kind="sweep")
 sweep_ids = [g["id"] for g in sweeps]
+owned = [g["id"] for g in sweeps if g.get("owner") == session_id()]  # this browser's, kept across reloads
 raw = st.query_params.get(SWEEP_PARAM)
 if raw is not None and raw != st.session_state.get("sw_url_written"):
     st.session_state["sw_url_written"] = raw
-    if raw.isdigit() and int(raw) in sweep_ids:
-        st.session_state["sw_pick"] = int(raw)
-    else:
-        st.session_state["sw_url_note"] = (f"The link's sweep {raw[:20]!r} is not in the run store; "
-                                           "showing the most recent sweep instead.")
-if sweep_ids and st.session_state.get("sw_pick") not in sweep_ids:
-    st.session_state["sw_pick"] = sweep_ids[0]
+    st.session_state["sw_pick"], st.session_state["sw_url_note"] = sw.linked_sweep(raw, sweep_ids)
+# A new session starts on its own latest sweep, or none: never on another attendee's (a link opens one).
+st.session_state["sw_pick"] = panel.shown_group(store, st.session_state.get("sw_pick"), owned, "sweep")[0]
 
 st.title("Depth × width sweep")
 st.caption("Train every optimiser at every depth and width, in the background, and compare them cell by cell. "
@@ -244,8 +245,9 @@ if note:
     st.warning(fmt.md_escape(note), icon=":material/link_off:")
 
 picked_id = st.session_state.get("sw_pick")
-active = [r["id"] for r in (store.list_runs(group_id=picked_id) if picked_id is not None else [])
-          if r["status"] in ("queued", "running")]
+training = [r["id"] for r in (store.list_runs(group_id=picked_id) if picked_id is not None else [])
+            if r["status"] in ("queued", "running")]
+active = training if picked_id in owned or operator_key() else []  # another's sweep is watched, not stopped
 with st.container(border=True):
     st.markdown("**New sweep**")
     if config is not None:
@@ -259,8 +261,8 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([1.2, 1, 3], vertical_alignment="center")
     c1.button("Start sweep", type="primary", key="sw_start", icon=":material/play_arrow:",
               disabled=config is None or bool(problems) or bool(active), on_click=_on_start, args=(manager, config))
-    c2.button("Stop sweep", key="sw_stop", icon=":material/stop:", disabled=not active, on_click=manager.stop,
-              args=(active,))
+    c2.button("Stop sweep", key="sw_stop", icon=":material/stop:", disabled=not active, on_click=stop_runs,
+              args=(manager, active, "sw_start_error"))
     c3.caption("The sweep shown below is still training: stop it to start another." if active
                else "Set the grid and optimisers on the left.")
     error = st.session_state.pop("sw_start_error", None)
@@ -275,7 +277,10 @@ limits_expander(manager, st.sidebar, device=st.session_state.get("sw_device", "a
 image = st.sidebar.radio("Chart download format", ("png", "svg"), key="sw_img", horizontal=True,
                          format_func=str.upper, help="The camera button on each chart saves it in this format.")
 
-if not sweep_ids:
+if st.session_state.get("sw_pick") is None:
+    if sweep_ids:  # others' sweeps: open one to watch it
+        st.selectbox("Sweep", sweep_ids, key="sw_pick", index=None, placeholder="Open a stored sweep to watch it",
+                     format_func=lambda i: f"Sweep {i}")
     st.info("No sweeps yet. Choose depths, widths and optimisers on the left and press **Start sweep**, or run "
             "one from the shell: `python -m agd_viz sweep --depths 2,4,8 --widths 64,128 --optimizer agd "
             "--optimizer adam:lr=1e-3`.", icon=":material/grid_on:")
@@ -289,4 +294,5 @@ else:
         st.query_params[SWEEP_PARAM] = str(group_id)
     st.session_state["sw_url_written"] = str(group_id)
     st.caption(fmt.md_escape(sw.describe(group_id, sw.config_of(labels[group_id]))))
-    st.fragment(run_every=REFRESH_S if active else None)(_panel)(manager, group_id, REFRESH_S if active else None, image)
+    st.fragment(run_every=REFRESH_S if training else None)(_panel)(manager, group_id, REFRESH_S if training else None,
+                                                                   image)

@@ -38,7 +38,7 @@ def db(tmp_path, monkeypatch):
     path = tmp_path / "runs.db"
     st.cache_resource.clear()
     monkeypatch.setenv("AGD_VIZ_DB", str(path))
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     common = ["--dataset", "digits", "--steps", "15", "--batch-size", "32", "--device", "cpu",
               "--quiet", "--json", "--db", str(path)]
     assert cli.main(["train", "--depth", "3", "--width", "16", "--optimizer", "agd", "--optimizer",
@@ -195,13 +195,28 @@ def test_a_link_with_bad_runs_says_so(db):
     assert at.query_params["run"] == "3"
 
 
-def test_delete_asks_first_and_removes_runs_and_their_empty_group(db):
+def operator(at, monkeypatch, key="let me in"):
+    """This session holds the server's operator key (AGD_VIZ_ADMIN_KEY). As if entered in the
+    sidebar's Operator box: AppTest keeps app.py's own elements only on its first run
+    (test_robustness drives the box itself on a real server)."""
+    monkeypatch.setenv("AGD_VIZ_ADMIN_KEY", key)
+    at.session_state["agd_operator_key"] = key
+    return at.run()
+
+
+def test_delete_asks_first_and_removes_runs_and_their_empty_group(db, monkeypatch):
     at = clean(runs_page({"run": "3,4"}))
     at.button(key="rn_delete").click().run()
     assert "cannot be undone" in " ".join(texts(at.warning))
     at.button(key="rn_delete_no").click().run()
     assert Store(db).get_run(3) is not None and not at.warning
 
+    # The command line's runs are nobody's session's: only the operator deletes them from a page.
+    at.button(key="rn_delete").click().run()
+    clean(at.button(key="rn_delete_yes").click().run())
+    assert "Runs #3, #4 were started by someone else" in " ".join(texts(at.error))
+    assert Store(db).get_run(3) is not None
+    operator(at, monkeypatch)
     at.button(key="rn_delete").click().run()
     clean(at.button(key="rn_delete_yes").click().run())
     assert "Deleted 2 run(s): #3, #4." in texts(at.success)
@@ -212,7 +227,7 @@ def test_delete_asks_first_and_removes_runs_and_their_empty_group(db):
     store.close()
 
 
-def test_deleting_a_running_run_stops_it_first(db):
+def test_deleting_a_running_run_stops_it_first(db, monkeypatch):
     spec = RunSpec(dataset="digits", depth=2, width=8, steps=200_000, batch_size=32, device="cpu",
                    metrics="none")
     with jobs.JobManager(db, max_workers=1) as other:  # a run trained by someone else's server
@@ -222,7 +237,7 @@ def test_deleting_a_running_run_stops_it_first(db):
         while (store.get_run(rid)["step"] or 0) < 1:
             assert time.monotonic() < end, "the worker never started"
             time.sleep(0.2)
-        at = clean(runs_page({"run": str(rid)}))
+        at = operator(clean(runs_page({"run": str(rid)})), monkeypatch)
         at.button(key="rn_delete").click().run()
         assert "1 of them still training will be stopped first" in " ".join(texts(at.warning))
         clean(at.button(key="rn_delete_yes").click().run())

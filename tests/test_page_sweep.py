@@ -26,7 +26,7 @@ PAGE = "pages/sweep.py"
 def db(tmp_path, monkeypatch):
     path = tmp_path / "runs.db"
     monkeypatch.delenv("AGD_VIZ_MAX_GRID", raising=False)
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     with app_store(path, monkeypatch):
         yield path
     for s, h in saved.items():  # the in-process CLI installs its own handlers
@@ -152,13 +152,20 @@ def test_a_sweep_runs_in_the_background_and_fills_its_heatmaps(db):
     assert [s["y0"] for s in figures(at)[0]["layout"]["shapes"]] == [-0.5, -0.5]
 
 
-def test_stored_sweeps_reopen_latest_by_default_or_from_the_link(db):
+def test_stored_sweeps_open_from_the_link_or_the_picker_and_a_new_session_starts_clean(db):
+    """Issue 14: a new session is not put on another attendee's latest sweep (nor a command
+    line's); a link or the picker opens one to watch it."""
     cli_sweep(db, "--depths", "1", "--widths", "4,8", "--optimizer", "agd", "--name", "first")
     cli_sweep(db, "--depths", "1,2", "--widths", "8", "--optimizer", "agd", "--optimizer", "sgd:lr=0.1")
     at = clean(sweep_page())
+    assert at.selectbox(key="sw_pick").value is None and "sweep" not in at.query_params
+    assert at.selectbox(key="sw_pick").options == ["Sweep 2", "Sweep 1"] and figures(at) == []
+
+    at = clean(sweep_page({"sweep": "2"}))
     assert at.selectbox(key="sw_pick").value == 2
     assert at.query_params["sweep"] == "2"
     assert [filled_cells(f) for f in figures(at)[:3]] == [[2, 2]] * 3  # AGD and SGD, 2 depths
+    assert at.button(key="sw_stop").disabled  # not this session's sweep: watched, never stopped
 
     at = clean(sweep_page({"sweep": "1"}))
     assert at.selectbox(key="sw_pick").value == 1
@@ -166,6 +173,7 @@ def test_stored_sweeps_reopen_latest_by_default_or_from_the_link(db):
     assert [filled_cells(f) for f in figures(at)[:3]] == [[2]] * 3  # one depth × two widths
     assert not at.get("plotly_chart")[0].proto.spec.count("best lr")  # no baseline in sweep 1
 
-    at = clean(sweep_page({"sweep": "77"}))
-    assert "sweep '77' is not in the run store" in " ".join(texts(at.warning))
-    assert at.selectbox(key="sw_pick").value == 2
+    for bad in ("77", "²", "①", "9" * 5000, "9223372036854775808"):
+        at = clean(sweep_page({"sweep": bad}))
+        assert "is not in the run store" in " ".join(texts(at.warning)), bad
+        assert at.selectbox(key="sw_pick").value is None

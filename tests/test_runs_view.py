@@ -18,7 +18,7 @@ from agd_viz.spec import RunSpec
 def store(tmp_path_factory):
     """Real runs from the CLI, in this process: a comparison with per-layer metrics and a sweep."""
     db = tmp_path_factory.mktemp("runs") / "runs.db"
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     common = ["--dataset", "digits", "--steps", "15", "--batch-size", "32", "--device", "cpu",
               "--quiet", "--json", "--db", str(db)]
     try:
@@ -98,7 +98,8 @@ def test_overlays_any_scalar_or_per_layer_metric(store):
     runs = rv.run_data(store, rows, layers=True)
     assert rv.layer_count(runs) == 3
     fig = rv.overlay_figure(runs, "train_loss")
-    assert [t.name for t in fig.data] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"]
+    in_legend = sorted(fig.data, key=lambda t: t.legendrank)  # AGD drawn on top, listed first
+    assert [t.name for t in in_legend] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"]
     fig = rv.overlay_figure(runs, "w_spec_scaled", layers=[0, 2], x="time")
     assert len(fig.data) == 4 and fig.layout.xaxis.title.text == "wall time (s)"
     smooth = rv.overlay_figure(runs, "rel_update", layers=[1], smoothing=0.8, log_y=True)

@@ -375,11 +375,119 @@ def test_a_version_1_file_opens_and_is_upgraded_in_place(tmp_path):
         s.put_frame(1, "boundary", 5, {"probs": np.zeros((2, 3, 2), np.uint8)})
         assert s.frame_steps(1, "boundary") == [5]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
     with Store(path) as s:  # reopening the upgraded file changes nothing
         assert s.frame_steps(1, "boundary") == [5] and len(s.metrics(1)) == 2
+
+
+def test_a_version_2_file_gains_owners_and_jobs_and_keeps_everything(tmp_path):
+    """Schema v3 (issue 14): groups and runs record who started them, runs the worker job they
+    trained in. A v2 file (the redesign's) is upgraded in place; its runs have no owner, so only an
+    operator or the command line may stop or delete them."""
+    path = tmp_path / "runs.db"
+    v1_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for sql in store_mod.MIGRATIONS[1]:
+        conn.execute(sql)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO frames (run_id, kind, step, data) VALUES (1, 'x', 0, x'00')")
+    conn.close()
+    with Store(path) as s:
+        run, group = s.get_run(1), s.get_group(1)
+        assert run["status"] == "finished" and run["owner"] is None and run["job"] is None
+        assert group["owner"] is None and group["run_ids"] == [1]
+        assert s.metrics(1)["loss"].tolist() == [2.5, 2.0] and s.frame_steps(1, "x") == [0]
+        gid = s.create_group("compare", spec={}, owner="alice")
+        a = s.create_run(SPEC, "agd", group_id=gid, owner="alice", pid=os.getpid())
+        b = s.create_run(SPEC, "adam", group_id=gid, owner="alice")
+        s.set_job([a, b])
+        assert s.get_run(a)["owner"] == "alice" and s.get_run(a)["pid"] == os.getpid()
+        assert [s.get_run(r)["job"] for r in (a, b)] == [a, a] and s.job_in_use(a) and not s.job_in_use(999)
+        assert [g["id"] for g in s.list_groups(owner="alice")] == [gid]
+        assert [g["id"] for g in s.list_groups(kind="compare", owner="bob")] == []
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+def test_ids_too_large_for_sqlite_are_no_run_not_an_overflow(store):
+    """A link's ?group=9223372036854775808 or a CLI id of 20 digits: no such run, one sentence."""
+    gid = store.create_group("compare")
+    rid = store.create_run(SPEC, "agd", group_id=gid)
+    for huge in (2**63, 2**64, -(2**63) - 1, 10**4000):
+        assert store.get_run(huge) is None and store.get_group(huge) is None
+        assert store.delete_run(huge) is False and store.delete_group(huge) is False
+        assert store.request_cancel(huge) is False and store.cancel_requested(huge) is True
+        assert store.list_runs(group_id=huge) == []
+        with pytest.raises(KeyError, match="no run with id"):
+            store.set_status(huge, "failed")
+        with pytest.raises(KeyError):
+            store.export_run(huge)
+    assert store.get_run(rid)["status"] == "queued"
+
+
+def test_liveness_ends_a_run_only_if_nobody_ended_it_meanwhile(store):
+    rid = store.create_run(SPEC, "agd", pid=12345)
+    assert not store.end_if_unchanged(rid, "queued", 999, "interrupted", "gone")  # another owner
+    store.finish_run(rid, "finished")
+    assert not store.end_if_unchanged(rid, "queued", 12345, "interrupted", "gone")  # ended meanwhile
+    assert store.get_run(rid)["status"] == "finished"
+    other = store.create_run(SPEC, "agd", pid=12345)
+    assert store.end_if_unchanged(other, "queued", 12345, "interrupted", "its server is gone")
+    assert store.get_run(other)["status"] == "interrupted" and store.get_run(other)["error"] == "its server is gone"
+    store.request_cancel(rid)
+    assert store.cancel_flags([rid, other, 10**6]) == {rid, 10**6}
+
+
+def test_a_device_or_a_read_only_file_is_not_written_beside(tmp_path):
+    """`--db /dev/null` left /dev/null-journal behind; a read-only store got -wal and -shm files
+    beside it when only read. A read-only file is opened read-only and says so."""
+    had_journal = Path("/dev/null-journal").exists()
+    with pytest.raises(StoreError, match="is not a regular file"):
+        Store("/dev/null")
+    assert Path("/dev/null-journal").exists() == had_journal
+    path = tmp_path / "runs.db"
+    with Store(path) as s:
+        s.create_run(SPEC, "agd")
+        assert s.problem() is None
+    undo = make_read_only(path)
+    try:
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with Store(path) as s:
+            assert s.read_only and s.problem() == store_mod.STORE_READ_ONLY
+            assert s.get_run(1)["optimizer"] == "agd"
+            with pytest.raises(sqlite3.OperationalError):
+                s.create_run(SPEC, "adam")
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    finally:
+        undo()
+
+
+def test_a_store_deleted_under_its_server_says_so_and_can_be_saved(tmp_path):
+    path = tmp_path / "runs.db"
+    with Store(path) as s:
+        rid = s.create_run(SPEC, "agd")
+        s.append_metrics(rid, [step_record(k) for k in range(3)])
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        assert s.problem() == store_mod.STORE_GONE
+        copy = s.save_copy(tmp_path / "saved.db")
+    with Store(copy) as saved:
+        assert saved.get_run(rid)["optimizer"] == "agd" and len(saved.metrics(rid)) == 3
+
+
+def make_read_only(path):
+    """Make `path` read-only for this process, even as root (chattr +i), or skip; returns the undo."""
+    if os.geteuid() != 0:
+        os.chmod(path, 0o444)
+        return lambda: os.chmod(path, 0o644)
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    if done.returncode != 0 or os.access(path, os.W_OK):
+        pytest.skip("cannot make a file read-only here (root without chattr +i)")
+    return lambda: subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_frames_round_trip_by_run_kind_and_step(store):

@@ -18,7 +18,7 @@ TINY = ["--dataset", "digits", "--steps", "12", "--batch-size", "32", "--device"
 @pytest.fixture
 def keep_signals():
     """The CLI installs SIGINT/SIGTERM handlers; run in-process, it must not keep pytest's."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     yield
     for s, h in saved.items():
         signal.signal(s, h)

@@ -37,9 +37,10 @@ class DataStatus:
     name: str
     title: str
     size_bytes: int
-    downloaded: bool
+    downloaded: bool  # every file in the cache and matching its published checksum
     path: str
     allowed: bool = True  # downloads allowed on this server
+    damaged: tuple[str, ...] = ()  # files in the cache that fail their checksum
 
     @property
     def size_text(self) -> str:
@@ -47,10 +48,19 @@ class DataStatus:
 
     @property
     def button_label(self) -> str:
-        return f"Download {self.title} ({self.size_text})"
+        return f"Download {self.title} {'again ' if self.damaged else ''}({self.size_text})"
 
     def note(self) -> str:
         """Why Start waits, and what to do (shown next to the dataset control)."""
+        if self.damaged and self.allowed:
+            one = len(self.damaged) == 1
+            return (f"{self.title} on this server is damaged ({', '.join(self.damaged)} no longer "
+                    f"match{'es' if one else ''} the published checksum{'' if one else 's'}). "
+                    f"Press “{self.button_label}” below: the damaged files are deleted and fetched again.")
+        if self.damaged:
+            return (f"{self.title} on this server is damaged, and downloads from the page are turned off "
+                    f"here ({ENV_ALLOW_DOWNLOADS}=0). Whoever runs the server can fetch it again with "
+                    f"`{downloads.download_command(self.name)}`.")
         if self.allowed:
             return (f"{self.title} is not downloaded yet. Press “{self.button_label}” below: it is fetched "
                     "once from its publisher, checked against the published checksums and kept on this "
@@ -65,8 +75,9 @@ def data_status(name: Any) -> DataStatus | None:
     if name not in datasets.DOWNLOADABLE:
         return None
     source = downloads.SOURCES[name]
-    return DataStatus(name, source.title, int(source.size), downloads.is_downloaded(name),
-                      str(downloads.dataset_dir(name)), downloads_allowed())
+    damaged = tuple(downloads.damaged_files(name))
+    return DataStatus(name, source.title, int(source.size), downloads.is_downloaded(name) and not damaged,
+                      str(downloads.dataset_dir(name)), downloads_allowed(), damaged)
 
 
 def download_base_url(name: str) -> str | None:
@@ -94,9 +105,11 @@ def download_dataset(name: str, progress=None) -> tuple[bool, str]:
         lock = _DOWNLOAD_LOCKS.setdefault(name, threading.Lock())
     with lock:
         try:
+            for damaged in downloads.damaged_files(name):  # fetched again below, never trusted
+                (downloads.dataset_dir(name) / damaged).unlink(missing_ok=True)
             path = downloads.download(name, progress=progress, base_url=download_base_url(name))
         except (downloads.DownloadError, OSError, ValueError) as exc:
-            return False, str(exc)
+            return False, fmt.hide_paths(exc)  # every attendee sees it: no server folder
     return True, str(path)
 
 

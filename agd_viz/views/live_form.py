@@ -36,12 +36,15 @@ OPTION_OF = {v: k for k, v in OPTION_FIELDS.items()}
 
 # Ranges of the page's controls. Narrower than RunSpec's (spec.LIMITS): the live page is shared by
 # a room of attendees on one server, so one click must not start a job that runs for hours or
-# takes the machine's memory. The CLI and the sweep page reach the full range.
+# takes the machine's memory. The pages' limits (spec.page_limits: the Sweep page has the same,
+# and the job manager holds every session's submission to them; an operator raises them with
+# AGD_VIZ_PAGE_MAX_*), read once: a bad setting is said by the job manager, with the defaults here.
+try:
+    _PAGE = spec_mod.page_limits()
+except ValueError:
+    _PAGE = {name: (1, hi) for name, hi in spec_mod.PAGE_LIMITS.items()}
 UI_LIMITS = {
-    "depth": (1, 64),
-    "width": (1, 2048),
-    "batch_size": (1, 4096),
-    "steps": (1, 20_000),
+    **_PAGE,
     "seed": (0, 2**31 - 1),
     "train_samples": (0, 60_000),  # 0: all; only for the downloadable sets
 }
@@ -355,14 +358,8 @@ def form_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def parse_group(raw: Any) -> int | None:
-    """`?group=N` -> N, or None when absent or not a positive whole number."""
-    if raw is None:
-        return None
-    try:
-        g = int(str(raw).strip())
-    except ValueError:
-        return None
-    return g if g > 0 else None
+    """`?group=N` -> N, or None when absent or not a run group number (`fmt.parse_id`)."""
+    return None if raw is None else fmt.parse_id(raw)
 
 
 def parse_flag(raw: Any) -> bool:

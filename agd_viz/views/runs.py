@@ -145,11 +145,10 @@ def parse_run_param(raw: Any) -> tuple[list[int], list[str]]:
         raw = ",".join(str(x) for x in raw)
     ids, bad = [], []
     for tok in fmt.split_list(raw):
-        # ASCII digits only ("²".isdigit() is true, int("²") fails), and few enough of them to be a
-        # run id (a 4,300-digit number would fail int() and SQLite alike).
-        if tok.isascii() and tok.isdigit() and len(tok) <= 18 and 0 < int(tok) < 2**62:
-            if int(tok) not in ids:
-                ids.append(int(tok))
+        rid = fmt.parse_id(tok)  # "²" passes str.isdigit and fails int(); 5,000 digits fail int()
+        if rid is not None:
+            if rid not in ids:
+                ids.append(rid)
         else:
             bad.append(tok[:20])
     return ids[:MAX_LINKED], bad

@@ -112,6 +112,15 @@ def describe(group_id: int, config: SweepConfig | None) -> str:
             f"{config.batch_size} · seed {config.seed}")
 
 
+def linked_sweep(raw: Any, sweep_ids: Sequence[int]) -> tuple[int | None, str | None]:
+    """The sweep a `?sweep=` link opens, or (None, a note saying the link names no stored sweep).
+    Ids are read with `fmt.parse_id`: "²" passes `str.isdigit` and 5,000 digits fail `int`."""
+    sweep_id = fmt.parse_id(raw)
+    if sweep_id is not None and sweep_id in sweep_ids:
+        return sweep_id, None
+    return None, f"The link's sweep {str(raw)[:20]!r} is not in the run store; showing your latest sweep instead."
+
+
 def config_of(group: Mapping) -> SweepConfig | None:
     """The SweepConfig of a stored sweep group, or None if its spec no longer reads as one."""
     try:
