@@ -152,11 +152,13 @@ def _start_headline(manager) -> None:
 
 def _status_block(rows, progress, runs, present: bool) -> None:
     """Per run one line: its name, progress (steps/s, ETA, queue place) and latest numbers as
-    chips over a thin progress bar; the error of a run that failed."""
+    chips over a thin progress bar; the error of a run that failed. Close together, in one
+    container, so four runs still leave the charts on a 720 px screen."""
+    block = st.container(gap="xxsmall")
     for row, run in zip(rows, runs):
         rid = row["id"]
         p = dict(progress.get(rid) or {"status": row["status"]})
-        with st.container(key=f"lv_run_{rid}", gap="xxsmall"):
+        with block.container(key=f"lv_run_{rid}", gap="xxsmall"):
             status_line(run.label, charts.color_for(run.optimizer), panel.progress_text("", p),
                         panel.progress_fraction(p), view.status_chips(panel.latest_values(run.scalars)), present)
             status, text = p.get("status"), fmt.md_escape(row.get("error") or p.get("status")).replace("\n", "  \n")
@@ -224,7 +226,9 @@ _apply_url(store)
 state = BIND.read()
 present, paused = bool(sticky("lv_present", False)), bool(sticky("lv_pause", False))
 for key_, default in {**view.OPTION_DEFAULTS, "lv_replay": False}.items():
-    sticky(key_, default)
+    # Set again on every run: the Chart options popover mounts its widgets only when opened, and a
+    # widget mounting after a run that did not set its value would start at its default.
+    st.session_state[key_] = sticky(key_, default)
 data = data_view.data_status(state.get("dataset"))
 available = form.optimizer_statuses()
 notes = form.check(state, devices=manager.devices(), device_kind=manager.device_kind("auto"), data=data,

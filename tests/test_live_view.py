@@ -57,8 +57,9 @@ def test_status_chips_and_presenter_sizes():
     assert view.status_chips({"step": None, "lr": 1e-3})[-1] == ("lr", "0.001")
     assert view.status_chips({"step": None})[0] == ("step", "–")
     two, four = view.chart_height(True, 2), view.chart_height(True, 4)
-    assert four < two <= view.PRESENT_FIRST_H and view.chart_height(True, 2, replay=True) < two
+    assert 400 <= two <= 450 and 300 <= four < two and view.chart_height(True, 2, replay=True) < two
     assert view.chart_height(False, 2) == 340 and view.chart_height(True, 8) == view.MIN_CHART_H
+    assert view.chart_height(True, 2, focus=True) == two and view.chart_height(False, 2, focus=True) > 500
 
 
 def test_presenter_type_is_at_least_18_px():

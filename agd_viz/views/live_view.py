@@ -71,25 +71,26 @@ def status_chips(values: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 # -------------------------------------------------------------------------------------------------
-# Sizes (px). The presenter view's first screen at 1280×720 holds: the comparison's line and its
-# controls (~110), a status line per run (~36 each), a chart title (~40) and the loss and accuracy
-# charts side by side. tests/browser/test_presenter_browser.py checks the result in a browser.
+# Sizes (px). The presenter view's first screen at 1280×720 holds the controls and the comparison's
+# line, a status line per run, a chart title and then the loss and accuracy charts side by side
+# (or the one chart shown alone, at full width); measured in chromium, checked by
+# tests/browser/test_presenter_browser.py.
 
-PRESENT_FIRST_H = 420  # with two runs, no replay slider
-STATUS_LINE_H = 36
-REPLAY_ROW_H = 56
+SCREEN_H = 720  # a 1280×720 projector
+PRESENT_TOP_H = 190  # controls, comparison line, chart title, gaps and a margin
+STATUS_LINE_H = 47  # one run's chips and progress bar
+REPLAY_ROW_H = 60  # the replay's Play button and slider
 MIN_CHART_H = 280
-FOCUS_H = {True: 520, False: 560}  # one chart alone: presenter (no header) / normal view
+NORMAL_H = 340
+NORMAL_FOCUS_H = 560
 
 
-def chart_height(present: bool, n_runs: int, replay: bool = False, focus: bool = False,
-                 normal: int = 340) -> int:
-    """Height of the first row of charts (or of the one chart shown alone)."""
-    if focus:
-        return FOCUS_H[present] - (REPLAY_ROW_H if replay else 0) - STATUS_LINE_H * max(0, n_runs - 2)
+def chart_height(present: bool, n_runs: int, replay: bool = False, focus: bool = False) -> int:
+    """Height of the first row of charts, or of the one chart shown alone: in the presenter view
+    what fits the rest of a 720 px screen, else the usual sizes (the page scrolls)."""
     if not present:
-        return normal
-    h = PRESENT_FIRST_H - STATUS_LINE_H * max(0, n_runs - 2) - (REPLAY_ROW_H if replay else 0)
+        return NORMAL_FOCUS_H if focus else NORMAL_H
+    h = SCREEN_H - PRESENT_TOP_H - STATUS_LINE_H * n_runs - (REPLAY_ROW_H if replay else 0)
     return max(MIN_CHART_H, h)
 
 
