@@ -38,15 +38,14 @@ DEFAULTS = {"sw_depths": fmt.sizes(sw.DEFAULT_CONFIG.depths), "sw_widths": fmt.s
 
 def _load_paper_preset(key: str) -> None:
     """Fill the form with a sweep of the paper (agd_viz.paper), every field at once."""
-    form, ss = sw.paper_preset_form(key), st.session_state
-    ss.update(sw_depths=form["depths"], sw_widths=form["widths"], sw_dataset=form["dataset"], sw_steps=form["steps"],
-              sw_batch=form["batch_size"], sw_full=form["full"], sw_use_agd=form["agd"], sw_more=form["more"],
-              sw_paper_note=key)
-    for name, rates in form["rates"].items():
-        ss[f"sw_use_{name}"] = rates is not None
-        ss[f"sw_lr_{name}"] = rates if rates is not None else sw.DEFAULT_RATES[name]
-    for name in live_form.OPTION_OPTIMIZERS:
-        ss[f"sw_use_{name}"] = name in form["lr_free"]
+    st.session_state.update(sw.form_state(sw.paper_preset_form(key)), sw_paper_note=key)
+
+
+def _follow(group_id: int | None = None) -> None:
+    """The form shows the settings of the sweep opened (by a link, or picked; default: the picked one)."""
+    config = sw.config_of(store.get_group(group_id or st.session_state.get("sw_pick")) or {})
+    if config is not None:
+        st.session_state.update(sw.form_state(sw.form_of_config(config)))
 
 
 def _form(manager) -> tuple[SweepConfig | None, list[str]]:
@@ -68,10 +67,12 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
         sb.error(data.note(), icon=":material/error:")
     download_box(data, "sw_download", sb)
     c1, c2 = sb.columns(2)
-    c1.number_input("Steps", min_value=1, max_value=1_000_000, step=50, key="sw_steps")
-    c2.number_input("Batch size", min_value=1, max_value=65536, step=16, key="sw_batch")
+    # No ranges on the boxes (a box's own would keep, and train, its last valid value): the
+    # config's check refuses a bad one and Start waits.
+    c1.number_input("Steps", step=50, key="sw_steps")
+    c2.number_input("Batch size", step=16, key="sw_batch")
     c1, c2 = sb.columns(2)
-    c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="sw_seed")
+    c1.number_input("Seed", step=1, key="sw_seed")
     c2.selectbox("Device", live_form.DEVICES, key="sw_device")
     sb.checkbox("Per-layer metrics", key="sw_full",
                 help="Weight norms and stable ranks per layer for every run: slower; the heatmaps do not need them.")
@@ -220,7 +221,6 @@ manager = job_manager()
 store = manager.store
 for key_, value in DEFAULTS.items():
     st.session_state.setdefault(key_, value)
-config, problems = _form(manager)
 
 sweeps = store.list_groups(kind="sweep")
 sweep_ids = [g["id"] for g in sweeps]
@@ -229,11 +229,13 @@ if raw is not None and raw != st.session_state.get("sw_url_written"):
     st.session_state["sw_url_written"] = raw
     if raw.isdigit() and int(raw) in sweep_ids:
         st.session_state["sw_pick"] = int(raw)
+        _follow(int(raw))
     else:
         st.session_state["sw_url_note"] = (f"The link's sweep {raw[:20]!r} is not in the run store; "
                                            "showing the most recent sweep instead.")
 if sweep_ids and st.session_state.get("sw_pick") not in sweep_ids:
     st.session_state["sw_pick"] = sweep_ids[0]
+config, problems = _form(manager)
 
 st.title("Depth × width sweep")
 st.caption("Train every optimiser at every depth and width, in the background, and compare them cell by cell. "
@@ -281,7 +283,7 @@ if not sweep_ids:
             "--optimizer adam:lr=1e-3`.", icon=":material/grid_on:")
 else:
     labels = {g["id"]: g for g in sweeps}
-    st.selectbox("Sweep", sweep_ids, key="sw_pick",
+    st.selectbox("Sweep", sweep_ids, key="sw_pick", on_change=_follow,
                  format_func=lambda i: f"Sweep {i}" + (f" · {labels[i]['name']}" if labels[i].get("name") else "")
                  + f" · {labels[i]['n_runs']} runs")
     group_id = st.session_state["sw_pick"]

@@ -163,8 +163,16 @@ def test_stored_sweeps_reopen_latest_by_default_or_from_the_link(db):
     at = clean(sweep_page({"sweep": "1"}))
     assert at.selectbox(key="sw_pick").value == 1
     assert at.selectbox(key="sw_pick").options == ["Sweep 2 · 4 runs", "Sweep 1 · first · 2 runs"]
+    # The form follows the sweep the link opens: its grid, steps and optimisers.
+    assert (at.text_input(key="sw_depths").value, at.text_input(key="sw_widths").value) == ("1", "4, 8")
+    assert at.number_input(key="sw_steps").value == 10 and at.number_input(key="sw_batch").value == 32
+    assert at.checkbox(key="sw_use_agd").value and not at.checkbox(key="sw_use_adam").value
     assert [filled_cells(f) for f in figures(at)[:3]] == [[2]] * 3  # one depth × two widths
     assert not at.get("plotly_chart")[0].proto.spec.count("best lr")  # no baseline in sweep 1
+
+    at.selectbox(key="sw_pick").set_value(2).run()  # and the sweep picked
+    assert at.text_input(key="sw_depths").value == "1, 2" and at.checkbox(key="sw_use_sgd").value
+    assert at.text_input(key="sw_lr_sgd").value == "0.1"
 
     at = clean(sweep_page({"sweep": "77"}))
     assert "sweep '77' is not in the run store" in " ".join(texts(at.warning))
