@@ -235,9 +235,6 @@ notes = form.check(state, devices=manager.devices(), device_kind=manager.device_
                    available=available, speed=manager.speed())
 
 st.html(PRESENTER_CSS if present else PAGE_CSS)
-if not present:
-    _controls(notes, state, data, available)
-    limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])
 
 group_id, why = panel.shown_group(store, st.session_state.get("live_group"), st.session_state.get("live_owned", ()))
 if why:
@@ -296,3 +293,9 @@ else:
     st.fragment(run_every=interval)(_panel)(manager, group_id, present, interval, playing)
     paper_table(paper_view.comparison_table(shown_spec, rows), "lv_paper_table", "Final test accuracy reported "
                 "by Bernstein et al. (2023) for this setting, beside this comparison's once its runs finish.")
+
+# The form last: its forty-odd widgets reach the browser after the charts, so a link to a finished
+# comparison starts loading the chart library and drawing first (benchmarks/cold_draw.py).
+if not present:
+    _controls(notes, state, data, available)
+    limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])
