@@ -66,7 +66,8 @@ def summary_rows(name: str, r: dict) -> list[tuple]:
     elif name == "cold_draw":
         rows.append(("8. finished comparison, cold page, s (median)", r["all_s"], f"<= {r['target_s']:g}",
                      r["all_s"] <= r["target_s"]))
-        rows.append(("8. same / landing page (no chart)", r["ratio_to_landing"], "(info)", None))
+        rows.append(("8. same / bare Streamlit app with one Plotly chart", r["ratio_to_bare_plotly_app"], "(info)",
+                     None))
     elif name == "sweep_estimate":
         for x in r["results"]:
             rows.append((f"9. sweep estimate/measured, {x['sweep']}, calibrated on {x['calibrated_on']} runs",
