@@ -255,7 +255,7 @@ def limits_lines(manager, device: str = "auto", page_steps: int | None = None, m
     steps = spec_mod.max_steps()
     lines = [
         f"Workers: {fmt.plural(manager.max_workers, 'job')} at once; the others wait in a queue "
-        f"(now {room['active']} runs waiting or training).",
+        f"(now {fmt.plural(room['active'], 'run')} waiting or training).",
         f"Queue: at most {room['max_queued']} runs waiting or training on this server, "
         f"{room['max_queued_per_session']} per browser session (yours: {room['session_active']}).",
         f"Steps: at most {min(steps, page_steps or steps):,} per run"

@@ -41,9 +41,13 @@ def _load_paper_preset(key: str) -> None:
     st.session_state.update(sw.form_state(sw.paper_preset_form(key)), sw_paper_note=key)
 
 
-def _follow(group_id: int | None = None) -> None:
-    """The form shows the settings of the sweep opened (by a link, or picked; default: the picked one)."""
-    config = sw.config_of(store.get_group(group_id or st.session_state.get("sw_pick")) or {})
+def _follow(group_id: int) -> None:
+    """The form shows the settings of the sweep shown (opened by a link, picked, or the latest on
+    arrival), once each time another is shown: a reloaded link shows the same form."""
+    if st.session_state.get("sw_followed") == group_id:
+        return
+    st.session_state["sw_followed"] = group_id
+    config = sw.config_of(store.get_group(group_id) or {})
     if config is not None:
         st.session_state.update(sw.form_state(sw.form_of_config(config)))
 
@@ -229,12 +233,13 @@ if raw is not None and raw != st.session_state.get("sw_url_written"):
     st.session_state["sw_url_written"] = raw
     if raw.isdigit() and int(raw) in sweep_ids:
         st.session_state["sw_pick"] = int(raw)
-        _follow(int(raw))
     else:
         st.session_state["sw_url_note"] = (f"The link's sweep {raw[:20]!r} is not in the run store; "
                                            "showing the most recent sweep instead.")
 if sweep_ids and st.session_state.get("sw_pick") not in sweep_ids:
     st.session_state["sw_pick"] = sweep_ids[0]
+if sweep_ids:
+    _follow(st.session_state["sw_pick"])
 config, problems = _form(manager)
 
 st.title("Depth × width sweep")
@@ -283,7 +288,7 @@ if not sweep_ids:
             "--optimizer adam:lr=1e-3`.", icon=":material/grid_on:")
 else:
     labels = {g["id"]: g for g in sweeps}
-    st.selectbox("Sweep", sweep_ids, key="sw_pick", on_change=_follow,
+    st.selectbox("Sweep", sweep_ids, key="sw_pick",
                  format_func=lambda i: f"Sweep {i}" + (f" · {labels[i]['name']}" if labels[i].get("name") else "")
                  + f" · {labels[i]['n_runs']} runs")
     group_id = st.session_state["sw_pick"]

@@ -158,6 +158,7 @@ def test_stored_sweeps_reopen_latest_by_default_or_from_the_link(db):
     at = clean(sweep_page())
     assert at.selectbox(key="sw_pick").value == 2
     assert at.query_params["sweep"] == "2"
+    assert at.text_input(key="sw_depths").value == "1, 2"  # the form shows the sweep shown
     assert [filled_cells(f) for f in figures(at)[:3]] == [[2, 2]] * 3  # AGD and SGD, 2 depths
 
     at = clean(sweep_page({"sweep": "1"}))

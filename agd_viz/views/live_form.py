@@ -339,8 +339,9 @@ def state_from_query(params: Mapping[str, Any], base: Mapping[str, Any] | None =
             shown = raw if not isinstance(raw, (list, tuple)) else ",".join(map(str, raw))
             shown = str(shown)[:40]
             state[f.name] = DEFAULTS[f.name]
+            default = format_value(f, DEFAULTS[f.name])
             notes.append(f"The link's {f.label.lower()} ({f.name}={shown!r}) was not used: {str(exc).rstrip('.')}. "
-                         f"Using the default, {format_value(f, DEFAULTS[f.name])}.")
+                         + (f"Using the default, {default}." if default else "Left empty: the package's defaults."))
     return state, notes
 
 
