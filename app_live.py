@@ -111,4 +111,4 @@ def landing(start_headline, args: tuple, disabled: bool, description: str) -> No
             st.caption("No runs yet: run the headline comparison, or load another preset (or set up your own "
                        "network) on the left and press **Start training**.")
         if LANDING_PICTURE.is_file():
-            st.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION)
+            st.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION, width="stretch")

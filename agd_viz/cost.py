@@ -82,7 +82,11 @@ LAYER_BUDGET = 0.05
 EVAL_BUDGET = 0.04
 MAX_LAYER_RECORDS = 1000  # per-layer records per run at most (a long run thins them out)
 PROBE_ITERS = 2  # = spectra.DEFAULT_ITERS
-BOUNDARY_BUDGET = 0.10  # decision-boundary pictures of 2-D sets (a forward pass over a grid)
+# Decision-boundary pictures of 2-D sets (a forward pass over a grid): the Live page's replay steps
+# through them. A 2-D run trains in a second or two, so even half its training time in pictures
+# (one every ~50 steps for the spirals preset, 17 where 0.10 gave 5) is little beside its worker's
+# start-up.
+BOUNDARY_BUDGET = 0.5
 BOUNDARY_FRAMES = 50  # pictures per run at most, about (plus the first and the last)
 
 

@@ -12,17 +12,18 @@ without a timer, so polling stops.
 from __future__ import annotations
 
 import time
+
 import streamlit as st
 
 from agd_viz import charts, fmt
 from agd_viz import spec as spec_mod
 from agd_viz.jobs import QueueFull
-from agd_viz.views import replay
 from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form as form
 from agd_viz.views import live_panel as panel
 from agd_viz.views import live_view as view
 from agd_viz.views import paper as paper_view
+from agd_viz.views import replay
 from app_live import landing, live_charts, replay_bar, view_options
 from app_resources import job_manager, session_id
 from app_widgets import (PAGE_CSS, PRESENTER_CSS, FormBinding, copy_link_button, download_box, limits_expander,
@@ -41,20 +42,12 @@ def _load_paper_preset(key: str) -> None:
     st.session_state["live_paper_note"] = key
 
 
-def _group_form(store, group_id: int | None) -> dict | None:
-    """The form of a stored comparison's settings (what its link's fields are relative to)."""
-    group = store.get_group(group_id) if group_id is not None else None
-    if group is None or group.get("kind") != "compare" or not group.get("spec"):
-        return None
-    return form.state_from_spec(group["spec"])
-
-
 def _apply_url(store) -> None:
     """A pasted or edited link wins over the session's form and chart options; the page's own link
     changes nothing; a link opening a comparison puts its settings in the form."""
     ss, params = st.session_state, st.query_params.to_dict()
     written = ss.get("live_written", {})
-    link = form.read_link(params, written, _group_form(store, form.parse_group(params.get(form.GROUP_PARAM))))
+    link = form.read_link(params, written, form.stored_form(store, form.parse_group(params.get(form.GROUP_PARAM))))
     if link.state is not None:
         BIND.set(link.state)
     if link.present is not None:
@@ -272,7 +265,7 @@ show_notes(notes.get("start", []))
 error = st.session_state.pop("live_start_error", None)
 if error:
     st.error(f"Could not start: {fmt.md_escape(error)}", icon=":material/error:")
-shown_form = _group_form(store, group_id)
+shown_form = form.stored_form(store, group_id)
 _write_url(state, group_id, present, shown_form)
 
 if group_id is None:

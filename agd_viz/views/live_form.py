@@ -616,6 +616,15 @@ def state_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 # The page's link
 
 
+def stored_form(store, group_id: int | None) -> dict[str, Any] | None:
+    """The form of a stored comparison's settings (what a link opening it is relative to), or
+    None when `group_id` is not a comparison of the store."""
+    group = store.get_group(group_id) if group_id is not None else None
+    if group is None or group.get("kind") != "compare" or not group.get("spec"):
+        return None
+    return state_from_spec(group["spec"])
+
+
 def same_value(f: Field, a: Any, b: Any) -> bool:
     """Whether two values of field `f` mean the same: "1e-3" and "0.001" are one learning rate."""
     if f.kind == "rates":
