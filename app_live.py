@@ -83,6 +83,18 @@ def live_charts(figs: dict, store, rows: list[dict], present: bool, step: int | 
         with layers:
             for name in view.LAYER_CHARTS:
                 plot(figs[name], f"lv_chart_{name}", present, panel.CHART_HELP[name])
+    _link_options()
+
+
+def _link_options() -> None:
+    """The chart options into the link from within the panel's fragment (opening the per-layer
+    charts reruns only the fragment; the page writes its link on a whole run)."""
+    ss = st.session_state
+    wanted, written = view.option_params(ss), ss.get("live_written", {})
+    if wanted != written.get("options"):
+        kept = {k: v for k, v in st.query_params.to_dict().items() if k not in view.OPTION_NAMES}
+        st.query_params.from_dict({**kept, **wanted})
+        ss["live_written"] = {**written, "options": wanted}
 
 
 def view_options() -> None:
@@ -103,12 +115,13 @@ def view_options() -> None:
 def landing(start_headline, args: tuple, disabled: bool, description: str) -> None:
     """No comparison yet: what AGD is in one sentence, the headline preset one click away, and a
     picture of what it shows."""
-    with st.container(border=True, horizontal=True, vertical_alignment="center", key="lv_landing"):
-        with st.container(width=400):
+    with st.container(border=True, key="lv_landing"):
+        text, picture = st.columns([2, 3], vertical_alignment="center")
+        with text:
             st.markdown(view.WHAT_IS_AGD)
             st.button(f"Run “{view.HEADLINE}”", type="primary", key="lv_headline", icon=":material/rocket_launch:",
                       on_click=start_headline, args=args, disabled=disabled, help=description)
             st.caption("No runs yet: run the headline comparison, or load another preset (or set up your own "
                        "network) on the left and press **Start training**.")
         if LANDING_PICTURE.is_file():
-            st.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION, width="stretch")
+            picture.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION, width="stretch")

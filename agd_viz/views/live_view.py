@@ -33,7 +33,7 @@ CHART_PARAMS = (
     Param("focus", "lv_focus", "choice", "", tuple(FOCUS)),
 )
 OPTION_DEFAULTS: dict[str, Any] = {p.key: p.default for p in CHART_PARAMS}
-_NAMES = {p.name for p in CHART_PARAMS}
+OPTION_NAMES = frozenset(p.name for p in CHART_PARAMS)
 
 
 def option_params(values: Mapping[str, Any]) -> dict[str, str]:
@@ -46,7 +46,7 @@ def read_options(params: Mapping[str, Any], written: Mapping[str, str] | None) -
     their defaults), or None when the link's options are those the page wrote last, or when it
     names none (a link of the form alone, or the page after a visit to another one); and a
     sentence per value it could not use."""
-    given = {k: str(v) for k, v in params.items() if k in _NAMES}
+    given = {k: str(v) for k, v in params.items() if k in OPTION_NAMES}
     if not given or given == dict(written or {}):
         return None, []
     values, notes = read(given, CHART_PARAMS)
