@@ -30,7 +30,9 @@ def replay_bar(frames, playing: bool) -> int | None:
     if not ss.get("lv_replay") or span is None:
         return None
     lo, hi = span
-    step = replay.clamp(ss.get("lv_replay_step"), lo, hi)
+    at_end = ss.get("lv_replay_step") is None or ss.get("lv_replay_step") == ss.get("lv_replay_hi")
+    ss["lv_replay_hi"] = hi
+    step = hi if at_end else replay.clamp(ss.get("lv_replay_step"), lo, hi)  # at the end: follow a live run
     if playing:
         step = replay.advance(step, lo, hi)
     ss["lv_replay_step"] = step

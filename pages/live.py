@@ -136,6 +136,7 @@ def _on_start(manager) -> None:
     st.session_state["live_group"] = group_id
     st.session_state["live_owned"] = [*st.session_state.get("live_owned", []), group_id]
     st.session_state.pop("live_start_error", None)
+    st.session_state.update(lv_replay=False, keep_lv_replay=False, lv_replay_play=False)  # show it live
 
 
 def _start_headline(manager) -> None:
