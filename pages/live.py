@@ -185,18 +185,13 @@ def _panel(manager, group_id: int, present: bool, interval: float | None, playin
     rows = panel.group_runs(store, group_id)  # a run that just ended shows its end status
     step = replay_bar(frames, playing)
     runs = [charts.RunData(run_id=r["id"], label=r.get("label") or r["optimizer"], optimizer=r["optimizer"],
-                           scalars=replay.up_to(frames[r["id"]].scalars, step) if step is not None
-                           else frames[r["id"]].scalars,
-                           layers=replay.up_to(frames[r["id"]].layers, step) if step is not None
-                           else frames[r["id"]].layers, status=r["status"])
+                           scalars=replay.up_to(frames[r["id"]].scalars, step),
+                           layers=replay.up_to(frames[r["id"]].layers, step), status=r["status"])
             for r in rows]
     _status_block(rows, progress, runs, present)
-    focus = ss.get("lv_focus") or ""
-    wanted = ([focus] if focus else ["loss", "acc", "step_size", "rel_update"]) + (
-        list(view.LAYER_CHARTS) if ss.get("lv_layers") and not focus else [])
     figs = charts.all_live_figures(runs, smoothing=float(ss.get("lv_smooth", 0.6)), x=ss.get("lv_x", "step"),
                                    split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)),
-                                   names=wanted)
+                                   names=view.figures_shown(ss.get("lv_focus") or "", bool(ss.get("lv_layers"))))
     span = replay.x_span((frames[r].scalars for r in run_ids), ss.get("lv_x", "step")) if step is not None else None
     if span is not None:
         charts.hold_x(figs, *span)

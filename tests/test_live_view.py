@@ -51,6 +51,12 @@ def test_chart_options_travel_in_the_link_and_bad_values_are_explained():
     assert got == view.OPTION_DEFAULTS and len(notes) == 2 and "outside 0–0.99" in notes[0]
 
 
+def test_only_the_figures_shown_are_built():
+    assert view.figures_shown() == ["loss", "acc", "step_size", "rel_update"]
+    assert view.figures_shown(layers_open=True)[-3:] == list(view.LAYER_CHARTS)
+    assert view.figures_shown("g_srank", layers_open=True) == ["g_srank"]
+
+
 def test_status_chips_and_presenter_sizes():
     chips = view.status_chips({"step": 1200, "loss": 0.01234, "acc": 0.5, "eta": 0.31, "lr": None})
     assert chips == [("step", "1,200"), ("loss", "0.0123"), ("acc", "50.0 %"), ("η", "0.31")]
@@ -84,7 +90,7 @@ def test_replay_cuts_every_frame_at_its_step_and_holds_the_axis():
     assert replay.step_span([None]) is None
     cut = replay.up_to(a, 250)
     assert cut["step"].iloc[-1] == 250 and len(cut) == 251 and replay.up_to(a, 10_000) is a
-    assert replay.up_to(None, 5) is None
+    assert replay.up_to(None, 5) is None and replay.up_to(a, None) is a  # no replay: everything
     assert replay.x_span([a, b]) == (0.0, 800.0) and replay.x_span([a], "time") == (0.0, pytest.approx(80.0))
     runs = [charts.RunData(1, "agd", "agd", cut)]
     figs = charts.hold_x(charts.all_live_figures(runs, names=["loss", "acc"]), 0, 800)

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 from agd_viz import fmt
 from agd_viz.views.links import Param, read, write
 
-__all__ = ["CHART_PARAMS", "OPTION_DEFAULTS", "FOCUS", "read_options", "option_params", "status_chips",
-           "chart_height", "HEADLINE"]
+__all__ = ["CHART_PARAMS", "OPTION_DEFAULTS", "FOCUS", "figures_shown", "read_options", "option_params",
+           "status_chips", "chart_height", "HEADLINE"]
 
 # Charts one can show alone, full screen ("" : every chart), with their titles.
 FOCUS = {"": "All charts", "loss": "Loss", "acc": "Accuracy", "step_size": "Step size",
@@ -22,6 +22,15 @@ FOCUS = {"": "All charts", "loss": "Loss", "acc": "Accuracy", "step_size": "Step
 # The per-layer charts, drawn (and sent to the browser) only while their expander is open: three
 # heavy figures (a line per layer and run, two heatmaps) below the first screen.
 LAYER_CHARTS = ("w_spec_scaled", "w_srank", "g_srank")
+
+def figures_shown(focus: str = "", layers_open: bool = False) -> list[str]:
+    """The Live figures to build (`charts.all_live_figures(names=…)`): the one shown full screen,
+    else the four of the page and the per-layer ones while their expander is open. Nothing else
+    is built or sent to the browser."""
+    if focus:
+        return [focus]
+    return ["loss", "acc", "step_size", "rel_update", *(LAYER_CHARTS if layers_open else ())]
+
 
 # The chart options in the link (views.links writes only what differs from these defaults).
 CHART_PARAMS = (

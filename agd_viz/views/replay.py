@@ -52,10 +52,10 @@ def clamp(step, lo: int, hi: int) -> int:
     return int(min(hi, max(lo, int(step))))
 
 
-def up_to(df: pd.DataFrame | None, step: int) -> pd.DataFrame | None:
-    """The rows of a frame (scalars or per-layer) logged at or before `step`. Rows arrive in step
-    order, so the cut is a binary search, not a scan."""
-    if df is None or not len(df) or "step" not in df:
+def up_to(df: pd.DataFrame | None, step: int | None) -> pd.DataFrame | None:
+    """The rows of a frame (scalars or per-layer) logged at or before `step` (all of them when
+    `step` is None: no replay). Rows arrive in step order, so the cut is a binary search."""
+    if step is None or df is None or not len(df) or "step" not in df:
         return df
     end = int(np.searchsorted(df["step"].to_numpy(), step, side="right"))
     return df if end == len(df) else df.iloc[:end]
