@@ -2,8 +2,9 @@
 
 `FormBinding`, `show_notes`, `sticky`: a form held in session state and mirrored in its widgets,
 its notes under each control, and values that survive their widget not being drawn. `plot`: a
-chart with its title and help, styled for the presenter view. `limits_expander`: the server's
-limits.
+chart with its title and help, styled for the presenter view. `status_line`: a run's progress and
+latest numbers on one line. `copy_link_button`: the page's URL to the clipboard.
+`limits_expander`: the server's limits.
 
 `download_box`: under a data set control, the Download button of a downloadable data set that is
 not in the cache yet. It fetches only on click, in the script thread, with a progress bar fed by
@@ -16,6 +17,8 @@ one loaded (with its "slow on a CPU" warning for presets made for a GPU).
 """
 
 from __future__ import annotations
+
+import html
 
 import streamlit as st
 
@@ -34,6 +37,21 @@ def stop_runs(manager, run_ids, error_key: str) -> None:
         manager.stop(run_ids, session=session_id(), admin_key=operator_key())
     except Refused as exc:
         st.session_state[error_key] = str(exc)
+
+
+def new_selection(key: str, seen_key: str) -> list:
+    """The points chart `key`'s selection picked, once per click, else []: a selection persists
+    between reruns, and applying it again would undo a later choice made elsewhere."""
+    try:
+        points = list(st.session_state[key].selection.points)
+    except (KeyError, AttributeError):
+        points = []
+    signature = tuple(str(p.get("customdata")) for p in points if isinstance(p, dict))
+    seen = st.session_state.setdefault(seen_key, {})
+    if seen.get(key) == signature:
+        return []
+    seen[key] = signature
+    return points
 
 
 def download_box(status: data_views.DataStatus | None, key: str, container=None) -> None:
@@ -162,28 +180,93 @@ def sticky(key: str, default):
 # -------------------------------------------------------------------------------------------------
 # Charts
 
-# Presenter view: bigger type, taller charts, no sidebar. A constant string: nothing a user typed
-# ever reaches unsafe HTML.
+# The Live page at 1280 px: Streamlit's default 6rem above the title and its wide side padding
+# would push the first chart below a 720 px screen. A constant string: nothing a user typed ever
+# reaches unsafe HTML.
+PAGE_CSS = """
+<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3rem; padding-left: 2rem; padding-right: 2rem; }
+</style>
+"""
+
+# Presenter view: no sidebar or header, large type (ticks and legends are sized in the figures,
+# charts.presenter_style), the configuration line at 18 px and more; the controls' row (the
+# presenter's, not the room's) at its usual size, so it stays one line at 1280 px.
 PRESENTER_CSS = """
 <style>
-section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] { display: none; }
-[data-testid="stAppViewContainer"] .block-container { max-width: 100%; padding-top: 1.5rem; }
-[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.2rem; }
-[data-testid="stMetricValue"], [data-testid="stMetricValue"] * { font-size: 3.4rem !important; line-height: 1.1; }
-[data-testid="stMetricLabel"], [data-testid="stMetricLabel"] * { font-size: 1.3rem !important; }
-h1 { font-size: 3rem; }
+section[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
+header[data-testid="stHeader"] { display: none; }
+[data-testid="stMainBlockContainer"] { max-width: 100%; padding: 0.75rem 1.5rem 2rem; }
+[data-testid="stMarkdownContainer"] p, [data-testid="stMarkdownContainer"] li { font-size: 1.25rem; }
+.st-key-lv_top [data-testid="stMarkdownContainer"] p { font-size: 1rem; }
+[data-testid="stCaptionContainer"], [data-testid="stCaptionContainer"] p { font-size: 1.2rem !important; }
+h3 { font-size: 1.6rem !important; padding: 0 !important; }
 </style>
 """
 
 
-def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None = None, config=None) -> None:
+def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None = None, config=None,
+         height: int | None = None) -> None:
     """A chart with its bold title and help (a (title, help) pair), styled for the presenter view
-    when `present`."""
+    when `present`; `height` (px) overrides the figure's."""
     if help_text is not None:
         st.markdown(f"**{help_text[0]}**", help=help_text[1])
     if present:
-        fig = charts.presenter_style(fig)
+        fig = charts.presenter_style(fig, height=height)
+    elif height is not None:
+        fig.update_layout(height=height)
     st.plotly_chart(fig, key=key, width="stretch", config=config or {"displaylogo": False})
+
+
+def status_line(label: str, color: str, progress_text: str, fraction: float, chips, present: bool = False) -> None:
+    """One run on one line: its name in its colour, its progress ("running · step 120 / 300 · …")
+    and its latest numbers as chips ((name, value) pairs), over a thin progress bar. Every text is
+    escaped: a run's label is user text."""
+    size = 22 if present else 15
+    pct = f"{100 * min(max(fraction, 0.0), 1.0):.1f}"
+    items = "".join(f'<span style="background:#eef1f6;border-radius:1em;padding:0.05em 0.6em;white-space:nowrap">'
+                    f'<span style="opacity:0.6">{html.escape(name)}</span> <b>{html.escape(value)}</b></span>'
+                    for name, value in chips)
+    st.html(f'<div style="display:flex;flex-wrap:wrap;align-items:baseline;gap:0.25em 0.6em;font-size:{size}px">'
+            f'<span style="color:{html.escape(color)};font-weight:700;min-width:8em">{html.escape(label)}</span>'
+            f'{items}<span style="opacity:0.7;font-size:0.8em">{html.escape(progress_text)}</span></div>'
+            f'<div style="height:3px;margin-top:3px;border-radius:2px;background:linear-gradient(to right,'
+            f'{html.escape(color)} {pct}%,#e3e6ec {pct}%)"></div>')
+
+
+# Copies the page's URL as the browser shows it (the page keeps its state there): a component
+# iframe, the one place a script may run, reading its parent's address (same origin). The
+# clipboard API needs a secure origin; on plain http over a LAN, the older copy command does it.
+COPY_LINK_HTML = """
+<style>
+body { margin: 0; font-family: "Source Sans", "Source Sans Pro", system-ui, -apple-system, "Segoe UI", sans-serif; }
+button { font: inherit; font-size: 14px; height: 38px; padding: 0 12px; border: 1px solid #d5d9e0;
+         border-radius: 0.4rem; background: #fff; color: #1f2430; cursor: pointer; white-space: nowrap; }
+button:hover { border-color: #1565c0; color: #1565c0; }
+</style>
+<button id="copy" title="Copy this page's link: it reopens the form, the chart options and the comparison shown">
+Copy link</button>
+<script>
+const b = document.getElementById("copy");
+b.onclick = async () => {
+  const url = window.parent.location.href;
+  let ok = false;
+  try { await navigator.clipboard.writeText(url); ok = true; } catch (e) {
+    const t = document.createElement("textarea");
+    t.value = url; document.body.appendChild(t); t.select();
+    try { ok = document.execCommand("copy"); } catch (e2) {}
+    t.remove();
+  }
+  b.textContent = ok ? "Copied" : "Copy: use the address bar";
+  setTimeout(() => { b.textContent = "Copy link"; }, 2000);
+};
+</script>
+"""
+
+
+def copy_link_button() -> None:
+    """A "Copy link" button copying the page's current URL."""
+    st.iframe(COPY_LINK_HTML, height=40, width=110)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -198,7 +281,7 @@ def limits_lines(manager, device: str = "auto", page_steps: int | None = None, m
     page_steps = page_steps or spec_mod.page_limits()["steps"][1]  # the Sweep page's too
     lines = [
         f"Workers: {fmt.plural(manager.max_workers, 'job')} at once; the others wait in a queue "
-        f"(now {room['active']} runs waiting or training).",
+        f"(now {fmt.plural(room['active'], 'run')} waiting or training).",
         f"Queue: at most {room['max_queued']} runs waiting or training on this server, "
         f"{room['max_queued_per_session']} per browser session (yours: {room['session_active']}).",
         f"Your share of the queue: about {fmt.estimate(room['max_queued_seconds_per_session'])} of compute "
@@ -254,8 +337,11 @@ def optimizer_picker(container, use_key, field_key, available: dict, notes: dict
                 show_notes(notes.get(fields.get(name), []))
                 continue
             if info.kind == "agd" and "gain" in fields:
-                st.number_input("AGD gain", min_value=0.01, max_value=optspec.MAX_GAIN, step=0.5, format="%g",
-                                key=field_key(fields["gain"]), help="Scales AGD's update (not η). 1 is the paper's setting.")
+                # No min/max on the box: out of range, it would keep (and train) the last valid value;
+                # the form's check refuses it in red under the box instead, with Start disabled.
+                st.number_input("AGD gain", step=0.5, format="%g", key=field_key(fields["gain"]),
+                                help=f"Scales AGD's update (not η). 1 is the paper's setting; 0.01 to "
+                                     f"{optspec.MAX_GAIN:g}.")
                 show_notes(notes.get(fields["gain"], []))
             elif info.kind == "rates":
                 st.text_input(f"{info.title} learning rates", key=field_key(fields[name]), max_chars=80,

@@ -31,7 +31,12 @@ with R the speed of this machine on small matrix products, timed once per proces
 (`matmul_flops_per_s`) and taken at MATMUL_EFFICIENCY of it. The constants were measured on a
 2-core laptop-class CPU. Where the run store holds finished runs, their measured times correct the
 model (`calibrate`: the median of measured/modelled time over the most recent ones), which also
-adapts it to a GPU. A worker process adds STARTUP_S.
+adapts it to a GPU. Each cell of a sweep the app runs is a worker process of its own, which adds
+its start-up (a Python process importing torch, reading the data, building the networks, warming
+up its kernels): STARTUP_S until the store holds finished sweeps, then what they measured
+(`Speed.cell_s`: per cell, wall time × workers at once, less training, as a median over the most
+recent sweeps). On a busy 2-core machine it was 4-10 s a cell while the cell trained for 1 s,
+which is how a sweep estimated at 1 min 15 s once took 237 s (benchmarks/sweep_estimate.py).
 
 Cadence. Per-layer metrics and evaluations are logged as often as their cost allows
 (`resolved_layer_every`, `resolved_eval_every`), within LAYER_BUDGET and EVAL_BUDGET of the
@@ -54,6 +59,7 @@ __all__ = [
     "estimate_params", "estimate_memory_bytes", "layer_sizes", "network_macs", "run_flops",
     "run_seconds", "Speed", "calibrate", "matmul_flops_per_s", "resolved_eval_every",
     "resolved_layer_every", "resolved_boundary_every", "probe_iters", "STARTUP_S", "metric_bytes",
+    "cell_overhead",
 ]
 
 FLOAT_BYTES = 4
@@ -65,10 +71,11 @@ EVAL_MAX = 8192  # examples evaluated per split (train reads it)
 # Time model (module docstring).
 STEP_S = 2.0e-3
 LAYER_S = 1.5e-4
-STARTUP_S = 3.0
+STARTUP_S = 4.0  # a fresh worker on a 2-core machine: ~2 s to start_run, ~1.6 s of warm-up
 MATMUL_EFFICIENCY = 0.5
 FALLBACK_FLOPS = 1e10
 CALIBRATION_RUNS = 20  # recent finished runs the correction is the median over
+CALIBRATION_SWEEPS = 5  # recent sweeps the start-up per cell is the median over
 
 # The automatic cadences keep the cost of per-layer metrics and of evaluations within these shares
 # of the training time.
@@ -76,7 +83,11 @@ LAYER_BUDGET = 0.05
 EVAL_BUDGET = 0.04
 MAX_LAYER_RECORDS = 1000  # per-layer records per run at most (a long run thins them out)
 PROBE_ITERS = 2  # = spectra.DEFAULT_ITERS
-BOUNDARY_BUDGET = 0.10  # decision-boundary pictures of 2-D sets (a forward pass over a grid)
+# Decision-boundary pictures of 2-D sets (a forward pass over a grid): the Live page's replay steps
+# through them. A 2-D run trains in a second or two, so even half its training time in pictures
+# (one every ~50 steps for the spirals preset, 17 where 0.10 gave 5) is little beside its worker's
+# start-up.
+BOUNDARY_BUDGET = 0.5
 BOUNDARY_FRAMES = 50  # pictures per run at most, about (plus the first and the last)
 
 
@@ -259,12 +270,18 @@ class Speed:
     flops_per_s: float = FALLBACK_FLOPS
     ratio: float = 1.0
     n_runs: int = 0
+    cell_s: float = STARTUP_S  # a sweep cell's worker start-up (module docstring)
+    n_sweeps: int = 0
 
     def describe(self) -> str:
         if self.n_runs:
-            return (f"calibrated on {fmt.plural(self.n_runs, 'finished run')} of this store "
+            text = (f"calibrated on {fmt.plural(self.n_runs, 'finished run')} of this store "
                     f"(they took {self.ratio:.2g}× the model's time)")
-        return "from a timed matrix product on this machine; no finished runs to calibrate on yet"
+        else:
+            text = "from a timed matrix product on this machine; no finished runs to calibrate on yet"
+        where = (f"measured on {fmt.plural(self.n_sweeps, 'sweep')} of this store" if self.n_sweeps
+                 else "until a sweep here measures it")
+        return f"{text}; plus {fmt.duration(self.cell_s)} per cell to start its worker ({where})"
 
 
 def default_speed() -> Speed:
@@ -318,10 +335,47 @@ def calibrate(rows: Sequence[Mapping], flops_per_s: float | None = None,
             ratios.append(float(elapsed) / model)
         if len(ratios) >= limit:
             break
+    cell_s, n_sweeps = cell_overhead(rows)
     if not ratios:
-        return Speed(flops, 1.0, 0)
+        return Speed(flops, 1.0, 0, cell_s, n_sweeps)
     ratio = float(min(max(np.median(ratios), 0.02), 50.0))
-    return Speed(flops, ratio, len(ratios))
+    return Speed(flops, ratio, len(ratios), cell_s, n_sweeps)
+
+
+def cell_overhead(rows: Sequence[Mapping], limit: int = CALIBRATION_SWEEPS) -> tuple[float, int]:
+    """(seconds per cell beyond training, sweeps measured) from stored runs, newest first: for
+    each group trained by several worker processes (a sweep of the app: one process per cell),
+    its wall time (first run created to last ended) times the processes that ran at once, less
+    their training time, per process. (STARTUP_S, 0) when there is none."""
+    groups: dict[Any, list[Mapping]] = {}
+    for r in rows:
+        if r.get("group_id") is not None:
+            groups.setdefault(r["group_id"], []).append(r)
+    samples = []
+    for runs in groups.values():
+        jobs: dict[Any, tuple[float, float, float]] = {}
+        for r in runs:
+            summary = r.get("summary") or {}
+            if r.get("status") != "finished" or not r.get("pid") or not r.get("started") or not r.get("ended"):
+                continue
+            jobs.setdefault(r["pid"], (float(r["started"]), float(r["ended"]), float(summary.get("elapsed_s") or 0.0)))
+        if len(jobs) < 2:
+            continue  # a comparison (one process), or a CLI sweep (every cell in one process)
+        created = min(float(r["created"]) for r in runs)
+        wall = max(end for _, end, _ in jobs.values()) - created
+        edges = sorted([(s, 1) for s, _, _ in jobs.values()] + [(e, -1) for _, e, _ in jobs.values()])
+        width, at_once = 0, 0
+        for _, step in edges:
+            at_once += step
+            width = max(width, at_once)
+        other = (wall * width - sum(t for _, _, t in jobs.values())) / len(jobs)
+        if other > 0:
+            samples.append(other)
+        if len(samples) >= limit:
+            break
+    if not samples:
+        return STARTUP_S, 0
+    return float(np.median(samples)), len(samples)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -527,9 +527,11 @@ class SweepConfig:
 
     def seconds(self, speed: "cost.Speed | None" = None, workers: int = 1, per_process: bool = True) -> float:
         """Wall time of the whole sweep: every cell's modelled time, plus a worker's start-up per
-        cell (`per_process`, the app's workers) or once (the CLI), `workers` cells at a time."""
+        cell (`per_process`, the app's workers: `speed.cell_s`, measured on the store's sweeps) or
+        once (the CLI), `workers` cells at a time."""
         total = sum(cost.run_seconds(self.spec_fields(d, w), speed) for d, w in self.cells())
-        total += cost.STARTUP_S * (self.n_cells if per_process else 1)
+        cell_s = speed.cell_s if speed is not None else cost.STARTUP_S
+        total += cell_s * self.n_cells if per_process else cost.STARTUP_S
         return total / max(1, min(int(workers), self.n_cells if per_process else 1))
 
     # -- storage ---------------------------------------------------------------------------------

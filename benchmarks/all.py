@@ -21,7 +21,7 @@ except ImportError:
     import _common as C  # type: ignore[no-redef]
 
 BENCHMARKS = ("instrumentation", "plain_loop", "optimizer_step", "stable_rank", "store_sink", "ui_figures",
-              "first_point")
+              "first_point", "cold_draw", "sweep_estimate")
 
 
 def summary_rows(name: str, r: dict) -> list[tuple]:
@@ -63,6 +63,15 @@ def summary_rows(name: str, r: dict) -> list[tuple]:
                          x["json_bytes"] <= 1e6))
     elif name == "first_point":
         rows.append(("7. Start -> first point, s (median)", r["median_s"], "<= 3", r["median_s"] <= 3))
+    elif name == "cold_draw":
+        rows.append(("8. finished comparison, cold page, s (median)", r["all_s"], f"<= {r['target_s']:g}",
+                     r["all_s"] <= r["target_s"]))
+        rows.append(("8. same / bare Streamlit app with one Plotly chart", r["ratio_to_bare_plotly_app"], "(info)",
+                     None))
+    elif name == "sweep_estimate":
+        for x in r["results"]:
+            rows.append((f"9. sweep estimate/measured, {x['sweep']}, calibrated on {x['calibrated_on']} runs",
+                         x["ratio"], f"{r['low']:g}-{r['high']:g}", r["low"] <= x["ratio"] <= r["high"]))
     return rows
 
 

@@ -18,6 +18,8 @@ and values given to `run`; the app keeps the rest in its session state), media f
 from __future__ import annotations
 
 import contextlib
+import html
+import re
 import socket
 import time
 import urllib.request
@@ -184,5 +186,7 @@ class Session:
             page.texts.append(proto.body)
         elif kind == "progress":
             page.texts.append(proto.text)
+        elif kind == "html":  # e.g. a run's status line: each piece of text between tags, unescaped
+            page.texts += [html.unescape(t.strip()) for t in re.split(r"<[^>]*>", proto.body) if t.strip()]
         elif kind == "plotly_chart":
             page.charts += 1

@@ -2,9 +2,11 @@
 
 Thin page (docs/architecture.md): widgets -> agd_viz.views.live_form (form, URL, checks) ->
 JobManager (a worker process trains the comparison) -> agd_viz.views.live_panel (incremental reads)
--> agd_viz.charts (figures). The charts live in one fragment that polls the run store while any run
-of the shown comparison is queued or running; when it sees them all ended it reruns the whole page
-once, which re-creates the fragment without a timer, so polling stops.
+-> agd_viz.charts (figures); views.live_view holds the chart options in the link, the status
+chips and the presenter sizes, views.replay the step slider. The charts live in one fragment that
+polls the run store while any run of the shown comparison is queued or running (or while a replay
+plays); when it sees them all ended it reruns the whole page once, which re-creates the fragment
+without a timer, so polling stops.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ import streamlit as st
 from agd_viz import charts, fmt
 from agd_viz import spec as spec_mod
 from agd_viz.jobs import Refused
-from agd_viz.views import boundary
 from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form as form
 from agd_viz.views import live_panel as panel
+from agd_viz.views import live_view as view
 from agd_viz.views import paper as paper_view
+from agd_viz.views import replay
+from app_live import landing, live_charts, replay_bar, view_options
 from app_resources import job_manager, operator_key, session_id
-from app_widgets import (PRESENTER_CSS, FormBinding, download_box, limits_expander, optimizer_picker, paper_presets,
-                         paper_table, plot, show_notes, sticky, stop_runs)
+from app_widgets import (PAGE_CSS, PRESENTER_CSS, FormBinding, copy_link_button, download_box, limits_expander,
+                         optimizer_picker, paper_presets, paper_table, show_notes, status_line, sticky,
+                         stop_runs)
 
 BIND = FormBinding("live_form", "lv_", form.FIELDS, form.OPTIMIZER_NAMES)
 
@@ -38,29 +43,37 @@ def _load_paper_preset(key: str) -> None:
     st.session_state["live_paper_note"] = key
 
 
-def _apply_url() -> None:
-    """A pasted or edited link wins over the session's form; the page's own link changes nothing."""
-    ss = st.session_state
-    link = form.read_link(st.query_params.to_dict(), ss.get("live_written", {}))
+def _apply_url(store) -> None:
+    """A pasted or edited link wins over the session's form and chart options; the page's own link
+    changes nothing; a link opening a comparison puts its settings in the form."""
+    ss, params = st.session_state, st.query_params.to_dict()
+    written = ss.get("live_written", {})
+    link = form.read_link(params, written, form.stored_form(store, form.parse_group(params.get(form.GROUP_PARAM))))
     if link.state is not None:
         BIND.set(link.state)
-        ss["live_written"] = {**ss.get("live_written", {}), "fields": form.form_params(form.query_from_state(link.state))}
     if link.present is not None:
         ss["lv_present"] = ss["keep_lv_present"] = link.present
     if link.group is not None:
         ss["live_group"] = link.group
-    ss["live_url_notes"] = [*ss.get("live_url_notes", []), *link.notes]
+    options, notes = view.read_options(params, written.get("options"))
+    for key, value in (options or {}).items():
+        ss[key] = ss[f"keep_{key}"] = value
+    ss["live_written"] = {**written, "fields": form.form_params(params), "options": view.option_params(ss)}
+    ss["live_url_notes"] = [*ss.get("live_url_notes", []), *link.notes, *notes]
 
 
-def _write_url(state: dict, group: int | None, present: bool) -> None:
-    wanted = form.link_params(state, group, present)
+def _write_url(state: dict, group: int | None, present: bool, base: dict | None) -> None:
+    wanted = {**form.link_params(state, group, present, base), **view.option_params(st.session_state)}
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)
-    st.session_state["live_written"] = {"fields": form.form_params(wanted), "group": group, "present": present}
+    st.session_state["live_written"] = {"fields": form.form_params(wanted), "group": group, "present": present,
+                                        "options": view.option_params(st.session_state)}
 
 
 def _controls(notes: dict, state: dict, data, available: dict) -> None:
-    """The form in the sidebar, each control's notes right below it."""
+    """The form in the sidebar, each control's notes right below it. Number boxes take any whole
+    number: a value out of range is refused by the form's check, in red under the box, with Start
+    disabled; a box's own range would keep the last valid value and train that instead."""
     sb, key = st.sidebar, BIND.key
     sb.subheader("Presets")
     for name, preset in form.PRESETS.items():
@@ -84,18 +97,16 @@ def _controls(notes: dict, state: dict, data, available: dict) -> None:
                       "linear layer; depth counts the convolutions and that layer, width the channels.")
         show_notes(notes.get("arch", []), sb)
     if state.get("dataset") in data_view.DOWNLOADABLE:
-        f = form.FIELD["train_samples"]
-        sb.number_input("Training images (0 = all)", min_value=int(f.lo), max_value=int(f.hi), step=1000,
-                        key=key("train_samples"), help="Train on a seeded subset of the training images.")
+        sb.number_input("Training images (0 = all)", step=1000, key=key("train_samples"),
+                        help="Train on a seeded subset of the training images.")
         show_notes(notes.get("train_samples", []), sb)
     for pair in (("depth", "width"), ("batch_size", "steps")):
         for col, name in zip(sb.columns(2), pair):
             f = form.FIELD[name]
-            col.number_input(f.label, min_value=int(f.lo), max_value=int(f.hi), step=1, key=key(name))
+            col.number_input(f.label, step=1, key=key(name))
         show_notes(notes.get(pair[0], []) + notes.get(pair[1], []), sb)
     c1, c2 = sb.columns(2)
-    f = form.FIELD["seed"]
-    c1.number_input(f.label, min_value=int(f.lo), max_value=int(f.hi), step=1, key=key("seed"))
+    c1.number_input(form.FIELD["seed"].label, step=1, key=key("seed"))
     c2.selectbox("Device", form.DEVICES, key=key("device"))
     show_notes(notes.get("seed", []) + notes.get("device", []), sb)
 
@@ -110,9 +121,14 @@ def _controls(notes: dict, state: dict, data, available: dict) -> None:
 
 def _on_start(manager) -> None:
     """Start button: submit the comparison shown in the form (runs before the page redraws, so the
-    page that follows already shows the new runs, Start disabled and Stop enabled)."""
+    page that follows already shows the new runs, Start disabled and Stop enabled). The form is
+    checked again here: what runs is what the boxes show, never an older valid value."""
     state = BIND.read()
+    notes = form.check(state, devices=manager.devices(), device_kind=manager.device_kind("auto"),
+                       data=data_view.data_status(state.get("dataset")), speed=manager.speed())
     try:
+        if form.has_errors(notes):
+            raise ValueError("fix the settings marked in red first.")
         spec = spec_mod.RunSpec(**form.spec_fields(state))
         group_id, _ = manager.submit(spec, session=session_id())
     except (ValueError, Refused) as exc:  # SpecError is a ValueError
@@ -120,28 +136,25 @@ def _on_start(manager) -> None:
         return
     st.session_state["live_group"] = group_id
     st.session_state.pop("live_start_error", None)
+    st.session_state.update(lv_replay=False, keep_lv_replay=False, lv_replay_play=False)  # show it live
 
 
-def _status_block(rows, progress, frames, present: bool) -> None:
-    """Per run: a progress bar with steps/s and ETA (or queue place, or the error), and the key
-    numbers as metrics."""
-    for row in rows:
+def _start_headline(manager) -> None:
+    BIND.set(form.PRESETS[view.HEADLINE].state())
+    _on_start(manager)
+
+
+def _status_block(rows, progress, runs, present: bool) -> None:
+    """Per run one line: its name, progress (steps/s, ETA, queue place) and latest numbers as
+    chips over a thin progress bar; the error of a run that failed. Close together, in one
+    container, so four runs still leave the charts on a 720 px screen."""
+    block = st.container(gap="xxsmall")
+    for row, run in zip(rows, runs):
         rid = row["id"]
         p = dict(progress.get(rid) or {"status": row["status"]})
-        vals = panel.latest_values(frames[rid].scalars if rid in frames else None)
-        with st.container(border=True, key=f"lv_run_{rid}"):
-            cols = st.columns([2.6, 1, 1.1, 1.1, 1.1] if not present else [2, 1, 1.1, 1.1])
-            with cols[0]:
-                st.markdown(charts.md_label(row.get("label") or row["optimizer"], row["optimizer"]))
-                st.progress(panel.progress_fraction(p), text=fmt.md_escape(panel.progress_text("", p)))
-            cols[1].metric("Step", f"{vals['step']:,}" if vals["step"] is not None else "–")
-            cols[2].metric("Loss", fmt.number(vals["loss"]))
-            if vals["eta"] is not None:
-                cols[3].metric("η (AGD)", fmt.number(vals["eta"]))
-            else:
-                cols[3].metric("Learning rate", fmt.number(vals["lr"]))
-            if not present:
-                cols[4].metric("Accuracy", fmt.percent(vals["acc"]))
+        with block.container(key=f"lv_run_{rid}", gap="xxsmall"):
+            status_line(run.label, charts.color_for(run.optimizer), panel.progress_text("", p),
+                        panel.progress_fraction(p), view.status_chips(panel.latest_values(run.scalars)), present)
             status, text = p.get("status"), fmt.md_escape(row.get("error") or p.get("status")).replace("\n", "  \n")
             if status in ("failed", "diverged", "interrupted"):
                 st.error(f"{status.capitalize()}: {text}", icon=":material/error:")
@@ -155,9 +168,10 @@ def _refresh_interval(group_id: int | None, rows: list[dict]) -> float:
     return panel.next_interval(read, rows, st.session_state.get("live_tick_s"))
 
 
-def _panel(manager, group_id: int, present: bool, interval: float | None) -> None:
-    """Progress, key numbers and charts of one comparison; re-run every `interval` seconds while
-    its runs train (see module docstring for how the timer stops)."""
+def _panel(manager, group_id: int, present: bool, interval: float | None, playing: bool = False) -> None:
+    """Progress, key numbers and charts of one comparison (or of its replay at the slider's step);
+    re-run every `interval` seconds while its runs train or a replay plays (see module docstring
+    for how the timer stops)."""
     started, store, ss = time.perf_counter(), manager.store, st.session_state
     rows = panel.group_runs(store, group_id)
     if not rows:
@@ -169,27 +183,20 @@ def _panel(manager, group_id: int, present: bool, interval: float | None) -> Non
         ss["live_frames"], ss["live_frames_group"] = panel.LiveFrames(), group_id
     frames = ss["live_frames"].refresh(store, run_ids)
     rows = panel.group_runs(store, group_id)  # a run that just ended shows its end status
-    _status_block(rows, progress, frames, present)
+    step = replay_bar(frames, playing)
     runs = [charts.RunData(run_id=r["id"], label=r.get("label") or r["optimizer"], optimizer=r["optimizer"],
-                           scalars=frames[r["id"]].scalars, layers=frames[r["id"]].layers, status=r["status"])
+                           scalars=replay.up_to(frames[r["id"]].scalars, step),
+                           layers=replay.up_to(frames[r["id"]].layers, step), status=r["status"])
             for r in rows]
+    _status_block(rows, progress, runs, present)
     figs = charts.all_live_figures(runs, smoothing=float(ss.get("lv_smooth", 0.6)), x=ss.get("lv_x", "step"),
-                                   split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)))
-    for pair in (("loss", "acc"), ("step_size", "rel_update"), "boundary", ("w_spec_scaled", "w_srank"), ("g_srank",)):
-        if pair == "boundary":
-            if boundary.has_boundary((rows[0].get("spec") or {}).get("dataset")):
-                st.markdown(f"**{panel.BOUNDARY_HELP[0]}**", help=panel.BOUNDARY_HELP[1])
-                for pic, col in zip(boundary.boundary_figures(store, rows), st.columns(min(len(rows), 3)) * 3):
-                    with col:
-                        if pic.figure is None:
-                            st.caption(f"{fmt.md_escape(pic.label)}: {fmt.md_escape(pic.message)}")
-                        else:
-                            plot(pic.figure, f"lv_boundary_{pic.run_id}", present)
-            continue
-        for col, name in zip(st.columns(2) if len(pair) == 2 else [st.container()], pair):
-            with col:
-                plot(figs[name], f"lv_chart_{name}", present, panel.CHART_HELP[name])
-    if interval is None:
+                                   split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)),
+                                   names=view.figures_shown(ss.get("lv_focus") or "", bool(ss.get("lv_layers"))))
+    span = replay.x_span((frames[r].scalars for r in run_ids), ss.get("lv_x", "step")) if step is not None else None
+    if span is not None:
+        charts.hold_x(figs, *span)
+    live_charts(figs, store, rows, present, step)
+    if interval is None or playing:
         return
     if panel.all_final(manager.progress(run_ids), run_ids):
         st.rerun()  # a full run re-creates this fragment without a timer
@@ -204,21 +211,19 @@ def _panel(manager, group_id: int, present: bool, interval: float | None) -> Non
 
 manager = job_manager()
 store = manager.store
-_apply_url()
+_apply_url(store)
 state = BIND.read()
 present, paused = bool(sticky("lv_present", False)), bool(sticky("lv_pause", False))
-for key_, default in (("lv_smooth", 0.6), ("lv_logy", False), ("lv_x", "step"), ("lv_split", "batch")):
-    sticky(key_, default)
+for key_, default in {**view.OPTION_DEFAULTS, "lv_replay": False}.items():
+    # Set again on every run: the Chart options popover mounts its widgets only when opened, and a
+    # widget mounting after a run that did not set its value would start at its default.
+    st.session_state[key_] = sticky(key_, default)
 data = data_view.data_status(state.get("dataset"))
 available = form.optimizer_statuses()
 notes = form.check(state, devices=manager.devices(), device_kind=manager.device_kind("auto"), data=data,
                    available=available, speed=manager.speed())
 
-if present:
-    st.html(PRESENTER_CSS)
-else:
-    _controls(notes, state, data, available)
-    limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])
+st.html(PRESENTER_CSS if present else PAGE_CSS)
 
 # The comparisons this browser started (recorded with them in the store, so a reload keeps them).
 owned = [g["id"] for g in store.list_groups(kind="compare", owner=session_id())]
@@ -227,11 +232,8 @@ if why:
     st.session_state.setdefault("live_url_notes", []).append(why)
 st.session_state["live_group"] = group_id
 
-st.title("Live training")
 if not present:
-    st.caption("AGD trains with no learning rate. Pick a preset or set up a comparison on the left, press "
-               "Start, and watch the step size AGD chooses, the weight norms it keeps and the stable ranks of "
-               "weights and gradients, layer by layer.")
+    st.title("Live training")
 for text in st.session_state.pop("live_url_notes", []):
     st.warning(fmt.md_escape(text), icon=":material/link_off:")
 
@@ -241,49 +243,51 @@ rows = panel.group_runs(store, group_id)
 training = [r["id"] for r in rows if r["status"] in ("queued", "running")]
 active = training if group_id in owned or operator_key() else []
 blocked = form.has_errors(notes)
-top = st.columns([1.3, 0.8, 1.4, 1.3, 3], vertical_alignment="center")
-top[0].button("Start training", type="primary", key="lv_start", disabled=blocked or bool(active),
+with st.container(horizontal=True, vertical_alignment="center", key="lv_top"):
+    st.button("Start training", type="primary", key="lv_start", disabled=blocked or bool(active),
               icon=":material/play_arrow:", on_click=_on_start, args=(manager,))
-top[1].button("Stop", key="lv_stop", disabled=not active, icon=":material/stop:", on_click=stop_runs,
+    st.button("Stop", key="lv_stop", disabled=not active, icon=":material/stop:", on_click=stop_runs,
               args=(manager, active, "live_stop_error"))
-top[2].toggle("Presenter view", key="lv_present",
+    st.toggle("Presenter view", key="lv_present",
               help="Hide the controls; large numbers and charts for a projector. Link: ?present=1")
-top[3].toggle("Pause charts", key="lv_pause", help="Stop refreshing so you can zoom; training goes on.")
-with top[4]:
-    if blocked and data is not None and not data.downloaded and not present:
-        st.caption(f"{fmt.md_escape(data.title)} is not downloaded yet: see the note under Dataset.")
-    elif blocked:
-        st.caption("Fix the settings marked in red to start." if not present
-                   else "The configuration has errors: turn off the presenter view to fix them.")
-    elif active:
-        st.caption("This comparison is still training: Stop it to start another.")
-    show_notes(notes.get("start", []))
+    copy_link_button()
+    if group_id is not None:
+        view_options()
+if blocked and data is not None and not data.downloaded and not present:
+    st.caption(f"{fmt.md_escape(data.title)} is not downloaded yet: see the note under Dataset.")
+elif blocked:
+    st.caption("Fix the settings marked in red to start." if not present
+               else "The configuration has errors: turn off the presenter view to fix them.")
+elif active:
+    st.caption("This comparison is still training: Stop it to start another.")
+show_notes(notes.get("start", []))
 for verb in ("start", "stop"):
     if error := st.session_state.pop(f"live_{verb}_error", None):
         st.error(f"Could not {verb}: {fmt.md_escape(error)}", icon=":material/error:")
-_write_url(state, group_id, present)
+shown_form = form.stored_form(store, group_id)
+_write_url(state, group_id, present, shown_form)
 
 if group_id is None:
-    st.info("No runs yet. Load a preset (“Adam fails at depth 32” is the classic) and press **Start training**.",
-            icon=":material/rocket_launch:")
+    landing(_start_headline, (manager,), bool(active), form.PRESETS[view.HEADLINE].description)
 else:
     shown_spec = (store.get_group(group_id) or {}).get("spec") or (rows[0]["spec"] if rows else {})
-    st.subheader(f"Comparison {group_id}")
-    c1, c2 = st.columns([5, 1], vertical_alignment="center")
-    c1.caption(fmt.md_escape(spec_mod.describe(shown_spec)))
-    if not present and shown_spec:
-        c2.button("Load these settings", key="lv_load_group", type="tertiary", on_click=BIND.set,
-                  args=(form.state_from_spec(shown_spec),), help="Put this comparison's settings in the form.")
+    with st.container(horizontal=True, vertical_alignment="center", key="lv_view"):
+        st.subheader(f"Comparison {group_id}", width="content")
+        st.caption(fmt.md_escape(spec_mod.describe(shown_spec)), width="content")
+        if not present and shown_spec and shown_form is not None and shown_form != state:
+            st.button("Load these settings", key="lv_load_group", type="tertiary", on_click=BIND.set,
+                      args=(shown_form,), help="Put this comparison's settings in the form.")
+    playing = bool(st.session_state.get("lv_replay_play") and st.session_state.get("lv_replay"))
+    if playing:
+        interval = replay.TICK_S
+    else:
+        interval = _refresh_interval(group_id, rows) if training and not paused else None
+    st.fragment(run_every=interval)(_panel)(manager, group_id, present, interval, playing)
     paper_table(paper_view.comparison_table(shown_spec, rows), "lv_paper_table", "Final test accuracy reported "
                 "by Bernstein et al. (2023) for this setting, beside this comparison's once its runs finish.")
-    if not present:
-        with st.expander("Chart options", icon=":material/tune:"):
-            o1, o2, o3, o4 = st.columns(4)
-            o1.slider("Smoothing (EMA)", 0.0, 0.99, step=0.01, key="lv_smooth")
-            o2.toggle("Log-scale loss", key="lv_logy")
-            o3.radio("x axis", ("step", "time"), key="lv_x", horizontal=True,
-                     format_func=lambda v: "step" if v == "step" else "wall time")
-            o4.radio("Loss and accuracy on", ("batch", "train", "test"), key="lv_split", horizontal=True,
-                     format_func=lambda v: {"batch": "minibatch", "train": "train set", "test": "test set"}[v])
-    interval = _refresh_interval(group_id, rows) if training and not paused else None
-    st.fragment(run_every=interval)(_panel)(manager, group_id, present, interval)
+
+# The form last: its forty-odd widgets reach the browser after the charts, so a link to a finished
+# comparison starts loading the chart library and drawing first (benchmarks/cold_draw.py).
+if not present:
+    _controls(notes, state, data, available)
+    limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])

@@ -25,7 +25,8 @@ from agd_viz.views import paper as paper_view
 from agd_viz.views import runs as rv
 from agd_viz.views import sweep as sw
 from app_resources import job_manager, operator_key, session_id
-from app_widgets import download_box, limits_expander, optimizer_picker, paper_presets, paper_table, stop_runs
+from app_widgets import (download_box, limits_expander, new_selection, optimizer_picker, paper_presets, paper_table,
+                         stop_runs)
 
 REFRESH_S = 1.5
 SWEEP_PARAM = "sweep"
@@ -39,15 +40,18 @@ DEFAULTS = {"sw_depths": fmt.sizes(sw.DEFAULT_CONFIG.depths), "sw_widths": fmt.s
 
 def _load_paper_preset(key: str) -> None:
     """Fill the form with a sweep of the paper (agd_viz.paper), every field at once."""
-    form, ss = sw.paper_preset_form(key), st.session_state
-    ss.update(sw_depths=form["depths"], sw_widths=form["widths"], sw_dataset=form["dataset"], sw_steps=form["steps"],
-              sw_batch=form["batch_size"], sw_full=form["full"], sw_use_agd=form["agd"], sw_more=form["more"],
-              sw_paper_note=key)
-    for name, rates in form["rates"].items():
-        ss[f"sw_use_{name}"] = rates is not None
-        ss[f"sw_lr_{name}"] = rates if rates is not None else sw.DEFAULT_RATES[name]
-    for name in live_form.OPTION_OPTIMIZERS:
-        ss[f"sw_use_{name}"] = name in form["lr_free"]
+    st.session_state.update(sw.form_state(sw.paper_preset_form(key)), sw_paper_note=key)
+
+
+def _follow(group_id: int) -> None:
+    """The form shows the settings of the sweep shown (opened by a link, picked, or the latest on
+    arrival), once each time another is shown: a reloaded link shows the same form."""
+    if st.session_state.get("sw_followed") == group_id:
+        return
+    st.session_state["sw_followed"] = group_id
+    config = sw.config_of(store.get_group(group_id) or {})
+    if config is not None:
+        st.session_state.update(sw.form_state(sw.form_of_config(config)))
 
 
 def _form(manager) -> tuple[SweepConfig | None, list[str]]:
@@ -68,11 +72,13 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
     if data is not None and not data.downloaded:
         sb.error(data.note(), icon=":material/error:")
     download_box(data, "sw_download", sb)
-    c1, c2 = sb.columns(2)  # the Live page's limits (spec.page_limits), which the job manager holds it to
-    c1.number_input("Steps", min_value=1, max_value=PAGE["steps"][1], step=50, key="sw_steps")
-    c2.number_input("Batch size", min_value=1, max_value=PAGE["batch_size"][1], step=16, key="sw_batch")
     c1, c2 = sb.columns(2)
-    c1.number_input("Seed", min_value=0, max_value=2**31 - 1, step=1, key="sw_seed")
+    # No ranges on the boxes (a box's own would keep, and train, its last valid value): the
+    # config's check refuses a bad one and Start waits.
+    c1.number_input("Steps", step=50, key="sw_steps")
+    c2.number_input("Batch size", step=16, key="sw_batch")
+    c1, c2 = sb.columns(2)
+    c1.number_input("Seed", step=1, key="sw_seed")
     c2.selectbox("Device", live_form.DEVICES, key="sw_device")
     sb.checkbox("Per-layer metrics", key="sw_full",
                 help="Weight norms and stable ranks per layer for every run: slower; the heatmaps do not need them.")
@@ -111,21 +117,6 @@ def _on_start(manager, config: SweepConfig) -> None:
     st.session_state["sw_pick"] = gid
     st.session_state.pop("sw_start_error", None)
     st.session_state.pop("sw_cell", None)
-
-
-def _clicked(key: str) -> tuple[int, int] | None:
-    """The cell a click on chart `key` picked, once per click (a selection persists between reruns;
-    applying it again would undo a later choice in the picker)."""
-    try:
-        points = list(st.session_state[key].selection.points)
-    except (KeyError, AttributeError):
-        points = []
-    signature = tuple(str(p.get("customdata")) for p in points if isinstance(p, dict))
-    seen = st.session_state.setdefault("sw_clicks", {})
-    if seen.get(key) == signature:
-        return None
-    seen[key] = signature
-    return sw.clicked_cell(points)
 
 
 def _heatmap(fig, key: str, config: dict) -> None:
@@ -170,7 +161,7 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
     panels = sw.panel_order(df, config)
     # A click picks a cell before the figures are drawn, so they outline the cell just picked.
     for key in [f"sw_hm_{v}" for v, _ in HEATMAPS] + ["sw_hm_best", "sw_hm_eta"]:
-        cell = _clicked(key)
+        cell = sw.clicked_cell(new_selection(key, "sw_clicks"))
         if cell is not None:
             st.session_state["sw_cell"] = cell
     options = sw.cell_options(df)
@@ -224,7 +215,6 @@ store = manager.store
 PAGE = page_limits()
 for key_, value in DEFAULTS.items():
     st.session_state.setdefault(key_, value)
-config, problems = _form(manager)
 
 sweeps = store.list_groups(kind="sweep")
 sweep_ids = [g["id"] for g in sweeps]
@@ -235,6 +225,9 @@ if raw is not None and raw != st.session_state.get("sw_url_written"):
     st.session_state["sw_pick"], st.session_state["sw_url_note"] = sw.linked_sweep(raw, sweep_ids)
 # A new session starts on its own latest sweep, or none: never on another attendee's (a link opens one).
 st.session_state["sw_pick"] = panel.shown_group(store, st.session_state.get("sw_pick"), owned, "sweep")[0]
+if st.session_state["sw_pick"] is not None:
+    _follow(st.session_state["sw_pick"])
+config, problems = _form(manager)
 
 st.title("Depth × width sweep")
 st.caption("Train every optimiser at every depth and width, in the background, and compare them cell by cell. "

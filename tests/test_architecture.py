@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "agd_viz"
 TORCH_LAYER = {"agd_viz.optim", "agd_viz.nets", "agd_viz.spectra", "agd_viz.data", "agd_viz.train",
                "agd_viz.worker"}
-SERVER_ROOTS = ["app.py", "app_resources.py", "app_widgets.py", *sorted(str(p.relative_to(ROOT))
-                                                                        for p in (ROOT / "pages").glob("*.py"))]
+SERVER_ROOTS = ["app.py", "app_live.py", "app_resources.py", "app_widgets.py",
+                *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))]
 
 
 def _module_name(path: Path) -> str:

@@ -34,6 +34,15 @@ def texts(elements):
     return [e.value for e in elements]
 
 
+def status_lines(at) -> list[str]:
+    """The text of each run's status line (app_widgets.status_line: HTML, tags dropped)."""
+    import html
+    import re
+
+    return [" ".join(html.unescape(re.sub(r"<[^>]+>", " ", h.proto.body)).split()) for h in at.get("html")
+            if "min-width:8em" in h.proto.body]
+
+
 def start_button(at):
     return at.button(key="lv_start")
 
@@ -81,10 +90,14 @@ def seed_group(db, optimizers=("agd", "adam:lr=0.001"), steps=30, status="finish
 def test_empty_store_invites_a_first_run(db):
     at = clean(live_page())
     assert texts(at.title) == ["Live training"]
-    assert "No runs yet" in at.info[0].value
+    assert "No runs yet" in " ".join(texts(at.caption))
+    assert at.button(key="lv_headline").label == "Run “Adam fails at depth 32”"  # one click away
     assert not start_button(at).disabled and at.button(key="lv_stop").disabled
-    # The whole form is in the link.
-    assert at.query_params["depth"] == "8" and at.query_params["optimizers"] == "agd,adam"
+    # The landing link is bare: the link names only values that differ from the defaults.
+    assert dict(at.query_params) == {}
+    at.number_input(key="lv_depth").set_value(5).run()
+    at.text_input(key="lv_adam_lr").input("0.001").run()  # the default rate, spelled another way
+    assert dict(at.query_params) == {"depth": "5"}
 
 
 def test_a_preset_fills_the_whole_form_in_one_click(db):
@@ -137,7 +150,7 @@ def test_a_link_with_bad_values_explains_them_and_uses_defaults(db):
     assert at.number_input(key="lv_depth").value == 8
     assert at.selectbox(key="lv_dataset").value == "digits"
     assert at.number_input(key="lv_steps").value == 500  # good values from the link are kept
-    assert at.query_params["depth"] == "8"  # the link is rewritten with what is used
+    assert dict(at.query_params) == {"steps": "500"}  # the link is rewritten with what is used
 
 
 def test_a_link_opens_its_comparison_and_a_new_session_starts_clean(db):
@@ -145,12 +158,14 @@ def test_a_link_opens_its_comparison_and_a_new_session_starts_clean(db):
     latest, _ = seed_group(db, optimizers=("agd", "sgd:lr=0.1"))
     at = clean(live_page())  # someone else's comparisons: a new session is not put on them
     assert not [h for h in texts(at.subheader) if h.startswith("Comparison")] and "group" not in at.query_params
-    assert "No runs yet" in " ".join(texts(at.info))
+    assert "No runs yet" in " ".join(texts(at.caption))
     at = clean(live_page({"group": str(first), "depth": "5"}))
     assert f"Comparison {first}" in texts(at.subheader)
-    assert at.number_input(key="lv_depth").value == 5
-    figs = figures(at)
-    assert len(figs) == 7 and all(n_points(f) > 0 for f in figs)
+    # The link's fields are relative to its comparison: its settings, with depth 5.
+    assert at.number_input(key="lv_depth").value == 5 and at.number_input(key="lv_steps").value == 30
+    assert dict(at.query_params) == {"group": str(first), "depth": "5"}
+    figs = figures(at)  # loss, accuracy, step size, relative update; the per-layer ones folded away
+    assert len(figs) == 4 and all(n_points(f) > 0 for f in figs)
     names = {t.get("name") for t in figs[0]["data"]}
     assert {"agd", "adam lr=0.001"} <= names
     clean(at.button(key="lv_load_group").click().run())  # its settings into the form
@@ -177,7 +192,7 @@ def test_showing_stored_runs_does_not_import_torch(db):
         f"at.query_params['group'] = '{gid}'\n"
         f"at.switch_page({PAGE!r}).run()\n"
         "assert not at.exception, [e.value for e in at.exception]\n"
-        "assert len(at.get('plotly_chart')) == 7\n"
+        "assert len(at.get('plotly_chart')) == 4\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -197,14 +212,17 @@ def test_presenter_view_hides_the_controls_and_keeps_big_numbers(db):
     at = clean(live_page({"present": "1", "group": str(gid)}))
     assert at.toggle(key="lv_present").value
     assert not at.sidebar.number_input and not at.sidebar.button  # no form, no presets
-    labels = [m.label for m in at.metric]
-    assert labels.count("Step") == 2 and labels.count("Loss") == 2 and "η (AGD)" in labels
-    assert at.query_params["present"] == "1"
+    agd, adam = status_lines(at)  # one line per run: name, chips, progress
+    assert "agd" in agd and "step 30" in agd and "loss" in agd and "acc" in agd and "η 0.3" in agd
+    assert "lr 0.001" in adam and "finished · step 30 / 30" in adam
+    assert dict(at.query_params) == {"group": str(gid), "present": "1"}
     figs = figures(at)
-    assert figs[0]["layout"]["font"]["size"] >= 16 and figs[0]["layout"]["height"] > 400
+    layout = figs[0]["layout"]
+    assert layout["legend"]["font"]["size"] >= 18 and layout["xaxis"]["tickfont"]["size"] >= 18
+    assert layout["yaxis"]["tickfont"]["size"] >= 18 and 300 <= layout["height"] <= 440  # fits 720 px
     at.toggle(key="lv_present").set_value(False).run()
     assert at.sidebar.number_input and "present" not in at.query_params
-    assert at.number_input(key="lv_depth").value == 8  # the form survived being hidden
+    assert at.number_input(key="lv_depth").value == 3  # the form (the comparison's settings) survived being hidden
 
 
 def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
@@ -218,18 +236,20 @@ def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
     assert [r["optimizer"] for r in runs] == ["agd", "adam:lr=0.001"]
     group = runs[0]["group_id"]
     assert at.session_state["live_group"] == group and at.query_params["group"] == str(group)
-    assert at.get("progress")  # a progress line per run while it trains
+    assert len(status_lines(at)) == 2  # a progress line per run while it trains
     assert start_button(at).disabled and not at.button(key="lv_stop").disabled
 
     runs = wait_final(db)
     assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
+    clean(at.run())
+    at.session_state["lv_layers"] = True  # the per-layer charts' expander, opened
     clean(at.run())
     figs = figures(at)
     assert len(figs) == 7
     loss = figs[0]
     assert {t["name"] for t in loss["data"]} == {"agd", "adam lr=0.001"}
     assert all(n_points(f) > 0 for f in figs), [n_points(f) for f in figs]
-    progress = [p.proto.text for p in at.get("progress")]
+    progress = status_lines(at)
     assert all("finished · step 40 / 40" in t for t in progress), progress
     assert not start_button(at).disabled and at.button(key="lv_stop").disabled
     # The page's frames were filled incrementally: every step once.
@@ -253,7 +273,7 @@ def test_stop_cancels_the_runs_and_keeps_what_they_logged(db):
     (run,) = wait_final(db, 30)
     assert run["status"] == "cancelled" and run["step"] >= 5
     clean(at.run())
-    assert "cancelled" in at.get("progress")[0].proto.text
+    assert "cancelled" in status_lines(at)[0]
     assert n_points(figures(at)[0]) > 0
     store.close()
 

@@ -164,14 +164,23 @@ def test_stored_sweeps_open_from_the_link_or_the_picker_and_a_new_session_starts
     at = clean(sweep_page({"sweep": "2"}))
     assert at.selectbox(key="sw_pick").value == 2
     assert at.query_params["sweep"] == "2"
+    assert at.text_input(key="sw_depths").value == "1, 2"  # the form shows the sweep shown
     assert [filled_cells(f) for f in figures(at)[:3]] == [[2, 2]] * 3  # AGD and SGD, 2 depths
     assert at.button(key="sw_stop").disabled  # not this session's sweep: watched, never stopped
 
     at = clean(sweep_page({"sweep": "1"}))
     assert at.selectbox(key="sw_pick").value == 1
     assert at.selectbox(key="sw_pick").options == ["Sweep 2 · 4 runs", "Sweep 1 · first · 2 runs"]
+    # The form follows the sweep the link opens: its grid, steps and optimisers.
+    assert (at.text_input(key="sw_depths").value, at.text_input(key="sw_widths").value) == ("1", "4, 8")
+    assert at.number_input(key="sw_steps").value == 10 and at.number_input(key="sw_batch").value == 32
+    assert at.checkbox(key="sw_use_agd").value and not at.checkbox(key="sw_use_adam").value
     assert [filled_cells(f) for f in figures(at)[:3]] == [[2]] * 3  # one depth × two widths
     assert not at.get("plotly_chart")[0].proto.spec.count("best lr")  # no baseline in sweep 1
+
+    at.selectbox(key="sw_pick").set_value(2).run()  # and the sweep picked
+    assert at.text_input(key="sw_depths").value == "1, 2" and at.checkbox(key="sw_use_sgd").value
+    assert at.text_input(key="sw_lr_sgd").value == "0.1"
 
     for bad in ("77", "²", "①", "9" * 5000, "9223372036854775808"):
         at = clean(sweep_page({"sweep": bad}))

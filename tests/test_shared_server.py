@@ -358,7 +358,11 @@ def sweep_errors(at) -> str:
 
 def test_3_the_sweep_page_has_the_live_pages_caps_and_shows_a_sessions_share(app_db, monkeypatch):
     at = clean(open_page("pages/sweep.py"))
-    assert at.number_input(key="sw_steps").proto.max == 20_000 and at.number_input(key="sw_batch").proto.max == 4096
+    for key_, over in (("sw_steps", 20_001), ("sw_batch", 4097)):  # one past the Live page's caps: refused
+        at.number_input(key=key_).set_value(over)
+        clean(at.run())
+        assert f"{over - 1:,}" in sweep_errors(at) and at.button(key="sw_start").disabled, key_
+        at.number_input(key=key_).set_value(100)
     at.text_input(key="sw_depths").input("1, 2, 3, 4, 5, 6, 7, 8, 9, 10")
     at.text_input(key="sw_widths").input("1, 2, 3, 4, 5, 6, 7, 8, 9, 10")
     at.number_input(key="sw_steps").set_value(20_000)

@@ -97,6 +97,31 @@ def test_estimate_grows_with_the_work_and_shrinks_with_workers():
     assert fmt.estimate(95) == "1 min 35 s" and fmt.estimate(0.2) == "1 s"
 
 
+def test_the_start_up_per_cell_is_measured_on_the_stores_sweeps():
+    """A sweep of the app runs one worker process per cell: what a cell costs beyond its training
+    (process start, torch import, data, warm-up) comes from the store's finished sweeps."""
+    assert cost.cell_overhead([]) == (cost.STARTUP_S, 0)
+
+    def run(group, pid, created, started, ended, elapsed, status="finished"):
+        return {"group_id": group, "pid": pid, "created": created, "started": started, "ended": ended,
+                "status": status, "summary": {"elapsed_s": elapsed}}
+
+    # One worker: four cells of 1 s training, 7 s apart: 6 s per cell beyond training.
+    serial = [run(1, 100 + k, 0.0, 7.0 * k + 6, 7.0 * k + 7, 1.0) for k in range(4)]
+    assert cost.cell_overhead(serial) == (pytest.approx(6.0), 1)
+    # Two workers at once: the same cells in half the wall time cost the same per cell.
+    paired = [run(2, 200 + k, 0.0, 7.0 * (k // 2) + 6, 7.0 * (k // 2) + 7, 1.0) for k in range(4)]
+    assert cost.cell_overhead(paired)[0] == pytest.approx(6.0)
+    # A comparison (one process, two runs side by side) or a CLI sweep (one process) says nothing.
+    single = [run(3, 300, 0.0, 2.0, 5.0, 3.0), run(3, 300, 0.0, 2.0, 5.0, 3.0)]
+    assert cost.cell_overhead(single) == (cost.STARTUP_S, 0)
+    speed = cost.calibrate(serial, flops_per_s=2e10)
+    assert speed.cell_s == pytest.approx(6.0) and speed.n_sweeps == 1 and "per cell" in speed.describe()
+    config = SweepConfig(depths="2,4", widths="32", optimizers=("agd",), steps=100)
+    assert config.seconds(speed) - config.seconds(cost.Speed(2e10, speed.ratio, speed.n_runs)) == \
+        pytest.approx(2 * (6.0 - cost.STARTUP_S))
+
+
 def test_cli_sweep_records_one_group_and_prints_rows_like_train(tmp_path, capsys, keep_signals):
     db = tmp_path / "runs.db"
     code, out, err = run_cli(["sweep", "--depths", "1,2", "--widths", "8", "--optimizer", "agd",

@@ -44,7 +44,7 @@ from agd_viz.charts.lines import (
     scalar_figure,
     step_size_figure,
 )
-from agd_viz.charts.live import LIVE_FIGURES, all_live_figures
+from agd_viz.charts.live import LIVE_FIGURES, all_live_figures, hold_x
 from agd_viz.charts.palette import color_for, md_label
 from agd_viz.charts.sweep import STATUS_TEXT, SWEEP_HEIGHT, best_rate_heatmaps, sweep_heatmaps
 
@@ -68,6 +68,7 @@ __all__ = [
     "sweep_heatmaps",
     "best_rate_heatmaps",
     "all_live_figures",
+    "hold_x",
     "dashboard_figure",
     "hparam_figure",
     "LIVE_FIGURES",

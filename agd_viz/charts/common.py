@@ -438,14 +438,23 @@ def _no_runs(runs: Sequence[RunData], frame: str = "scalars") -> bool:
 
 
 PRESENTER_SCALE = 1.35
-PRESENTER_FONT = 17
+# A projector at 1280×720 seen from the back of a room: ticks and legends at 18 px or more.
+PRESENTER_FONT = 20
+PRESENTER_TICK_FONT = 18
 
 
-def presenter_style(fig: go.Figure, scale: float = PRESENTER_SCALE, font: int = PRESENTER_FONT) -> go.Figure:
-    """The figure for a projector: taller and in larger type. Sizes go on every axis and the legend
-    explicitly, because Streamlit's chart theme sets them there and would win over `font`."""
-    fig.update_layout(height=int((fig.layout.height or LINE_HEIGHT) * scale), font=dict(size=font),
-                      legend=dict(font=dict(size=font)), hoverlabel=dict(font=dict(size=font)))
-    fig.update_xaxes(tickfont=dict(size=font - 2), title_font=dict(size=font))
-    fig.update_yaxes(tickfont=dict(size=font - 2), title_font=dict(size=font))
+def presenter_style(fig: go.Figure, scale: float = PRESENTER_SCALE, font: int = PRESENTER_FONT,
+                    height: int | None = None) -> go.Figure:
+    """The figure for a projector: taller (or exactly `height` px) and in larger type. Sizes go on
+    every axis, the legend, colour bars and panel titles explicitly, because Streamlit's chart
+    theme sets them there and would win over `font`."""
+    tick = max(PRESENTER_TICK_FONT, font - 2)
+    fig.update_layout(height=int(height or (fig.layout.height or LINE_HEIGHT) * scale), font=dict(size=font),
+                      legend=dict(font=dict(size=font)), hoverlabel=dict(font=dict(size=tick)))
+    fig.update_xaxes(tickfont=dict(size=tick), title_font=dict(size=font))
+    fig.update_yaxes(tickfont=dict(size=tick), title_font=dict(size=font))
+    fig.update_traces(colorbar=dict(tickfont=dict(size=tick)), selector=dict(type="heatmap"))
+    fig.update_annotations(font=dict(size=tick))  # panel titles, spike notes, "waiting for data…"
+    if fig.layout.title and fig.layout.title.text:
+        fig.update_layout(title_font=dict(size=font))
     return fig

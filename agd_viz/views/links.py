@@ -70,7 +70,7 @@ def _decode(p: Param, raw: str, choices: Sequence | None) -> Any:
             raise ValueError(f"{str(raw)[:20]} is outside {lo:g}–{hi:g}")
         return value
     if p.kind == "choice" and str(raw) not in allowed:
-        raise ValueError(f"{str(raw)[:40]!r} is not one of {', '.join(map(str, allowed))}")
+        raise ValueError(f"{str(raw)[:40]!r} is not one of {', '.join(str(a) for a in allowed if str(a))}")
     return str(raw)[:200]
 
 

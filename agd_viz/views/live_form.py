@@ -342,8 +342,9 @@ def state_from_query(params: Mapping[str, Any], base: Mapping[str, Any] | None =
             shown = raw if not isinstance(raw, (list, tuple)) else ",".join(map(str, raw))
             shown = str(shown)[:40]
             state[f.name] = DEFAULTS[f.name]
+            default = format_value(f, DEFAULTS[f.name])
             notes.append(f"The link's {f.label.lower()} ({f.name}={shown!r}) was not used: {str(exc).rstrip('.')}. "
-                         f"Using the default, {format_value(f, DEFAULTS[f.name])}.")
+                         + (f"Using the default, {default}." if default else "Left empty: the package's defaults."))
     return state, notes
 
 
@@ -612,6 +613,42 @@ def state_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 # The page's link
 
 
+def stored_form(store, group_id: int | None) -> dict[str, Any] | None:
+    """The form of a stored comparison's settings (what a link opening it is relative to), or
+    None when `group_id` is not a comparison of the store."""
+    group = store.get_group(group_id) if group_id is not None else None
+    if group is None or group.get("kind") != "compare" or not group.get("spec"):
+        return None
+    return state_from_spec(group["spec"])
+
+
+def same_value(f: Field, a: Any, b: Any) -> bool:
+    """Whether two values of field `f` mean the same: "1e-3" and "0.001" are one learning rate."""
+    if f.kind == "rates":
+        try:
+            return parse_rates(str(a)) == parse_rates(str(b))
+        except ValueError:
+            return str(a).strip() == str(b).strip()
+    if f.kind == "options":
+        try:
+            return parse_options(OPTION_OF[f.name], a) == parse_options(OPTION_OF[f.name], b)
+        except ValueError:
+            return str(a or "").strip() == str(b or "").strip()
+    return format_value(f, a) == format_value(f, b)
+
+
+def link_fields(state: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The form fields of `state` that differ from `base` (default: the form's defaults), as URL
+    strings in form order: a link names only what was chosen, so the landing URL is bare."""
+    base = base or DEFAULTS
+    out = {}
+    for f in FIELDS:
+        value = state.get(f.name, f.default)
+        if not same_value(f, value, base.get(f.name, f.default)):
+            out[f.name] = format_value(f, value)
+    return out
+
+
 @dataclass(frozen=True)
 class Link:
     """What a URL asks of the Live page, against what the page itself last wrote there: a form
@@ -624,15 +661,16 @@ class Link:
     notes: tuple[str, ...]
 
 
-def read_link(params: Mapping[str, Any], written: Mapping[str, Any]) -> Link:
+def read_link(params: Mapping[str, Any], written: Mapping[str, Any],
+              base: Mapping[str, Any] | None = None) -> Link:
     """`params`: the query parameters; `written`: what the page wrote last ({"fields", "present",
-    "group"}). A pasted or edited link wins over the session; the page's own link changes nothing."""
+    "group"}); `base`: the form the link's fields are relative to, the settings of the comparison
+    it opens (default: the form's defaults). A pasted or edited link wins over the session; the
+    page's own link changes nothing, nor does a link without parameters (the page after a visit
+    to another one, which clears the URL). A link that opens another comparison and names no
+    field shows that comparison's settings in the form."""
     state, notes, present, group = None, [], None, None
     fields = form_params(params)
-    if fields and fields != written.get("fields"):
-        state, notes = state_from_query(params)
-    if PRESENT_PARAM in params and parse_flag(params[PRESENT_PARAM]) != written.get("present"):
-        present = parse_flag(params[PRESENT_PARAM])
     raw = params.get(GROUP_PARAM)
     parsed = parse_group(raw)
     if parsed is not None and parsed != written.get("group"):
@@ -640,14 +678,22 @@ def read_link(params: Mapping[str, Any], written: Mapping[str, Any]) -> Link:
     elif raw is not None and parsed is None:
         notes.append(f"The link's group ({str(raw)[:20]!r}) is not a run group number; showing the latest "
                      "comparison instead.")
+    if (fields and fields != written.get("fields")) or (group is not None and base is not None):
+        state, field_notes = state_from_query(params, base)
+        notes[:0] = field_notes
+    if PRESENT_PARAM in params and parse_flag(params[PRESENT_PARAM]) != written.get("present"):
+        present = parse_flag(params[PRESENT_PARAM])
     return Link(state, present, group, tuple(notes))
 
 
-def link_params(state: Mapping[str, Any], group: int | None, present: bool) -> dict[str, str]:
-    """The query parameters of the page as shown: the form, the comparison, the presenter view."""
-    wanted = query_from_state(state)
+def link_params(state: Mapping[str, Any], group: int | None, present: bool,
+                base: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The query parameters of the page as shown: the comparison, the presenter view, and the
+    form's fields that differ from `base` (the shown comparison's settings, else the defaults)."""
+    wanted = {}
     if group is not None:
         wanted[GROUP_PARAM] = str(group)
     if present:
         wanted[PRESENT_PARAM] = "1"
+    wanted.update(link_fields(state, base))
     return wanted

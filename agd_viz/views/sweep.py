@@ -71,11 +71,36 @@ def paper_preset_form(key: str) -> dict[str, Any]:
     steps, batch_size, full (per-layer metrics), agd (bool), rates (baseline -> rate text, None
     when left out), lr_free (names ticked) and more (any other optimiser specs)."""
     preset = PAPER_PRESETS[key]
-    spec = preset.spec
+    return _form_of(preset.spec, preset.depths, preset.widths)
+
+
+def form_of_config(config: SweepConfig) -> dict[str, Any]:
+    """The page's form for a stored sweep (what `paper_preset_form` returns, with its seed and
+    device): opening a sweep puts its grid and settings in the form."""
+    return {**_form_of(config.to_dict(), config.depths, config.widths), "seed": config.seed, "device": config.device}
+
+
+def form_state(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A form (`paper_preset_form`, `form_of_config`) as the values of the Sweep page's widgets
+    (keys "sw_…"), every field at once: a baseline left out keeps its default rates, unticked."""
+    out = dict(sw_depths=form["depths"], sw_widths=form["widths"], sw_dataset=form["dataset"], sw_steps=form["steps"],
+               sw_batch=form["batch_size"], sw_full=form["full"], sw_use_agd=form["agd"], sw_more=form["more"])
+    out.update({f"sw_{k}": form[k] for k in ("seed", "device") if k in form})
+    for name, rates in form["rates"].items():
+        out[f"sw_use_{name}"] = rates is not None
+        out[f"sw_lr_{name}"] = rates if rates is not None else DEFAULT_RATES[name]
+    out.update({f"sw_use_{name}": name in form["lr_free"] for name in optspec.names("options")})
+    return out
+
+
+def _form_of(spec: Mapping[str, Any], depths: Iterable[int], widths: Iterable[int]) -> dict[str, Any]:
     rates: dict[str, list[str]] = {name: [] for name in BASELINES}
     agd, lr_free, more = False, [], []
     for text in spec.get("optimizers") or ():
-        parsed = optspec.parse(text, require_package=False)
+        parsed = optspec.try_parse(text)
+        if parsed is None:
+            more.append(str(text))
+            continue
         changed = set(parsed.changed)
         if parsed.is_agd and not changed:
             agd = True
@@ -85,7 +110,7 @@ def paper_preset_form(key: str) -> dict[str, Any]:
             lr_free.append(parsed.name)
         else:
             more.append(parsed.spec)
-    return dict(depths=fmt.sizes(preset.depths), widths=fmt.sizes(preset.widths),
+    return dict(depths=fmt.sizes(depths), widths=fmt.sizes(widths),
                 dataset=spec.get("dataset", "digits"), steps=int(spec.get("steps", 300)),
                 batch_size=int(spec.get("batch_size", 128)), full=spec.get("metrics") == "full",
                 agd=agd, rates={k: ", ".join(v) if v else None for k, v in rates.items()},

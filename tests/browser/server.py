@@ -38,10 +38,11 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_app(db: Path, log: Path, env: dict | None = None, timeout: float = 90.0):
-    """Yield the base URL of `streamlit run app.py` serving `db`; stop it (and its workers) after."""
+def running_app(db: Path, log: Path, env: dict | None = None, timeout: float = 90.0, script: str = "app.py"):
+    """Yield the base URL of `streamlit run app.py` (or another `script`) serving `db`; stop it
+    (and its workers) after."""
     port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
            "--server.port", str(port), "--server.address", "127.0.0.1",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     full_env = {**os.environ, "AGD_VIZ_DB": str(db), "PYTHONPATH": str(ROOT), **(env or {})}

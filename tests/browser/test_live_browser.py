@@ -25,7 +25,7 @@ def wait_for_points(page, at_least=1, timeout_s=60.0):
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         found = plots(page)
-        if len(found) >= 7 and found[0]["points"] >= at_least:
+        if len(found) >= 4 and found[0]["points"] >= at_least:  # the per-layer charts are folded away
             return found
         page.wait_for_timeout(250)
     raise AssertionError(f"charts did not fill in within {timeout_s} s: {plots(page)}")
@@ -40,7 +40,8 @@ def test_start_leave_return_stop(page):
     page.get_by_role("button", name="Start training").click()
     page.get_by_text("Comparison 1").wait_for()
     wait_idle(page)
-    assert "group=1" in page.url and "depth=8" in page.url  # the configuration is in the link
+    # The link names the comparison, whose settings are the form's: nothing else to carry.
+    assert page.url.endswith("/?group=1"), page.url
 
     first = wait_for_points(page, at_least=20)
     page.wait_for_timeout(2500)

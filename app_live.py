@@ -1,0 +1,129 @@
+"""The Live page's larger widgets, kept out of pages/live.py so the page stays a thin script of
+what it shows in which order (docs/architecture.md): the replay bar, the charts' layout, the
+view options beside a comparison, and the landing. What they show is computed in agd_viz.views
+(live_view, replay, boundary, live_panel) and agd_viz.charts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from agd_viz import fmt
+from agd_viz.views import boundary, replay
+from agd_viz.views import live_panel as panel
+from agd_viz.views import live_view as view
+from app_widgets import plot
+
+__all__ = ["replay_bar", "live_charts", "view_options", "landing"]
+
+LANDING_PICTURE = Path(__file__).resolve().parent / "docs" / "landing.png"
+
+
+def replay_bar(frames, playing: bool) -> int | None:
+    """The replay's Play button and step slider (None: replay off, or nothing read yet). While
+    playing, each tick of the Live panel's fragment moves the slider one frame on (`replay.advance`);
+    at the end, or on Pause, the whole page reruns so the fragment's timer stops."""
+    ss = st.session_state
+    span = replay.step_span(fr.scalars for fr in frames.values())
+    if not ss.get("lv_replay") or span is None:
+        return None
+    lo, hi = span
+    at_end = ss.get("lv_replay_step") is None or ss.get("lv_replay_step") == ss.get("lv_replay_hi")
+    ss["lv_replay_hi"] = hi
+    step = hi if at_end else replay.clamp(ss.get("lv_replay_step"), lo, hi)  # at the end: follow a live run
+    if playing:
+        step = replay.advance(step, lo, hi)
+    ss["lv_replay_step"] = step
+    with st.container(horizontal=True, vertical_alignment="center", key="lv_replay_bar"):
+        if st.button("Pause" if playing else "Play", key="lv_replay_toggle", width=110,
+                     icon=":material/pause:" if playing else ":material/play_arrow:",
+                     help=f"Play the comparison from the slider's step to its end in about {replay.REPLAY_S:g} s."):
+            ss["lv_replay_play"] = not playing
+            if not playing and step >= hi:
+                ss["lv_replay_step"] = lo  # at the end: play from the start
+            st.rerun()  # the whole page: the fragment's timer starts or stops
+        st.slider("Replay step", lo, max(hi, lo + 1), key="lv_replay_step", label_visibility="collapsed")
+    if playing and step >= hi:
+        ss["lv_replay_play"] = False
+        st.rerun()
+    return ss["lv_replay_step"]
+
+
+def live_charts(figs: dict, store, rows: list[dict], present: bool, step: int | None) -> None:
+    """Loss and accuracy first (the first screen, sized by `live_view.chart_height`), then the step
+    size and relative update, the decision boundaries of a 2-D set, and the per-layer charts while
+    their expander is open; or only the chart chosen to fill the screen. `step`: the replay's."""
+    ss, n = st.session_state, len(rows)
+    focus = ss.get("lv_focus") or ""
+    first_h = view.chart_height(present, n, step is not None, focus=bool(focus))
+    pics = []
+    if boundary.has_boundary((rows[0].get("spec") or {}).get("dataset")) and focus in ("", "boundary"):
+        pics = boundary.boundary_figures(store, rows, step=step)
+    for pair in ([("loss", "acc"), ("step_size", "rel_update"), ("boundary",)] if not focus else [(focus,)]):
+        if pair == ("boundary",):
+            if pics:
+                st.markdown(f"**{panel.BOUNDARY_HELP[0]}**", help=panel.BOUNDARY_HELP[1])
+            for pic, col in zip(pics, st.columns(min(n, 3)) * 3):
+                with col:
+                    if pic.figure is None:
+                        st.caption(f"{fmt.md_escape(pic.label)}: {fmt.md_escape(pic.message)}")
+                    else:
+                        plot(pic.figure, f"lv_boundary_{pic.run_id}", present, height=first_h if focus else None)
+            continue
+        for col, name in zip(st.columns(2) if len(pair) == 2 else [st.container()], pair):
+            with col:
+                plot(figs[name], f"lv_chart_{name}", present, panel.CHART_HELP[name],
+                     height=first_h if pair == ("loss", "acc") or focus else None)
+    if focus:
+        return
+    # Three heavy figures below the first screen: built and sent only while the expander is open.
+    layers = st.expander("Layer by layer: weight norms and stable ranks", key="lv_layers", on_change="rerun",
+                         icon=":material/stacks:")
+    if layers.open:
+        with layers:
+            for name in view.LAYER_CHARTS:
+                plot(figs[name], f"lv_chart_{name}", present, panel.CHART_HELP[name])
+    _link_options()
+
+
+def _link_options() -> None:
+    """The chart options into the link from within the panel's fragment (opening the per-layer
+    charts reruns only the fragment; the page writes its link on a whole run)."""
+    ss = st.session_state
+    wanted, written = view.option_params(ss), ss.get("live_written", {})
+    if wanted != written.get("options"):
+        kept = {k: v for k, v in st.query_params.to_dict().items() if k not in view.OPTION_NAMES}
+        st.query_params.from_dict({**kept, **wanted})
+        ss["live_written"] = {**written, "options": wanted}
+
+
+def view_options() -> None:
+    """Beside a comparison: the chart options (in the link), one chart full screen, pause, replay."""
+    with st.popover("Chart options", icon=":material/tune:"):
+        st.slider("Smoothing (EMA)", 0.0, 0.99, step=0.01, key="lv_smooth")
+        st.toggle("Log-scale loss", key="lv_logy")
+        st.radio("x axis", ("step", "time"), key="lv_x", horizontal=True,
+                 format_func=lambda v: "step" if v == "step" else "wall time")
+        st.radio("Loss and accuracy on", ("batch", "train", "test"), key="lv_split", horizontal=True,
+                 format_func=lambda v: {"batch": "minibatch", "train": "train set", "test": "test set"}[v])
+    st.selectbox("Full screen", tuple(view.FOCUS), key="lv_focus", format_func=view.FOCUS.get, width=170,
+                 label_visibility="collapsed", help="Show one chart alone, as large as the screen allows.")
+    st.toggle("Pause charts", key="lv_pause", help="Stop refreshing so you can zoom; training goes on.")
+    st.toggle("Replay", key="lv_replay", help="A step slider and a Play button: every chart as it was at that step.")
+
+
+def landing(start_headline, args: tuple, disabled: bool, description: str) -> None:
+    """No comparison yet: what AGD is in one sentence, the headline preset one click away, and a
+    picture of what it shows."""
+    with st.container(border=True, key="lv_landing"):
+        text, picture = st.columns([2, 3], vertical_alignment="center")
+        with text:
+            st.markdown(view.WHAT_IS_AGD)
+            st.button(f"Run “{view.HEADLINE}”", type="primary", key="lv_headline", icon=":material/rocket_launch:",
+                      on_click=start_headline, args=args, disabled=disabled, help=description)
+            st.caption("No runs yet: run the headline comparison, or load another preset (or set up your own "
+                       "network) on the left and press **Start training**.")
+        if LANDING_PICTURE.is_file():
+            picture.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION, width="stretch")
