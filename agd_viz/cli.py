@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=None)
     t.add_argument("--layer-every", type=int, default=None)
     t.add_argument("--same-init", action="store_true", help="give baselines AGD's orthogonal init too")
+    _add_loss_args(t)
     t.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. noise=0.2 (repeatable)")
     t.add_argument("--name", default=None, help="a name for this comparison")
@@ -78,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_download_parser(sub)
     return parser
+
+
+def _add_loss_args(p):
+    p.add_argument("--loss", default=None, choices=["xent", "square"],
+                   help="xent: cross-entropy (default); square: the paper's square loss, one-hot targets × √d_L")
+    p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
+                   help="random crop (4-pixel padding) and horizontal flip of each training batch, as the "
+                        "paper; default: on for cifar10, off elsewhere")
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -118,7 +127,8 @@ def _spec_from_args(args):
     fields = {
         "dataset": args.dataset, "depth": args.depth, "width": args.width, "steps": args.steps,
         "batch_size": args.batch_size, "seed": args.seed, "device": args.device, "metrics": args.metrics,
-        "eval_every": args.eval_every, "layer_every": args.layer_every,
+        "eval_every": args.eval_every, "layer_every": args.layer_every, "loss": args.loss,
+        "augment": args.augment,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
     if args.optimizer:
@@ -311,6 +321,7 @@ def _add_sweep_parser(sub):
     s.add_argument("--eval-every", type=int, default=None)
     s.add_argument("--layer-every", type=int, default=None)
     s.add_argument("--same-init", action="store_true", help="give baselines AGD's orthogonal init too")
+    _add_loss_args(s)
     s.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--name", default=None, help="a name for this sweep")
     s.add_argument("--json", action="store_true",
@@ -330,7 +341,8 @@ def cmd_sweep(args) -> int:
     prog = "agd_viz sweep"
     fields = {"dataset": args.dataset, "steps": args.steps, "batch_size": args.batch_size,
               "seed": args.seed, "device": args.device, "metrics": args.metrics,
-              "eval_every": args.eval_every, "layer_every": args.layer_every}
+              "eval_every": args.eval_every, "layer_every": args.layer_every, "loss": args.loss,
+              "augment": args.augment}
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         if args.data_option:

@@ -65,6 +65,9 @@ def test_train_json_prints_one_document_with_a_row_per_run(tmp_path):
         (["--optimizer", "adam:learning_rate=1"], "learning_rate"),
         (["--steps", "ten"], "invalid int value"),
         (["--device", "tpu"], "invalid choice"),
+        (["--loss", "mse"], "invalid choice: 'mse'"),
+        (["--augment"], "defined for cifar10 only, not 'digits'"),
+        (["--optimizer", "muon:ns_steps=0"], "ns_steps must be between 1 and 99"),
     ],
 )
 def test_bad_arguments_give_one_line_exit_2_and_write_nothing(tmp_path, args, words):

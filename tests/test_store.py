@@ -237,7 +237,7 @@ def test_export_csv_and_json(store):
     rows = list(csv.DictReader(io.StringIO(text)))
     header = text.splitlines()[0].split(",")
     assert header[: 2 + len(SCALAR_METRICS)] == ["step", "t", *SCALAR_METRICS]
-    assert header[-3:] == ["rel_update[0]", "rel_update[1]", "rel_update[2]"]
+    assert header[-3:] == [f"{LAYER_METRICS[-1]}[{k}]" for k in range(3)]
     assert [r["step"] for r in rows] == ["0", "1", "2"]
     assert rows[0]["loss"] == "" and float(rows[1]["loss"]) == 0.5
     assert rows[0]["w_fro[1]"] == "0.01" and rows[0]["w_spec[2]"] == "0.12"
@@ -375,7 +375,7 @@ def test_a_version_1_file_opens_and_is_upgraded_in_place(tmp_path):
         s.put_frame(1, "boundary", 5, {"probs": np.zeros((2, 3, 2), np.uint8)})
         assert s.frame_steps(1, "boundary") == [5]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
     with Store(path) as s:  # reopening the upgraded file changes nothing
@@ -600,3 +600,23 @@ def test_layer_metrics_read_time_10k_steps_32_layers(store, capsys):
     with capsys.disabled():
         print(f"\nlayer_metrics 10k steps x 32 layers: best {min(times) * 1e3:.0f} ms "
               f"of {len(times)} reads")  # fmt: skip
+
+
+def test_a_version_2_file_gains_the_update_stable_rank_column(tmp_path):
+    """v3 adds `u_srank`; rows written before it read as NaN, new rows keep it."""
+    path = tmp_path / "runs.db"
+    v1_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for sql in store_mod.MIGRATIONS[1]:
+        conn.execute(sql)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("UPDATE metrics SET w_fro = ? WHERE step = 1", (np.float32([1.0, 2.0]).tobytes(),))
+    conn.close()
+    with Store(path) as s:
+        old = s.layer_metrics(1)
+        assert old["w_fro"].tolist() == [1.0, 2.0] and old["u_srank"].isna().all()
+        s.append_metrics(1, [{"step": 2, "layers": {"w_fro": [1.0, 1.0], "u_srank": [3.0, 1.5]}}])
+        assert s.layer_metrics(1, since_step=1)["u_srank"].tolist() == [3.0, 1.5]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()

@@ -12,7 +12,7 @@ from agd_viz.charts.lines import layer_lines_figure, loss_figure, rel_update_fig
 
 __all__ = ["all_live_figures", "LIVE_FIGURES"]
 
-LIVE_FIGURES = ("loss", "acc", "step_size", "rel_update", "w_spec_scaled", "w_srank", "g_srank")
+LIVE_FIGURES = ("loss", "acc", "step_size", "rel_update", "w_spec_scaled", "w_srank", "g_srank", "u_srank")
 
 
 def all_live_figures(runs: Sequence[RunData], *, smoothing: float = 0.6, x: str = "step",
@@ -34,4 +34,5 @@ def all_live_figures(runs: Sequence[RunData], *, smoothing: float = 0.6, x: str 
                                             max_points=layer_points),
         "w_srank": layer_heatmaps(runs, "w_srank", max_cols=heatmap_cols),
         "g_srank": layer_heatmaps(runs, "g_srank", max_cols=heatmap_cols),
+        "u_srank": layer_heatmaps(runs, "u_srank", max_cols=heatmap_cols),
     }
