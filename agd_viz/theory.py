@@ -18,7 +18,11 @@ from __future__ import annotations
 import math
 import sys
 
-__all__ = ["agd_scale", "eta_of_G", "G_of", "layer_step"]
+__all__ = ["agd_scale", "eta_of_G", "G_of", "layer_step", "lemma8_bound_sq", "LEMMA8_CONSTANT"]
+
+# Lemma 8 of the paper: for T steps of AGD on an FCN with square loss, under Assumptions 1-2 and
+# Prescription 1, min over t <= T of G_t^2 <= 11/T.
+LEMMA8_CONSTANT = 11.0
 
 
 def _lib(x):
@@ -58,3 +62,8 @@ def G_of(grad_norms, scales, L: int):
 def layer_step(eta, L: int, scale: float, gain: float = 1.0):
     """‖ΔW_k‖_F of AGD's update of layer k: gain · (η/L) · scale_k (per slice for a conv kernel)."""
     return gain * eta / L * scale
+
+
+def lemma8_bound_sq(T):
+    """11/T: Lemma 8's bound on min over t ≤ T of G_t² (a float, array or tensor of step counts)."""
+    return LEMMA8_CONSTANT / T

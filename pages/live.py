@@ -83,6 +83,9 @@ def _controls(notes: dict, state: dict, data, available: dict) -> None:
                  help="MLP: fully connected. CNN: bias-free 3×3 convolutions with average pooling, then one "
                       "linear layer; depth counts the convolutions and that layer, width the channels.")
         show_notes(notes.get("arch", []), sb)
+    sb.radio("Loss", form.LOSSES, key=key("loss"), horizontal=True, format_func=form.LOSS_TITLES.get, help=form.LOSS_HELP)
+    if state.get("dataset") in form.AUGMENTABLE:
+        sb.checkbox("Augment training batches", key=key("augment"), help=f"As the paper: {form.AUGMENTABLE[state['dataset']]}.")
     if state.get("dataset") in data_view.DOWNLOADABLE:
         f = form.FIELD["train_samples"]
         sb.number_input("Training images (0 = all)", min_value=int(f.lo), max_value=int(f.hi), step=1000,
@@ -176,7 +179,7 @@ def _panel(manager, group_id: int, present: bool, interval: float | None) -> Non
             for r in rows]
     figs = charts.all_live_figures(runs, smoothing=float(ss.get("lv_smooth", 0.6)), x=ss.get("lv_x", "step"),
                                    split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)))
-    for pair in (("loss", "acc"), ("step_size", "rel_update"), "boundary", ("w_spec_scaled", "w_srank"), ("g_srank",)):
+    for pair in (("loss", "acc"), ("step_size", "rel_update"), "boundary", ("w_spec_scaled", "w_srank"), ("g_srank", "u_srank")):
         if pair == "boundary":
             if boundary.has_boundary((rows[0].get("spec") or {}).get("dataset")):
                 st.markdown(f"**{panel.BOUNDARY_HELP[0]}**", help=panel.BOUNDARY_HELP[1])
@@ -229,7 +232,7 @@ st.session_state["live_group"] = group_id
 st.title("Live training")
 if not present:
     st.caption("AGD trains with no learning rate. Pick a preset or set up a comparison on the left, press "
-               "Start, and watch the step size AGD chooses, the weight norms it keeps and the stable ranks of "
+               "Start, and watch the step size AGD chooses, how far each layer's weight norm moves and the stable ranks of "
                "weights and gradients, layer by layer.")
 for text in st.session_state.pop("live_url_notes", []):
     st.warning(fmt.md_escape(text), icon=":material/link_off:")

@@ -97,7 +97,9 @@ def test_overlays_any_scalar_or_per_layer_metric(store):
     fig = rv.overlay_figure(runs, "train_loss")
     assert [t.name for t in fig.data] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"]
     fig = rv.overlay_figure(runs, "w_spec_scaled", layers=[0, 2], x="time")
-    assert len(fig.data) == 4 and fig.layout.xaxis.title.text == "wall time (s)"
+    lines = [t for t in fig.data if t.fill != "toself"]
+    assert len(lines) == 4 and fig.layout.xaxis.title.text == "wall time (s)"
+    assert [t.name for t in fig.data if t.fill == "toself"] == ["#1 agd · 3×16: reach of its steps (start ± Σ η/L)"]
     smooth = rv.overlay_figure(runs, "rel_update", layers=[1], smoothing=0.8, log_y=True)
     assert "EMA 0.8" in smooth.layout.yaxis.title.text and smooth.layout.yaxis.type == "log"
     assert len(rv.overlay_figure(runs, "eta").data) == 1  # Adam logs no η

@@ -64,6 +64,13 @@ def baseline_families(optimizers: Iterable[str]) -> list[str]:
 
 
 PAPER_PRESETS = {key: p for key, p in paper.PRESETS.items() if p.kind == "sweep"}
+PAGE_CAPTION = (
+    "Train every optimiser at every depth and width, in the background, and compare them cell by cell. "
+    f"AGD needs no learning rate at any size. The paper's depth × width grid ({paper.cite('fig6')}) trains AGD "
+    "alone; whether a baseline's best rate moves with depth and width is this page's own measurement (the "
+    f"paper's {paper.ref('table1')} says only that Adam and SGD give no guidance on scaling with the architecture).")
+PRESETS_CAPTION = (f"Grids that rerun {paper.cite('fig6')}; the paper's numbers are shown beside this sweep's as its "
+                   "runs finish. Every figure of the paper, one click each: the Paper page.")
 
 
 def paper_preset_form(key: str) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def paper_preset_form(key: str) -> dict[str, Any]:
                 dataset=spec.get("dataset", "digits"), steps=int(spec.get("steps", 300)),
                 batch_size=int(spec.get("batch_size", 128)), full=spec.get("metrics") == "full",
                 agd=agd, rates={k: ", ".join(v) if v else None for k, v in rates.items()},
-                lr_free=lr_free, more="; ".join(more))
+                lr_free=lr_free, more="; ".join(more), loss=spec.get("loss", "xent"))
 
 
 def paper_preset_note(key: str) -> str | None:
