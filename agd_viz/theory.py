@@ -18,7 +18,11 @@ from __future__ import annotations
 import math
 import sys
 
-__all__ = ["agd_scale", "eta_of_G", "G_of", "layer_step", "lemma8_bound_sq", "LEMMA8_CONSTANT"]
+__all__ = ["agd_scale", "eta_of_G", "G_of", "layer_step", "lemma8_bound_sq", "LEMMA8_CONSTANT",
+           "MUON_NS_COEFFICIENTS"]
+
+# torch.optim.Muon's quintic Newton-Schulz coefficients (a, b, c), as its defaults.
+MUON_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 # Lemma 8 of the paper: for T steps of AGD on an FCN with square loss, under Assumptions 1-2 and
 # Prescription 1, min over t <= T of G_t^2 <= 11/T.
