@@ -144,6 +144,10 @@ ITEMS: dict[str, Item] = {
     "theorem2": Item("Theorem 2", "Sec. 3.1", "Automatic gradient descent",
                      "Under Assumptions 1–2 and Prescription 1, Lemma 5's bound is minimised by "
                      "η = log((1 + √(1 + 4G))/2) and ΔW_k = −(η/L)·√(d_k/d_{k−1})·∇W_k/‖∇W_k‖_F."),
+    "lemma6": Item("Lemma 6", "Sec. 3.2", "Bounded objective",
+                   "For square loss the objective is at most 1 under Prescription 1."),
+    "lemma7": Item("Lemma 7", "Sec. 3.2", "Bounded gradient",
+                   "For square loss ‖∇W_k‖_F ≤ √(2·d_{k−1}/d_k) under Prescription 1."),
     "lemma8": Item("Lemma 8", "Sec. 3.2", "Convergence rate to critical point",
                    "For AGD on an FCN with square loss for T iterations, under Assumptions 1–2 and "
                    "Prescription 1: min over t ≤ T of G_t² ≤ 11/T (G_t of the full objective)."),

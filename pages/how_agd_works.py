@@ -172,7 +172,7 @@ with d3:
                          help="digits: a batch of 128 training images; random: Gaussian inputs, random labels.")
 with d4:
     demo_norm = st.radio("measure", ex.DEMO_NORMS, horizontal=True, key="how_demo_norm", format_func=ex.NORM_LABELS.get,
-                         help="Operator norm: the quantity in Lemma 4. Frobenius: the rel_update the app logs.")
+                         help=TEXT["measure_help"])
 compare_depths = st.toggle("Compare depths 2 to 32", value=True, key="how_demo_compare")
 
 with st.spinner("One forward and backward pass…"):

@@ -82,7 +82,7 @@ TEXT = {
     "step3": (
         f"*{R('lemma5')}* puts the two together for the square loss, under {R('assumption1')} and "
         f"{R('prescription1')}: the Bregman term $\\|\\Delta f\\|^2/2d_L$ of {R('lemma1')} with "
-        r"$\|\Delta f\| \le \sqrt{d_L}(e^\eta - 1)$ from Lemma 4 is the penalty $\tfrac12(e^\eta-1)^2$. "
+        r"$\|\Delta f\| \le \sqrt{d_L}(e^\eta - 1)$ from " + R("lemma4") + r" is the penalty $\tfrac12(e^\eta-1)^2$. "
         r"Give every layer the same relative step $\eta/L$ along its negative gradient; with "
         f"{R('assumption2')} (every layer's gradient of stable rank 1, so its operator and Frobenius norms agree) "
         r"the first-order term is $-\eta G$, and the best $\eta$ for the bound has a closed form "
@@ -123,7 +123,7 @@ TEXT = {
         "Take one network at initialisation, one batch and one gradient, and ask how far each optimiser's **first** "
         r"step would move every layer. Adam's first step is $\mathrm{lr}\cdot g/(|g|+\epsilon) \approx "
         r"\mathrm{lr}\cdot\operatorname{sign}(g)$: roughly the same fraction of every layer, however many layers there "
-        "are, and so is Muon's (its lr times an orthogonalised gradient). Through Lemma 4 those fractions compound, "
+        f"are, and so is Muon's (its lr times an orthogonalised gradient). Through {R('lemma4')} those fractions compound, "
         r"so the bound on the output's change grows exponentially with depth. AGD splits one budget $\eta$ among the "
         r"layers, so in the operator norm its bracket stays below $e^\eta - 1$ at any depth. All three start from the "
         "same weights (AGD's initialisation) and see the same gradient; only the rule that turns the gradient into a "
@@ -131,7 +131,7 @@ TEXT = {
     "depth_caption": (
         "Relative updates are ‖ΔW_k‖/‖W_k‖ of the first step: Adam at its default lr = 1e-3, Muon at lr = 0.02 "
         "(torch.optim.Muon's first step: its Newton–Schulz orthogonalisation and decoupled weight decay, in numpy). "
-        "In the operator norm the product is the bracket of Lemma 4; its other factor, ∏‖W_k‖*·‖x‖, is √d_L under "
+        f"In the operator norm the product is the bracket of {R('lemma4')}; its other factor, ∏‖W_k‖*·‖x‖, is √d_L under "
         "AGD's initialisation. In the Frobenius norm (the rel_update the app logs) the products are smaller and are "
         "not a bound of the paper; the growth with depth contrasts the same way."),
     "muon": (
@@ -144,6 +144,7 @@ TEXT = {
         "spreads over many directions; Muon's is near the layer's full rank. The Live page logs it per layer as "
         "`u_srank` (preset “AGD, Muon and Adam at depth 32”), beside the relative update and each optimiser's rate."),
     "reference": f"Reference: {paper.PAPER}. Equations in our notation; see the paper for the proofs.",
+    "measure_help": f"Operator norm: the quantity in {R('lemma4')}. Frobenius: the rel_update the app logs.",
     "no_store": ("No AGD run in the run store yet: start one on the Live training page and the G it measures will "
                  "be marked on this curve."),
     "eval_note": f"(Train accuracy is evaluated on at most {cost.EVAL_MAX:,} training examples.)",
@@ -156,13 +157,13 @@ LATEX = {
     "expansion": (
         r"\begin{aligned}\mathcal{L}(W+\Delta W) = {} & \mathcal{L}(W) + \nabla_W\mathcal{L}^{\top}\Delta W \\"
         r" & + \frac{1}{|S|}\sum_{(x,y)\in S}\underbrace{\nabla_f\ell^{\top}\big(\Delta f(x)"
-        r" - \nabla_W f(x)\,\Delta W\big)}_{\text{the network is not linear: taken to be 0 (Assumption 1)}} \\"
+        r" - \nabla_W f(x)\,\Delta W\big)}_{\text{the network is not linear: taken to be 0 (" + R("assumption1") + r")}} \\"
         r" & + \frac{1}{|S|}\sum_{(x,y)\in S}\underbrace{\ell(f+\Delta f) - \ell(f)"
         r" - \nabla_f\ell^{\top}\Delta f}_{\text{Bregman divergence of the loss}}\end{aligned}"),
     "lemma4": (
         r"\|\Delta f(x)\|_2 \;\le\; \Big[\prod_{k=1}^{L}\|W_k\|_*\Big]\,\|x\|_2\,\Big[\prod_{k=1}^{L}"
         r"\Big(1 + \frac{\|\Delta W_k\|_*}{\|W_k\|_*}\Big) - 1\Big] \;\le\; \sqrt{d_L}\,\big(e^{\eta} - 1\big)"
-        r"\quad\text{(the second under Prescription 1)}"),
+        r"\quad\text{(the second under " + R("prescription1") + ")}"),
     "penalty": (r"\frac{1}{2d_L}\,\|\Delta f(x)\|_2^2 \;\le\; \frac{1}{2d_L}\,d_L\,\big(e^\eta - 1\big)^2 "
                 r"= \tfrac12\big(e^\eta - 1\big)^2"),
     "update": (r"\Delta W_k = -\frac{\eta}{L}\sqrt{\frac{d_k}{d_{k-1}}}\;"
