@@ -134,7 +134,8 @@ def check_fields(fields: Any, ranges: Mapping[str, tuple[int, int]] | None = Non
         problems["same_init"] = f"same_init must be true or false, got {same_init!r}."
     loss = _get(fields, "loss", "xent")
     if loss not in LOSSES:
-        problems["loss"] = f"loss must be one of {', '.join(LOSSES)} (xent: cross-entropy, square: the paper's), got {loss!r}."
+        problems["loss"] = (f"loss must be one of {', '.join(LOSSES)} (xent: cross-entropy, square: the paper's), "
+                            f"got {loss!r}.")
     augment = _get(fields, "augment", None)
     if augment is not None and not isinstance(augment, bool):
         problems["augment"] = f"augment must be true or false, got {augment!r}."

@@ -273,7 +273,7 @@ class _LayerProbe:
         torch._foreach_sub_(self.prev, ws)
         d_fro = torch.stack(torch._foreach_norm(self.prev))
         # The update's own spectral norm too (positions 2L..3L-1): its stable rank tells AGD's
-        # normalised gradient (srank of the gradient) from Muon's orthogonalised one (near full).
+        # normalised gradient (srank of the gradient) from Muon's orthogonalised one (far higher).
         spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs]
                           + [spectra.as_matrix(d) for d in self.prev])
         w_spec, g_spec, d_spec = spec[:L], spec[L:2 * L], spec[2 * L:]

@@ -71,7 +71,8 @@ def _controls(notes: dict, state: dict, data, available: dict) -> None:
         sb.caption(f"Loaded “{loaded}”: {form.PRESETS[loaded].description}")
     paper_presets(form.PAPER_PRESETS, form.paper_preset_note,
                   ("The paper's comparisons, and beyond", "Rerun Bernstein et al. (2023) on its datasets; once "
-                   "the runs finish, the paper's numbers are shown beside the measured ones."),
+                   "the runs finish, the paper's numbers are shown beside the measured ones. Every figure of the "
+                   "paper, one click each on digits: the Paper page."),
                   key_prefix="lv_paper_", loaded_key="live_paper_note", on_click=_load_paper_preset)
 
     sb.subheader("Data and network")

@@ -244,3 +244,14 @@ def test_items_table_says_where_each_item_lives():
     row = table.set_index("Item").loc["Figure 6"]
     assert "Paper page" in row["In this app"] and "--scale cifar10" in row["In this app"]
     assert "not rerun here" in table.set_index("Item").loc["Figure 1 (right)", "In this app"]
+
+
+def test_docs_paper_md_gives_the_exact_command_of_every_reproduction():
+    text = (ROOT / "docs" / "paper.md").read_text()
+    for key, rep in paper.REPRODUCTIONS.items():
+        assert rep.command("cifar10") in re.sub(r" +", " ", text), key
+        assert f"python -m agd_viz paper {key}" in text
+    for cmd in paper.reproduction("fig5").train_commands("cifar10") + paper.reproduction("fig7").train_commands("cifar10"):
+        assert cmd in text
+    for key in ("fig1_left", "fig1_middle", "fig4", "fig5", "fig6", "fig7"):
+        assert f"| {paper.ref(key)} |" in text  # its row in the table of figures, and its time

@@ -82,7 +82,8 @@ def accuracy_curves_figure(series: Sequence[Mapping]) -> go.Figure:
 def lr_grid_figure(grid, runs_note: str = "") -> go.Figure:
     """Figure 1 (middle): final train (solid) and test (dotted) accuracy against learning rate, a
     curve per tuned optimiser, and AGD's single run as level lines. `grid`: views.figures.lr_grid."""
-    title = f"{paper.ref('fig1_middle')}, redrawn: accuracy against learning rate" + (f" · {runs_note}" if runs_note else "")
+    title = f"{paper.ref('fig1_middle')}, redrawn: accuracy against learning rate"
+    title += f" · {runs_note}" if runs_note else ""
     if grid is None or not len(grid):
         return _empty(title)
     fig = go.Figure()
@@ -98,7 +99,8 @@ def lr_grid_figure(grid, runs_note: str = "") -> go.Figure:
                                      name=f"{optspec.title(fam)} diverged", marker=dict(symbol="x", size=11, color=color)))
     agd = grid[grid["family"] == "agd"]
     if len(agd):
-        for col, dash, what, where in (("train_acc", _TRAIN, "train", "top left"), ("test_acc", _TEST, "test", "bottom left")):
+        for col, dash, what, where in (("train_acc", _TRAIN, "train", "top left"),
+                                       ("test_acc", _TEST, "test", "bottom left")):
             v = float(agd[col].iloc[0])
             if np.isfinite(v):
                 fig.add_hline(y=v, line=dict(color=color_for("agd"), dash=dash, width=2),
@@ -118,7 +120,8 @@ def epoch_figure(series: Sequence[Mapping], key: str = "fig4", top: str = "eta")
     AGD runs only; "rel_update": the mean relative update (1/L)Σ‖ΔW_k‖_F/‖W_k‖_F with its min–max
     band, every run), the objective top right, train and test accuracy below. `series`: {"label",
     "optimizer", "epochs" (views.figures.per_epoch), "rel" (views.figures.rel_update_per_epoch)}."""
-    top_title = "automatic learning rate η (mean, min–max)" if top == "eta" else "relative update (1/L) Σ ‖ΔW‖_F/‖W‖_F"
+    top_title = ("automatic learning rate η (mean, min–max)" if top == "eta"
+                 else "relative update (1/L) Σ ‖ΔW‖_F/‖W‖_F")
     title = f"{paper.ref(key)}, redrawn: per epoch"
     if not series:
         return _empty(title)

@@ -339,9 +339,10 @@ def layer_lines_figure(runs: Sequence[RunData], metric: str = "w_spec_scaled",
     if metric == "w_spec_scaled":
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=0 if log_y else 1,
                            y1=0 if log_y else 1, line=dict(color="#888", width=1, dash="dot")))
-        layout_extra["annotations"] = [dict(text="1: AGD's initial value", xref="paper", x=1, xanchor="right",
-                                            yref="y", y=0 if log_y else 1, yanchor="bottom", showarrow=False,
-                                            font=dict(size=11, color="#888"))]
+        layout_extra["annotations"] = [dict(
+            text="1: AGD's initial value (a first conv layer 3→64: about 0.5)", xref="paper", x=1,
+            xanchor="right", yref="y", y=0 if log_y else 1, yanchor="bottom", showarrow=False,
+            font=dict(size=11, color="#888"))]
     layout = _layout(height, urev, title=title, xtitle=_X_TITLES[x], ytitle=metric_name(metric),
                      log_y=log_y, hovermode="closest", shapes=shapes, **layout_extra)
     if bands and lows and not log_y:

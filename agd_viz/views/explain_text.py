@@ -136,12 +136,16 @@ TEXT = {
         "not a bound of the paper; the growth with depth contrasts the same way."),
     "muon": (
         "Muon (torch.optim.Muon) came after AGD from the same idea, steepest descent under the spectral norm: it "
-        "orthogonalises its momentum with five Newton–Schulz steps, so every update has all its singular values near "
-        r"$\mathrm{lr}\cdot\sqrt{\max(1, d_k/d_{k-1})}$. It keeps a learning rate (0.02 is its authors' value; "
+        "orthogonalises its momentum with five Newton–Schulz steps, which pushes all but its smallest singular values "
+        r"to roughly 0.7–1.2, so the update's spectral norm is near $\mathrm{lr}\cdot\sqrt{\max(1, d_k/d_{k-1})}$. It keeps a learning rate (0.02 is its authors' value; "
         "torch's default 1e-3 trains far slower) and trains 2-D weight matrices only, no conv kernels or biases. "
         "**What to look for:** the *stable rank of the update*. AGD's update is the normalised gradient, so its "
-        f"stable rank is the gradient's, close to 1 when {R('assumption2')} is nearly true; Adam's sign-like step "
-        "spreads over many directions; Muon's is near the layer's full rank. The Live page logs it per layer as "
+        f"stable rank is the gradient's, close to 1 when {R('assumption2')} is nearly true. Adam's first step is "
+        "the sign of the gradient, and the sign of a nearly rank-one matrix is nearly rank one, so its stable rank "
+        "starts close to the gradient's and grows slowly. Muon's orthogonalisation lifts the small singular values "
+        "of its momentum towards the largest, so its update's stable rank is many times higher (below: the first "
+        "step; on digits at depth 32 × width 128, 6–18 against AGD's 1.0–1.2 and Adam's 1.1–2.1 over 400 steps). "
+        "The Live page logs it per layer as "
         "`u_srank` (preset “AGD, Muon and Adam at depth 32”), beside the relative update and each optimiser's rate."),
     "reference": f"Reference: {paper.PAPER}. Equations in our notation; see the paper for the proofs.",
     "measure_help": f"Operator norm: the quantity in {R('lemma4')}. Frobenius: the rel_update the app logs.",

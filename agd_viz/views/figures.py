@@ -237,7 +237,7 @@ def _fig1_middle(fd):
             f"trained side by side in {fmt.duration(seconds)}, about {fmt.duration(seconds / max(len(grid), 1))} "
             "a run)") if len(grid) else ""
     return [(paper.PAPER_RESULTS["resnet18_lr_grid"].display, ", ".join(parts)),
-            ("(the cost of tuning)", cost)]
+            ("(not a number of the paper: what the grid cost here)", cost)]
 
 
 def _fig4(fd):

@@ -158,7 +158,7 @@ PRESETS: dict[str, Preset] = {
             "AGD, Muon and Adam at depth 32",
             "Beyond the paper: AGD beside its successor Muon (lr 0.02, its authors' value) and Adam (1e-3) "
             "on a 32-layer MLP of width 128. Compare the update stable rank: AGD's step is the normalised "
-            "gradient (its stable rank), Muon's is orthogonalised (near full rank).",
+            "gradient (its stable rank, near 1), Muon's is orthogonalised (many times higher).",
             dict(dataset="digits", depth=32, width=128, batch_size=128, steps=400, seed=0,
                  optimizers=("agd", "adam", "muon"), gain=1.0, muon_lr="0.02", adam_lr="1e-3"),
         ),

@@ -220,8 +220,8 @@ CHART_HELP = {
     "g_srank": ("Stable rank of the gradients", f"{paper.ref('assumption2')} of the paper takes it to be 1 "
                 "(the gradient close to rank one); this shows how close it is."),
     "u_srank": ("Stable rank of the updates", "‖ΔW‖_F² / ‖ΔW‖_*² of each step's update: AGD's is its "
-                "normalised gradient's, Adam's sign-like step is spread over many directions, Muon's "
-                "orthogonalised step is near full rank."),
+                "normalised gradient's (near 1), Adam's starts near it (the sign of a nearly rank-one gradient) "
+                "and grows slowly, Muon's orthogonalised step is many times higher."),
 }
 BOUNDARY_HELP = ("Decision boundary", "Each optimiser's prediction over the plane, computed by the worker "
                  "as it trains and stored with the run.")
