@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from agd_viz import charts
 from agd_viz.store import Store
 from apptest_util import APP, app_store, clean, figures, open_page, wait_final
 
@@ -66,7 +67,7 @@ def seed_group(db, optimizers=("agd", "adam:lr=0.001"), steps=30, status="finish
                  "eta": 0.3 if o == "agd" else None, "G": 0.5 if o == "agd" else None,
                  "lr": None if o == "agd" else 1e-3,
                  "layers": {m: [1.0, 1.1, 0.9] for m in ("w_fro", "w_spec", "w_srank", "w_spec_scaled",
-                                                        "g_fro", "g_srank", "rel_update")}}
+                                                        "g_fro", "g_srank", "rel_update", "u_srank")}}
                 for k in range(steps + 1)]
         store.append_metrics(rid, recs, progress={"steps": steps})
         store.finish_run(rid, status, error="loss became non-finite at step 12" if status == "diverged" else None)
@@ -150,7 +151,7 @@ def test_a_link_opens_its_comparison_and_a_new_session_starts_clean(db):
     assert f"Comparison {first}" in texts(at.subheader)
     assert at.number_input(key="lv_depth").value == 5
     figs = figures(at)
-    assert len(figs) == 7 and all(n_points(f) > 0 for f in figs)
+    assert len(figs) == len(charts.LIVE_FIGURES) == 8 and all(n_points(f) > 0 for f in figs)
     names = {t.get("name") for t in figs[0]["data"]}
     assert {"agd", "adam lr=0.001"} <= names
     clean(at.button(key="lv_load_group").click().run())  # its settings into the form
@@ -177,7 +178,7 @@ def test_showing_stored_runs_does_not_import_torch(db):
         f"at.query_params['group'] = '{gid}'\n"
         f"at.switch_page({PAGE!r}).run()\n"
         "assert not at.exception, [e.value for e in at.exception]\n"
-        "assert len(at.get('plotly_chart')) == 7\n"
+        "assert len(at.get('plotly_chart')) == 8\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -225,7 +226,7 @@ def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
     assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
     clean(at.run())
     figs = figures(at)
-    assert len(figs) == 7
+    assert len(figs) == 8
     loss = figs[0]
     assert {t["name"] for t in loss["data"]} == {"agd", "adam lr=0.001"}
     assert all(n_points(f) > 0 for f in figs), [n_points(f) for f in figs]

@@ -133,7 +133,7 @@ def sweep_table(df: pd.DataFrame, config) -> tuple[pd.DataFrame, str] | None:
         if name.endswith("_best") or name.endswith("_worst"):
             best = name.endswith("_best")
             pick = agd.loc[accs.idxmax() if best else accs.idxmin()]
-            return (f"{'best' if best else 'worst'} cell: depth {int(pick['depth'])}, "
+            return (f"{'best' if best else 'worst'} test cell: depth {int(pick['depth'])}, "
                     f"width {int(pick['width'])}, {fmt.percent(pick['final_test_acc'])}")
         # A claim about training performance: set our final train loss beside it, not test accuracy.
         done = df[(df["optimizer"] == "agd") & (df["status"] == "finished")]
