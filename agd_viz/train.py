@@ -243,8 +243,11 @@ class _Batches:
 class _LayerProbe:
     """Per-layer metrics of one model, computed with multi-tensor ops and no host sync."""
 
-    def __init__(self, weights: list[torch.Tensor], layer_every: int = 1):
+    def __init__(self, weights: list[torch.Tensor], layer_every: int = 1, update_is_gradient: bool = False):
         self.weights = weights
+        # An update that is a multiple of its layer's gradient (AGD on matrices, plain SGD) has the
+        # gradient's stable rank: no third spectral estimate per layer is needed for it.
+        self.update_is_gradient = update_is_gradient
         self.prev = [w.detach().clone() for w in weights]
         # One estimator for weights and gradients (positions 0..L-1 and L..2L-1): a weight and a
         # gradient of equal shape share one batched block Lanczos call, which halves the calls.
@@ -274,12 +277,12 @@ class _LayerProbe:
         d_fro = torch.stack(torch._foreach_norm(self.prev))
         # The update's own spectral norm too (positions 2L..3L-1): its stable rank tells AGD's
         # normalised gradient (srank of the gradient) from Muon's orthogonalised one (far higher).
-        spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs]
-                          + [spectra.as_matrix(d) for d in self.prev])
-        w_spec, g_spec, d_spec = spec[:L], spec[L:2 * L], spec[2 * L:]
+        updates = [] if self.update_is_gradient else [spectra.as_matrix(d) for d in self.prev]
+        spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs] + updates)
+        w_spec, g_spec = spec[:L], spec[L:2 * L]
         w_srank = spectra.stable_rank_from(w_fro, w_spec)
         g_srank = spectra.stable_rank_from(g_fro, g_spec)
-        u_srank = spectra.stable_rank_from(d_fro, d_spec)
+        u_srank = g_srank if self.update_is_gradient else spectra.stable_rank_from(d_fro, spec[2 * L:])
         rel = d_fro / w_fro.clamp_min(torch.finfo(w_fro.dtype).tiny)
         out = torch.stack([w_fro, w_spec, w_srank, w_spec / self.target, g_fro, g_srank, rel, u_srank])
         assert out.shape == (len(LAYER_METRICS), L)
@@ -412,7 +415,8 @@ class _Trainer:
     def __init__(self, index: int, opt: OptSpec, model: torch.nn.Module, layer_every: int):
         self.index, self.opt, self.model = index, opt, model
         self.optimizer = make_optimizer(opt, model.parameters())
-        self.probe = _LayerProbe(list(model.parameters()), layer_every) if layer_every else None
+        params = list(model.parameters())
+        self.probe = _LayerProbe(params, layer_every, _update_is_gradient(opt, params)) if layer_every else None
         self.active = True
         self.last_step = 0
         self.last_eval: dict[str, float] = {}
@@ -486,6 +490,15 @@ class _Trainer:
             "device": str(device),
         }
         return End(self.index, status, self.last_step, error, summary)
+
+
+def _update_is_gradient(opt: OptSpec, params: list[Tensor]) -> bool:
+    """Whether every step of `opt` moves each parameter along its own gradient: AGD on 2-D weights
+    (normalised per matrix; a conv kernel is normalised per slice, which is not), plain SGD."""
+    if opt.is_agd:
+        return all(p.dim() == 2 for p in params)
+    kw = opt.kwargs
+    return opt.name == "sgd" and not kw.get("momentum") and not kw.get("weight_decay")
 
 
 def _diverged(rec: Step, evaluated: bool) -> bool:

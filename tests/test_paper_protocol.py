@@ -188,3 +188,29 @@ def test_update_stable_rank_is_a_stored_layer_metric():
     assert all(math.isnan(v) for v in first.layers["u_srank"])  # no update at initialisation
     later = next(r for r in recs if isinstance(r, train.Step) and r.step == 5)
     assert all(1 <= v <= 32 for v in later.layers["u_srank"])
+
+
+def test_agd_and_plain_sgd_updates_have_their_gradients_stable_rank_so_it_is_not_estimated_twice():
+    from agd_viz import nets
+    from agd_viz.optim import AGD
+    from agd_viz.optspec import parse
+
+    torch.manual_seed(0)
+    model = nets.MLP(64, 10, depth=4, width=32)
+    gen = torch.Generator().manual_seed(1)
+    nets.init_agd_model_(model, gen)
+    params = list(model.parameters())
+    estimated = train._LayerProbe(params, 1, update_is_gradient=False)
+    opt = AGD(params)
+    x, y = torch.randn(64, 64), torch.randint(0, 10, (64,))
+    estimated.before_step()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    row = estimated.after_step()
+    names = list(train.LAYER_METRICS)
+    np.testing.assert_allclose(row[names.index("u_srank")], row[names.index("g_srank")], rtol=2e-2)
+    assert train._update_is_gradient(parse("agd"), params) and train._update_is_gradient(parse("sgd"), params)
+    assert not train._update_is_gradient(parse("sgd:momentum=0.9"), params)
+    assert not train._update_is_gradient(parse("adam"), params) and not train._update_is_gradient(parse("muon"), params)
+    conv = [torch.nn.Parameter(torch.randn(8, 3, 3, 3))]
+    assert not train._update_is_gradient(parse("agd"), conv)  # normalised per slice: not one multiple
