@@ -337,14 +337,6 @@ PRESETS: dict[str, Preset] = {
              optimizers=_LR_FREE, metrics="full"),
         gpu=False, from_paper=False,
     ),
-    "successors-depth32-digits": Preset(
-        "Beyond the paper: AGD, Muon and Adam at depth 32 (laptop)",
-        "AGD beside its successor Muon (lr 0.02) and Adam (1e-3) on a 32-layer MLP of width 128 on digits. "
-        "Compare the update stable rank per layer: AGD's follows the gradient's, Muon's is many times higher.",
-        dict(dataset="digits", arch="mlp", depth=32, width=128, batch_size=128, steps=400,
-             optimizers=("agd", "muon", "adam"), metrics="full"),
-        gpu=False, from_paper=False,
-    ),
     "cnn-cifar10": Preset(
         "Beyond the paper: a bias-free CNN on CIFAR-10",
         "AGD's per-slice conv rule on an 8-layer 3×3 CNN of width 128 (three 2×2 average pools, a global "

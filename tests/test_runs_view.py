@@ -76,6 +76,14 @@ def test_rerun_command_trains_the_same_spec(store):
     command = rv.rerun_command(spec)
     assert "--same-init" in command and "--data-option noise=0.2" in command
     assert cli._spec_from_args(cli.build_parser().parse_args(command.split()[3:])) == RunSpec.from_dict(spec)
+    # The paper's loss and augmentation are part of the run: the command says them.
+    for fields, words in ((dict(dataset="digits", loss="square"), "--loss square"),
+                          (dict(dataset="cifar10", augment=False), "--no-augment"),
+                          (dict(dataset="cifar10"), "")):
+        spec = RunSpec(depth=3, width=8, **fields).to_dict()
+        command = rv.rerun_command(spec)
+        assert words in command and ("augment" in command) == (words == "--no-augment")
+        assert cli._spec_from_args(cli.build_parser().parse_args(command.split()[3:])) == RunSpec.from_dict(spec)
 
 
 def test_exports_hold_every_selected_run(store):

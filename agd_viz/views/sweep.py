@@ -116,7 +116,8 @@ def describe(group_id: int, config: SweepConfig | None) -> str:
 
     return (f"{datasets.title(config.dataset)} · depths {fmt.sizes(config.depths)} × widths "
             f"{fmt.sizes(config.widths)} · {', '.join(config.optimizers)} · {config.steps:,} steps · batch "
-            f"{config.batch_size} · seed {config.seed}")
+            f"{config.batch_size} · seed {config.seed}"
+            + (" · square loss" if config.loss == "square" else "") + (" · augmented (crop + flip)" if config.augment else ""))
 
 
 def config_of(group: Mapping) -> SweepConfig | None:
