@@ -179,7 +179,8 @@ def _panel(manager, group_id: int, present: bool, interval: float | None) -> Non
                            scalars=frames[r["id"]].scalars, layers=frames[r["id"]].layers, status=r["status"])
             for r in rows]
     figs = charts.all_live_figures(runs, smoothing=float(ss.get("lv_smooth", 0.6)), x=ss.get("lv_x", "step"),
-                                   split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)))
+                                   split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)),
+                                   lemma8_gaps=panel.lemma8_gaps(rows[0].get("spec") or {}))
     for pair in (("loss", "acc"), ("step_size", "rel_update"), "boundary", ("w_spec_scaled", "w_srank"), ("g_srank", "u_srank")):
         if pair == "boundary":
             if boundary.has_boundary((rows[0].get("spec") or {}).get("dataset")):

@@ -629,6 +629,11 @@ def test_step_size_figure_draws_lemma8_on_the_G_panel():
     np.testing.assert_allclose(g, np.sqrt(11 / t), rtol=1e-6)
     assert t[0] == 1 and t[-1] == runs[0].scalars["step"].max()
     assert "Assumption 1" in bound.hovertext and "square loss" in bound.hovertext
+    gaps = "the loss is cross-entropy, not the square loss"
+    fig = valid(step_size_figure(runs, lemma8_gaps=gaps))
+    (bound,) = [t for t in fig.data if t.name == charts.lines.LEMMA8_NAME]
+    assert f"Not met here: {gaps}." in bound.hovertext
+    assert any(gaps in a.text for a in fig.layout.annotations)
     assert not [t for t in step_size_figure(runs, x="time").data if t.name == charts.lines.LEMMA8_NAME]
     assert not [t for t in step_size_figure(runs[1:]).data if t.name == charts.lines.LEMMA8_NAME]
 

@@ -125,7 +125,8 @@ def loss_figure(runs: Sequence[RunData], metric: str = "loss", split: str = "bat
 
 def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = True, *,
                      max_points: int = 2000, title: str | None = None,
-                     height: int = STEP_SIZE_HEIGHT, lemma8: bool = True) -> go.Figure:
+                     height: int = STEP_SIZE_HEIGHT, lemma8: bool = True,
+                     lemma8_gaps: str | None = None) -> go.Figure:
     """AGD's automatic step size η and gradient summary G per step; baselines' lr dashed (for
     Prodigy and D-Adapt Adam the adapted step d·lr they apply).
 
@@ -133,7 +134,8 @@ def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = Tru
     Top panel: η for AGD runs, lr for the others. Bottom panel (AGD runs only): G, and with
     `lemma8` (x = "step") the curve √(11/t) of Lemma 8, min over t ≤ T of G_t² ≤ 11/T, which the
     paper proves for the square loss on the full objective under its Assumptions 1–2: drawn as a
-    reference, with those conditions in its hover text.
+    reference, with those conditions in its hover text; `lemma8_gaps` names the ones these runs do
+    not meet (views.live_panel.lemma8_gaps), written under the curve.
     """
     _check_x(x)
     urev = f"step_size:{x}:{log_y}"
@@ -167,11 +169,16 @@ def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = Tru
     if not top and not bottom:
         return empty_figure("no step sizes recorded yet", height=height, uirevision=urev,
                             title=title)
+    annotations = []
     if bottom and lemma8 and x == "step":
-        bottom.append(_lemma8_trace(max(float(np.nanmax(t["x"])) for t in bottom)))
+        bottom.append(_lemma8_trace(max(float(np.nanmax(t["x"])) for t in bottom), lemma8_gaps))
+        if lemma8_gaps:
+            annotations.append(dict(text=f"√(11/t) is a reference here: {lemma8_gaps}", xref="paper", yref="paper",
+                                    x=1, y=0.34, xanchor="right", yanchor="bottom", showarrow=False,
+                                    font=dict(size=10, color="#888")))
     ytitle = "η (AGD) · lr (others)"
     layout = _layout(height, urev, title=title, ytitle=ytitle, log_y=log_y,
-                     xtitle=None if bottom else _X_TITLES[x])
+                     xtitle=None if bottom else _X_TITLES[x], annotations=annotations)
     if bottom:
         layout["yaxis"]["domain"] = [0.42, 1.0]
         layout["xaxis"].update(anchor="y", showticklabels=False)
@@ -185,13 +192,13 @@ def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = Tru
 LEMMA8_NAME = f"√(11/t): {paper.ref('lemma8')}'s bound on min G"
 
 
-def _lemma8_trace(last_step: float, points: int = 200) -> dict:
+def _lemma8_trace(last_step: float, gaps: str | None = None, points: int = 200) -> dict:
     """√(11/t) on the G panel: min over t ≤ T of G_t ≤ √(11/T) (Lemma 8), for t = 1 … last_step."""
     t = np.unique(np.geomspace(1.0, max(last_step, 1.0), points).round())
-    hover = (f"{paper.ref('lemma8')}: min over t ≤ T of G_t² ≤ 11/T, proved for the square loss on the "
-             f"full objective under {paper.ref('assumption1')}, {paper.ref('assumption2')} (gradient "
-             f"stable rank 1) and {paper.ref('prescription1')}. Here G is a minibatch's and the assumptions "
-             "are not checked: a reference, not a guarantee.")
+    hover = (f"{paper.ref('lemma8')}: min over t ≤ T of G_t² ≤ 11/T, proved for a fully-connected network "
+             f"with the square loss on the full objective under {paper.ref('assumption1')}, "
+             f"{paper.ref('assumption2')} (gradient stable rank 1) and {paper.ref('prescription1')}. "
+             + (f"Not met here: {gaps}." if gaps else "The assumptions are not checked: a reference, not a guarantee."))
     line = _line(t, np.sqrt(theory.lemma8_bound_sq(t)), name=LEMMA8_NAME, color="#888", dash="dot",
                  width=1.5, xaxis="x2", yaxis="y2", hover=False)
     line["hoverinfo"] = "text"

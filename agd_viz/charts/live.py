@@ -17,7 +17,8 @@ LIVE_FIGURES = ("loss", "acc", "step_size", "rel_update", "w_spec_scaled", "w_sr
 
 def all_live_figures(runs: Sequence[RunData], *, smoothing: float = 0.6, x: str = "step",
                      split: str = "batch", log_loss: bool = False, max_points: int = 800,
-                     layer_points: int = 100, heatmap_cols: int = 120) -> dict[str, go.Figure]:
+                     layer_points: int = 100, heatmap_cols: int = 120,
+                     lemma8_gaps: str | None = None) -> dict[str, go.Figure]:
     """Every figure the Live page shows, keyed by name (see LIVE_FIGURES).
 
     The point budgets keep 4 runs × 20k steps × 32 layers near 0.7 MB of figure JSON per refresh
@@ -28,7 +29,7 @@ def all_live_figures(runs: Sequence[RunData], *, smoothing: float = 0.6, x: str 
     return {
         "loss": loss_figure(runs, "loss", split, smoothing, log_loss, x, max_points=max_points),
         "acc": loss_figure(runs, "acc", split, smoothing, False, x, max_points=max_points),
-        "step_size": step_size_figure(runs, x, max_points=max_points),
+        "step_size": step_size_figure(runs, x, max_points=max_points, lemma8_gaps=lemma8_gaps),
         "rel_update": rel_update_figure(runs, None, x, max_points=max_points),
         "w_spec_scaled": layer_lines_figure(runs, "w_spec_scaled", None, x,
                                             max_points=layer_points),

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from agd_viz import cost, fmt, paper
+from agd_viz import cost, datasets, fmt, paper
 from agd_viz.store import FINAL_STATUSES
 
 MAX_REFRESH_S = 5.0
@@ -194,6 +194,22 @@ def shown_group(store, requested: int | None, owned: Iterable[int] = (),
         if found is not None and found.get("kind") == kind:
             return gid, why
     return None, why
+
+
+def lemma8_gaps(spec: Mapping[str, Any]) -> str:
+    """The conditions of Lemma 8's bound (paper.ITEMS["lemma8"]) a comparison does not meet, as one
+    clause for the G panel: its loss, its minibatch G, its architecture, and Assumptions 1-2, which
+    no run checks."""
+    gaps = []
+    if spec.get("loss", "xent") != "square":
+        gaps.append("the loss is cross-entropy, not the square loss")
+    n_train = datasets.shape(spec.get("dataset", "digits"), spec.get("data_options") or {}).n_train
+    if int(spec.get("batch_size") or 0) < n_train:
+        gaps.append(f"G is a minibatch's ({spec.get('batch_size')} of {n_train:,} examples), not the full objective's")
+    if spec.get("arch") == "cnn":
+        gaps.append("the network is a CNN, not fully connected")
+    gaps.append(f"{paper.ref('assumption1')} and {paper.ref('assumption2')} are not checked")
+    return "; ".join(gaps)
 
 
 CHART_HELP = {
