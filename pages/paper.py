@@ -43,10 +43,7 @@ def _panel(manager, group_id: int, interval: float | None) -> None:
     counts = data.counts
     done = sum(v for k, v in counts.items() if k not in ("queued", "running"))
     wall = data.wall_seconds()
-    st.progress(done / max(len(data.rows), 1),
-                text=f"{done} of {len(data.rows)} runs ended"
-                + (f" · {fmt.duration(wall)} {'so far' if data.active else 'from first start to last end'}" if wall else "")
-                + "".join(f" · {n} {s}" for s, n in sorted(counts.items()) if s != "finished"))
+    st.progress(done / max(len(data.rows), 1), text=fmt.md_escape(vf.progress_text(data)))
     for name, fig in vf.figures(data):
         st.plotly_chart(fig, key=f"pp_fig_{name}", width="stretch", config={"displaylogo": False})
     rows = vf.comparison(data)
@@ -57,8 +54,8 @@ def _panel(manager, group_id: int, interval: float | None) -> None:
         st.table(rows, hide_index=True)
     failed = [r for r in data.rows if r["status"] in ("failed", "interrupted") and r.get("error")]
     for r in failed[:3]:
-        st.caption(f"#{r['id']} {fmt.md_escape(r.get('label') or r['optimizer'])}: {r['status']}: "
-                   f"{fmt.md_escape(r['error'])}")
+        line = f"#{r['id']} {r.get('label') or r['optimizer']}: {r['status']}: {r['error']}"
+        st.caption(fmt.md_escape(line))
     if interval is not None and not data.active:
         st.rerun()  # a full run re-creates this fragment without a timer
 
@@ -80,11 +77,12 @@ key = st.radio("Figure", KEYS, key="pp_pick", horizontal=True, format_func=paper
 if st.query_params.get(FIGURE_PARAM) != key:
     st.query_params[FIGURE_PARAM] = key
 st.session_state["pp_url_written"] = key
-rep, item = paper.reproduction(key), paper.ITEMS[key]
+rep = paper.reproduction(key)
 
-st.subheader(f"{item.label}: {item.name}")
-st.markdown(f"**The paper** ({item.section}): {item.says}")
-st.caption(f"How this differs: {rep.note}")
+text = vf.section_text(key)  # our own sentences, escaped all the same: they hold ‖W_k‖_* and the like
+st.subheader(fmt.md_escape(text["title"]))
+st.markdown("**The paper** " + fmt.md_escape(text["says"]))
+st.caption(fmt.md_escape(text["differs"]))
 
 owned = st.session_state.get("pp_owned", [])
 latest = vf.latest_group(store, key, "digits")
@@ -93,14 +91,13 @@ if latest is not None:
     active = [r["id"] for r in store.list_runs(group_id=latest["id"]) if r["status"] in ("queued", "running")]
 mine = [i for i in active if latest is not None and latest["id"] in owned]
 c1, c2, c3 = st.columns([1.4, 0.8, 3], vertical_alignment="center")
-c1.button(f"Run {item.label} on digits", type="primary", key="pp_run", icon=":material/play_arrow:",
+c1.button(fmt.md_escape(text["run"]), type="primary", key="pp_run", icon=":material/play_arrow:",
           disabled=bool(active), on_click=_on_run, args=(manager, key))
 c2.button("Stop", key="pp_stop", icon=":material/stop:", disabled=not mine, on_click=manager.stop, args=(mine,))
 try:
     seconds = vf.estimate_seconds(key, "digits", manager.speed(), manager.max_workers)
-    n_jobs = len(rep.specs["digits"])
-    c3.caption(f"{fmt.plural(n_jobs, 'job')}, {sum(len(s['optimizers']) for s in rep.specs['digits'])} runs · "
-               f"about {fmt.estimate(seconds)} here" + (" · running now" if active else ""))
+    size = vf.size_text(key, seconds) + (" · running now" if active else "")
+    c3.caption(fmt.md_escape(size))
 except ValueError as exc:
     c3.caption(str(exc))
 error = st.session_state.pop("pp_error", None)
@@ -118,11 +115,9 @@ with st.expander("At the paper's scale: CIFAR-10 on a GPU (command line)", icon=
 shown_scale = st.radio("Shown", paper.SCALES, key="pp_scale", horizontal=True, format_func=vf.SCALE_TITLES.get)
 group = latest if shown_scale == "digits" else vf.latest_group(store, key, shown_scale)
 if group is None:
-    st.info(f"No {item.label} reproduction at {shown_scale} scale in the run store yet."
-            + (" Press the button above." if shown_scale == "digits" else f" Run `{rep.command(shown_scale)}`."),
-            icon=":material/science:")
+    st.info(fmt.md_escape(vf.missing_text(key, shown_scale)), icon=":material/science:")
 else:
-    st.caption(f"Group {group['id']} · {fmt.md_escape(group.get('name') or '')}")
+    st.caption(fmt.md_escape(vf.group_text(group)))
     running = bool(active) and shown_scale == "digits"
     st.fragment(run_every=REFRESH_S if running else None)(_panel)(manager, group["id"], REFRESH_S if running else None)
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from agd_viz import paper
+from agd_viz import fmt, paper
 from agd_viz.store import Store
 from agd_viz.views import figures as vf
 from apptest_util import app_store, clean, figures, open_page, wait_final
@@ -37,11 +37,12 @@ def test_every_figure_has_a_one_click_button_and_its_cifar10_command(db):
     for key in paper.REPRODUCTIONS:
         at = clean(open_page(PAGE, {"figure": key}))
         assert at.radio(key="pp_pick").value == key
-        assert at.button(key="pp_run").label == f"Run {paper.ref(key)} on digits" and not at.button(key="pp_run").disabled
+        button = at.button(key="pp_run")  # its label is Markdown, escaped: it renders as written
+        assert button.label == fmt.md_escape(f"Run {paper.ref(key)} on digits") and not button.disabled
         codes = [c.value for c in at.code]
         assert paper.reproduction(key).command("cifar10") in codes
         assert any("--dataset cifar10" in c and "--loss square --augment" in c for c in codes)
-        assert any(f"No {paper.ref(key)} reproduction at digits scale" in i.value for i in at.info)
+        assert any(fmt.md_escape(f"No {paper.ref(key)} reproduction at digits scale") in i.value for i in at.info)
     (items,) = [d.value for d in at.dataframe]
     assert len(items) == len(paper.ITEMS) and "Lemma 4" in set(items["Item"])
 

@@ -320,7 +320,7 @@ def layer_lines_figure(runs: Sequence[RunData], metric: str = "w_spec_scaled",
         if finite.size:
             lows.append(float(finite.min()))
             highs.append(float(finite.max()))
-        if metric == "w_spec_scaled":
+        if metric == "w_spec_scaled" and not log_y:  # the band reaches 0, which a log axis cannot show
             band = _agd_reach_band(run, view, M[:, chosen], xs, color, group, max_points)
             if band is not None:
                 bands.append(band)

@@ -23,7 +23,8 @@ from agd_viz.store import ACTIVE_STATUSES
 from agd_viz.views.paper import training_shape
 
 __all__ = ["KIND", "FigureData", "group_spec", "latest_group", "groups_of", "submit", "load", "steps_per_epoch",
-           "per_epoch", "rel_update_per_epoch", "lr_grid", "comparison", "eta_phases", "SCALE_TITLES", "figures", "estimate_seconds", "where_in_app", "items_table"]
+           "per_epoch", "rel_update_per_epoch", "lr_grid", "comparison", "eta_phases", "SCALE_TITLES", "figures", "estimate_seconds", "where_in_app", "items_table", "progress_text", "section_text",
+           "size_text", "missing_text", "group_text"]
 
 KIND = "figure"
 SCALE_TITLES = {"digits": "digits (laptop, one click)", "cifar10": "CIFAR-10 (the paper's scale, command line)"}
@@ -100,6 +101,44 @@ class FigureData:
             job = (spec.get("depth"), spec.get("width"), spec.get("batch_size"))
             per_job[job] = max(per_job.get(job, 0.0), float((r.get("summary") or {}).get("elapsed_s") or 0.0))
         return sum(per_job.values())
+
+
+def progress_text(fd: FigureData) -> str:
+    """"12 of 15 runs ended · 40 s so far · 3 queued"."""
+    counts = fd.counts
+    done = sum(v for k, v in counts.items() if k not in ACTIVE_STATUSES)
+    wall = fd.wall_seconds()
+    text = f"{done} of {len(fd.rows)} runs ended"
+    if wall:
+        text += f" · {fmt.duration(wall)} {'so far' if fd.active else 'from first start to last end'}"
+    return text + "".join(f" · {n} {s}" for s, n in sorted(counts.items()) if s != "finished")
+
+
+def section_text(key: str) -> dict[str, str]:
+    """The Paper page's words for figure `key`: title, what the paper says, how ours differs, the
+    button's label (plain text: the page escapes it)."""
+    item, rep = paper.ITEMS[key], paper.reproduction(key)
+    return {"title": f"{item.label}: {item.name}", "says": f"({item.section}): {item.says}",
+            "differs": f"How this differs: {rep.note}", "run": f"Run {item.label} on digits"}
+
+
+def size_text(key: str, seconds: float) -> str:
+    """"10 jobs, 10 runs · about 1 min here"."""
+    specs = paper.reproduction(key).specs["digits"]
+    runs = sum(len(s["optimizers"]) for s in specs)
+    return f"{fmt.plural(len(specs), 'job')}, {runs} runs · about {fmt.estimate(seconds)} here"
+
+
+def missing_text(key: str, scale: str) -> str:
+    """What to do when the store has no reproduction of `key` at `scale` yet."""
+    how = ("Press the button above." if scale == "digits"
+           else f"Run {paper.reproduction(key).command(scale)} (the command above).")
+    return f"No {paper.ref(key)} reproduction at {scale} scale in the run store yet. {how}"
+
+
+def group_text(group: Mapping) -> str:
+    """"Group 12 · Figure 6 · digits" (its name as stored: the CLI's --name may be anything)."""
+    return " · ".join(str(v) for v in (f"Group {group['id']}", group.get("name")) if v)
 
 
 def load(store, group: Mapping, layers: bool | None = None) -> FigureData:
