@@ -21,6 +21,7 @@ KNOWN = (
     ("sweep.py", "Depth × width sweep", ":material/grid_on:"),
     ("runs.py", "Runs", ":material/table_rows:"),
     ("how_agd_works.py", "How AGD works", ":material/school:"),
+    ("paper.py", "The paper, figure by figure", ":material/menu_book:"),
 )
 
 

@@ -1,5 +1,5 @@
 """The Live page's larger widgets, kept out of pages/live.py so the page stays a thin script of
-what it shows in which order (docs/architecture.md): the replay bar, the charts' layout, the
+what it shows in which order (docs/architecture.md): the form in the sidebar, the replay bar, the charts' layout, the
 view options beside a comparison, and the landing. What they show is computed in agd_viz.views
 (live_view, replay, boundary, live_panel) and agd_viz.charts.
 """
@@ -12,13 +12,81 @@ import streamlit as st
 
 from agd_viz import fmt
 from agd_viz.views import boundary, replay
+from agd_viz.views import datasets as data_view
+from agd_viz.views import live_form as form
 from agd_viz.views import live_panel as panel
 from agd_viz.views import live_view as view
-from app_widgets import plot
+from app_widgets import FormBinding, download_box, optimizer_picker, paper_presets, plot, show_notes
 
-__all__ = ["replay_bar", "live_charts", "view_options", "landing"]
+__all__ = ["BIND", "form_sidebar", "replay_bar", "live_charts", "view_options", "landing"]
 
 LANDING_PICTURE = Path(__file__).resolve().parent / "docs" / "landing.png"
+
+
+BIND = FormBinding("live_form", "lv_", form.FIELDS, form.OPTIMIZER_NAMES)
+
+
+def _load_preset(name: str) -> None:
+    BIND.set(form.PRESETS[name].state())
+    st.session_state["live_preset_note"] = name
+
+
+def _load_paper_preset(key: str) -> None:
+    BIND.set(form.paper_preset_state(key))
+    st.session_state["live_paper_note"] = key
+
+
+def form_sidebar(notes: dict, state: dict, data, available: dict) -> None:
+    """The form in the sidebar, each control's notes right below it. Number boxes take any whole
+    number: a value out of range is refused by the form's check, in red under the box, with Start
+    disabled; a box's own range would keep the last valid value and train that instead."""
+    sb, key = st.sidebar, BIND.key
+    sb.subheader("Presets")
+    for name, preset in form.PRESETS.items():
+        sb.button(name, key=f"lv_preset_{name}", help=preset.description, on_click=_load_preset, args=(name,),
+                  width="stretch")
+    loaded = st.session_state.pop("live_preset_note", None)
+    if loaded:
+        sb.caption(f"Loaded “{loaded}”: {form.PRESETS[loaded].description}")
+    paper_presets(form.PAPER_PRESETS, form.paper_preset_note,
+                  ("The paper's comparisons, and beyond", "Rerun Bernstein et al. (2023) on its datasets; once "
+                   "the runs finish, the paper's numbers are shown beside the measured ones. Every figure of the "
+                   "paper, one click each on digits: the Paper page."),
+                  key_prefix="lv_paper_", loaded_key="live_paper_note", on_click=_load_paper_preset)
+
+    sb.subheader("Data and network")
+    sb.selectbox("Dataset", form.DATASET_CHOICES, key=key("dataset"), format_func=data_view.title)
+    show_notes(notes.get("dataset", []), sb)
+    download_box(data, "lv_download", sb)
+    if form.image_shape(state.get("dataset")) is not None:
+        sb.radio("Architecture", form.ARCHS, key=key("arch"), horizontal=True, format_func=form.ARCH_TITLES.get,
+                 help="MLP: fully connected. CNN: bias-free 3×3 convolutions with average pooling, then one "
+                      "linear layer; depth counts the convolutions and that layer, width the channels.")
+        show_notes(notes.get("arch", []), sb)
+    sb.radio("Loss", form.LOSSES, key=key("loss"), horizontal=True, format_func=form.LOSS_TITLES.get, help=form.LOSS_HELP)
+    if state.get("dataset") in form.AUGMENTABLE:
+        sb.checkbox("Augment training batches", key=key("augment"), help=f"As the paper: {form.AUGMENTABLE[state['dataset']]}.")
+    if state.get("dataset") in data_view.DOWNLOADABLE:
+        sb.number_input("Training images (0 = all)", step=1000, key=key("train_samples"),
+                        help="Train on a seeded subset of the training images.")
+        show_notes(notes.get("train_samples", []), sb)
+    for pair in (("depth", "width"), ("batch_size", "steps")):
+        for col, name in zip(sb.columns(2), pair):
+            f = form.FIELD[name]
+            col.number_input(f.label, step=1, key=key(name))
+        show_notes(notes.get(pair[0], []) + notes.get(pair[1], []), sb)
+    c1, c2 = sb.columns(2)
+    c1.number_input(form.FIELD["seed"].label, step=1, key=key("seed"))
+    c2.selectbox("Device", form.DEVICES, key=key("device"))
+    show_notes(notes.get("seed", []) + notes.get("device", []), sb)
+
+    sb.subheader("Optimisers")
+    optimizer_picker(sb, BIND.use_key, key, available, notes,
+                     {"gain": "gain", **form.LR_FIELDS, **form.OPTION_FIELDS}, max_chars=form.MAX_OPTIONS_CHARS)
+    show_notes(notes.get("optimizers", []), sb)
+    sb.checkbox("Same init for all", key=key("same_init"),
+                help="Give the baselines AGD's orthogonal initialisation too, so only the update differs.")
+    show_notes(notes.get("same_init", []), sb)
 
 
 def replay_bar(frames, playing: bool) -> int | None:
@@ -78,7 +146,7 @@ def live_charts(figs: dict, store, rows: list[dict], present: bool, step: int | 
                      height=first_h if pair == ("loss", "acc") or focus else None)
     if focus:
         return
-    # Three heavy figures below the first screen: built and sent only while the expander is open.
+    # The heavy per-layer figures below the first screen: built and sent only while the expander is open.
     layers = st.expander("Layer by layer: weight norms and stable ranks", key="lv_layers", on_change="rerun",
                          icon=":material/stacks:")
     if layers.open:

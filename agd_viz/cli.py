@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-every", type=int, default=None)
     t.add_argument("--layer-every", type=int, default=None)
     t.add_argument("--same-init", action="store_true", help="give baselines AGD's orthogonal init too")
+    _add_loss_args(t)
     t.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. noise=0.2 (repeatable)")
     t.add_argument("--name", default=None, help="a name for this comparison")
@@ -81,7 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_args(e)
     _add_sweep_parser(sub)
     _add_download_parser(sub)
+    _add_paper_parser(sub)
     return parser
+
+
+def _add_loss_args(p):
+    p.add_argument("--loss", default=None, choices=["xent", "square"],
+                   help="xent: cross-entropy (default); square: the paper's square loss, one-hot targets × √d_L")
+    p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
+                   help="random crop (4-pixel padding) and horizontal flip of each training batch, as the "
+                        "paper; default: on for cifar10, off elsewhere")
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -134,7 +144,8 @@ def _spec_from_args(args):
     fields = {
         "dataset": args.dataset, "depth": args.depth, "width": args.width, "steps": args.steps,
         "batch_size": args.batch_size, "seed": args.seed, "device": args.device, "metrics": args.metrics,
-        "eval_every": args.eval_every, "layer_every": args.layer_every,
+        "eval_every": args.eval_every, "layer_every": args.layer_every, "loss": args.loss,
+        "augment": args.augment,
     }
     fields = {k: v for k, v in fields.items() if v is not None}
     if args.optimizer:
@@ -341,6 +352,7 @@ def _add_sweep_parser(sub):
     s.add_argument("--eval-every", type=int, default=None)
     s.add_argument("--layer-every", type=int, default=None)
     s.add_argument("--same-init", action="store_true", help="give baselines AGD's orthogonal init too")
+    _add_loss_args(s)
     s.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE")
     s.add_argument("--name", default=None, help="a name for this sweep")
     s.add_argument("--json", action="store_true",
@@ -360,7 +372,8 @@ def cmd_sweep(args) -> int:
     prog = "agd_viz sweep"
     fields = {"dataset": args.dataset, "steps": args.steps, "batch_size": args.batch_size,
               "seed": args.seed, "device": args.device, "metrics": args.metrics,
-              "eval_every": args.eval_every, "layer_every": args.layer_every}
+              "eval_every": args.eval_every, "layer_every": args.layer_every, "loss": args.loss,
+              "augment": args.augment}
     fields = {k: v for k, v in fields.items() if v is not None}
     try:
         if args.data_option:
@@ -521,8 +534,88 @@ def cmd_download(args) -> int:
     return 0
 
 
+# -- paper ----------------------------------------------------------------------------------------
+
+
+def _add_paper_parser(sub):
+    from agd_viz import paper
+
+    p = sub.add_parser("paper", help="rerun one of the paper's figures (digits on a laptop, CIFAR-10 at its scale)",
+                       description="Train every run of a figure of Bernstein et al. (2023) into the store as one "
+                                   "group of kind 'figure' (the Paper page shows it), then print the paper's "
+                                   "numbers beside ours.")
+    p.add_argument("figure", nargs="?", choices=list(paper.REPRODUCTIONS), metavar="FIGURE",
+                   help=f"one of {', '.join(paper.REPRODUCTIONS)}")
+    p.add_argument("--scale", default="digits", choices=list(paper.SCALES),
+                   help="digits: the laptop version (under two minutes on 2 cores); cifar10: the paper's scale")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--list", action="store_true", help="list the figures and their commands")
+    p.add_argument("--name", default=None, help="a name for the group (default: the figure and scale)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_store_args(p)
+
+
+def cmd_paper(args) -> int:
+    from agd_viz import fmt, paper
+    from agd_viz.spec import SpecError
+    from agd_viz.views import figures
+
+    prog = "agd_viz paper"
+    if args.list or not args.figure:
+        if not args.list:
+            raise UsageError(f"{prog}: name a figure ({', '.join(paper.REPRODUCTIONS)}), or use --list")
+        for key, rep in paper.REPRODUCTIONS.items():
+            print(f"{key:<12} {rep.label:<18} {paper.ITEMS[key].name}")
+            for scale in paper.SCALES:
+                print(f"{'':<12} {scale:<8} {len(rep.specs[scale])} job(s): {rep.command(scale)}")
+        return 0
+    rep = paper.reproduction(args.figure)
+    try:
+        overrides = {"device": args.device} if args.device else {}
+        specs = rep.run_specs(args.scale, **overrides)
+        device = _device_or_exit(specs[0], prog)
+        for spec in specs:
+            _admit_or_exit(spec, prog)
+    except SpecError as exc:
+        raise UsageError(f"{prog}: {exc}") from None
+    from agd_viz import worker
+
+    store = _open_store(args.db)
+    gid = store.create_group(figures.KIND, args.name or f"{rep.label} · {args.scale}",
+                             figures.group_spec(args.figure, args.scale))
+    cells = []
+    for spec in specs:
+        ids = [store.create_run(spec.with_optimizer(o).to_dict(), o, group_id=gid, name=args.name, label=label)
+               for o, label in zip(spec.optimizers, spec.labels)]
+        for rid in ids:
+            store.set_status(rid, "queued", pid=os.getpid())
+        cells.append((spec, ids))
+    if not args.quiet:
+        print(f"{rep.label} at {args.scale} scale, group {gid}: {len(specs)} job(s) on {device}", file=sys.stderr)
+    import time
+
+    start = time.perf_counter()
+    stopped = False
+    for spec, ids in cells:
+        if stopped:
+            for rid in ids:
+                store.finish_run(rid, "cancelled", error="the reproduction was stopped before this job started")
+            continue
+        flags = worker.StopFlags(store, ids)
+        flags.install()
+        worker.train_into(spec, store, ids, flags, show_progress=not args.quiet)
+        stopped = flags.signalled
+    seconds = time.perf_counter() - start
+    data = figures.load(store, store.get_group(gid))
+    print(f"{rep.label} ({args.scale}): {len(specs)} job(s), {sum(len(s.optimizers) for s in specs)} run(s) in "
+          f"{fmt.duration(seconds)}; stored as group {gid} (the Paper page shows it)")
+    for row in figures.comparison(data):
+        print(f"  paper: {row['Paper']}\n  here:  {row['Measured here']}")
+    return 1 if any(r["status"] == "failed" for r in data.rows) else 0
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "runs": cmd_runs, "export": cmd_export,
-            "download": cmd_download}
+            "download": cmd_download, "paper": cmd_paper}
 
 
 def main(argv=None) -> int:

@@ -19,7 +19,7 @@ from torch import Tensor
 from agd_viz import datasets
 from agd_viz.datasets import DATASETS, DEFAULT_DATASET, TASKS, InputTransform
 
-__all__ = ["DATASETS", "DEFAULT_DATASET", "Dataset", "accuracy", "load", "loss_fn", "tensors"]
+__all__ = ["DATASETS", "DEFAULT_DATASET", "Dataset", "accuracy", "augment", "load", "loss_fn", "tensors"]
 
 
 @dataclass
@@ -98,13 +98,29 @@ def load(name: str = DEFAULT_DATASET, seed: int = 0, **options) -> Dataset:
 # the host, so the training loop can batch its syncs.
 
 
-def loss_fn(task: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """Cross entropy for classification; for regression  (1/B) Σ_b (1/(2 d_out)) ||f(x_b) − y_b||²."""
+def loss_fn(task: str, loss: str = "xent") -> Callable[[Tensor, Tensor], Tensor]:
+    """The objective of a run (`RunSpec.loss`). Classification: cross entropy ("xent"), or the
+    paper's square loss ("square", `square_loss`); regression: (1/B) Σ_b (1/(2 d_out)) ||f(x_b) − y_b||²
+    whatever `loss` says."""
     if task == "classification":
-        return torch.nn.functional.cross_entropy
+        if loss == "xent":
+            return torch.nn.functional.cross_entropy
+        if loss == "square":
+            return square_loss
+        raise ValueError(f"loss must be 'xent' or 'square', got {loss!r}")
     if task == "regression":
         return _half_mse
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def square_loss(out: Tensor, labels: Tensor) -> Tensor:
+    """The paper's square loss on class labels (Bernstein et al. 2023, Example 1, with the target
+    scaling of Prescription 1): (1/B) Σ_b ‖f(x_b) − y_b‖² / (2 d_L), y_b the one-hot vector of
+    label b times √d_L, so that ‖y_b‖ = √d_L like the inputs' √d_0. (The authors' code drops the
+    ½, which doubles every gradient and so G; the paper's text, followed here, keeps it.)"""
+    d = out.shape[-1]
+    target = torch.nn.functional.one_hot(labels, d).to(out.dtype).mul_(d**0.5)
+    return 0.5 * (out - target).square().mean()
 
 
 def _half_mse(out: Tensor, y: Tensor) -> Tensor:
@@ -119,3 +135,34 @@ def accuracy(out: Tensor, y: Tensor, task: str) -> Tensor:
     if task == "regression":
         return torch.full((), float("nan"), device=out.device)
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training-time augmentation (`datasets.AUGMENTATIONS`), on the device, one draw per example.
+
+
+def augment(x: Tensor, shape: tuple[int, int, int], pad: int, flip: bool,
+            generator: torch.Generator | None = None) -> Tensor:
+    """A random crop of each image padded by `pad` pixels, then a horizontal flip with probability
+    ½ (when `flip`), for a batch of flat rows `x` (B, C·H·W) of images `shape` = (C, H, W).
+
+    The padding is 0, which after the loaders' centring is the mean image of the training set, and
+    each row is scaled back to norm √(C·H·W) afterwards: the paper's input scaling (Prescription 1)
+    holds for augmented inputs too, as AGD's analysis needs. `generator` (on x's device) draws the
+    offsets and flips, so a seeded run augments the same way every time.
+    """
+    B = x.shape[0]
+    c, h, w = shape
+    img = torch.nn.functional.pad(x.reshape(B, c, h, w), (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (B, 1), generator=generator, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (B, 1), generator=generator, device=x.device)
+    rows = (dy + torch.arange(h, device=x.device)).view(B, 1, h, 1)
+    cols = dx + torch.arange(w, device=x.device)
+    if flip:
+        mirror = torch.rand((B, 1), generator=generator, device=x.device) < 0.5
+        cols = torch.where(mirror, cols.flip(-1), cols)
+    batch = torch.arange(B, device=x.device).view(B, 1, 1, 1)
+    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
+    out = img[batch, channel, rows, cols.view(B, 1, 1, w)].reshape(B, c * h * w)
+    norms = torch.linalg.vector_norm(out, dim=1, keepdim=True)
+    return out * torch.where(norms > 0, (c * h * w) ** 0.5 / norms.clamp_min(1e-30), torch.zeros_like(norms))

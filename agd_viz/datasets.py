@@ -30,6 +30,7 @@ import numpy as np
 from agd_viz import downloads, shapes
 
 __all__ = ["DEFAULT_DATASET", "DATASETS", "DatasetInfo", "DataShape", "TOY_2D", "DOWNLOADABLE",
+           "AUGMENTATIONS", "Augmentation", "default_augment",
            "shape", "validate_options", "title", "check_option_values", "Arrays", "InputTransform",
            "LOADERS", "from_arrays", "load_arrays", "register", "transform"]
 
@@ -134,6 +135,30 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
 
 TOY_2D = tuple(n for n, d in DATASETS.items() if d.input_kind == "2d")
 DOWNLOADABLE = tuple(n for n, d in DATASETS.items() if d.downloadable)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Training-time augmentation of an image set: a random crop of the image padded by `pad`
+    pixels on every side, and a horizontal flip with probability ½ when `flip`. Applied to each
+    minibatch on the device (`agd_viz.data.augment`); evaluations see the images as they are."""
+
+    pad: int
+    flip: bool
+
+    def describe(self) -> str:
+        return f"random crop with {self.pad}-pixel padding" + (", horizontal flip" if self.flip else "")
+
+
+# The paper trains CIFAR with "standard data augmentation" (Bernstein et al. 2023, Sec. 3.3): the
+# random 32×32 crop of the image padded by 4 pixels and the horizontal flip. On by default there.
+# Digits and MNIST are left out: a flipped digit is another digit, or none.
+AUGMENTATIONS: dict[str, Augmentation] = {"cifar10": Augmentation(pad=4, flip=True)}
+
+
+def default_augment(name: str) -> bool:
+    """Whether a run on dataset `name` augments its training batches unless told otherwise."""
+    return name in AUGMENTATIONS
 
 
 def info(name: str) -> DatasetInfo:

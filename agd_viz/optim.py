@@ -337,6 +337,19 @@ def _nadam(params, lr, beta1, beta2, eps, weight_decay, momentum_decay):
                              momentum_decay=momentum_decay)
 
 
+def _muon(params, lr, weight_decay, momentum, nesterov, ns_steps):
+    """torch.optim.Muon, refusing with one sentence what it cannot train (torch's own check names
+    only the first bad shape, deep in a traceback)."""
+    params = list(params)
+    tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+    bad = [tuple(p.shape) for p in tensors if isinstance(p, Tensor) and p.dim() != 2]
+    if bad:
+        raise ValueError(f"Muon trains 2-D weight matrices only, not conv kernels or biases; this model has "
+                         f"{len(bad)} parameter(s) of other shapes, e.g. {bad[0]}: use an MLP (arch mlp)")
+    return torch.optim.Muon(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                            ns_steps=ns_steps)
+
+
 def _sgd(params, lr, momentum, nesterov, weight_decay):
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
@@ -384,6 +397,7 @@ FACTORIES: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": _adam,
     "adamw": _adamw,
     "nadam": _nadam,
+    "muon": _muon,
     "sgd": _sgd,
     "prodigy": _prodigy,
     "dadapt-adam": _dadapt_adam,

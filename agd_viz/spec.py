@@ -19,7 +19,7 @@ from typing import Any
 from agd_viz import cost, datasets, downloads, fmt, optspec
 
 __all__ = [
-    "ARCHS", "DEVICES", "LIMITS", "METRICS_MODES", "RunSpec", "SpecError", "SweepConfig",
+    "ARCHS", "DEVICES", "LIMITS", "LOSSES", "LOSS_TITLES", "METRICS_MODES", "RunSpec", "SpecError", "SweepConfig",
     "SweepError", "admit", "admin_key", "budget_bytes", "check_fields", "env_int", "max_grid", "max_queued",
     "max_queued_per_session", "max_queued_bytes_per_session", "max_queued_seconds_per_session", "max_steps",
     "data_problem", "memory_problem", "page_limits", "page_problems", "range_problem", "server_limits", "steps_problem",
@@ -29,6 +29,11 @@ __all__ = [
 DEVICES = ("auto", "cpu", "cuda", "mps")
 METRICS_MODES = ("full", "none")
 ARCHS = ("mlp", "cnn")
+# The objective. "xent": cross-entropy. "square": the paper's square loss, ‖f(x) − y‖²/(2 d_L) with
+# one-hot targets scaled by √d_L (Bernstein et al. 2023, Example 1 and Prescription 1), the loss of
+# every experiment of the paper but ImageNet. A regression set always trains on the square loss.
+LOSSES = ("xent", "square")
+LOSS_TITLES = {"xent": "cross-entropy", "square": "square loss (the paper's)"}
 
 # Ranges a spec must fall in. Wide enough for the paper's grids (depth 2-32, width 64-2048) with room
 # to explore; narrow enough that a typo (width 10**9) is refused with a sentence, not an OOM. What
@@ -143,22 +148,36 @@ def check_fields(fields: Any, ranges: Mapping[str, tuple[int, int]] | None = Non
     same_init = _get(fields, "same_init", False)
     if not isinstance(same_init, bool):
         problems["same_init"] = f"same_init must be true or false, got {same_init!r}."
+    loss = _get(fields, "loss", "xent")
+    if loss not in LOSSES:
+        problems["loss"] = (f"loss must be one of {', '.join(LOSSES)} (xent: cross-entropy, square: the paper's), "
+                            f"got {loss!r}.")
+    augment = _get(fields, "augment", None)
+    if augment is not None and not isinstance(augment, bool):
+        problems["augment"] = f"augment must be true or false, got {augment!r}."
+    elif augment and "dataset" not in problems and dataset not in datasets.AUGMENTATIONS:
+        problems["augment"] = (f"augment (the paper's random crop and horizontal flip) is defined for "
+                               f"{', '.join(datasets.AUGMENTATIONS)} only, not {dataset!r}.")
     optimizers = _get(fields, "optimizers", ("agd",))
     optimizers = (optimizers,) if isinstance(optimizers, str) else tuple(optimizers or ())
     if not optimizers:
         problems["optimizers"] = "choose at least one optimiser."
     for text in optimizers:
         try:
-            optspec.parse(text)
+            parsed = optspec.parse(text)
         except ValueError as exc:
             problems["optimizers"] = f"{exc}."
+            break
+        if arch == "cnn" and parsed.info.matrices_only:
+            problems["optimizers"] = (f"{parsed.title} trains 2-D weight matrices only, not {parsed.info.matrices_only}"
+                                      f"; the CNN has conv kernels, so use arch 'mlp' for {parsed.title}.")
             break
     return problems
 
 
 # Order in which the first problem of a spec is reported.
 _ORDER = (*LIMITS, "eval_every", "layer_every", "dataset", "data_options", "device", "metrics", "arch",
-          "same_init", "optimizers")
+          "same_init", "loss", "augment", "optimizers")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -184,8 +203,13 @@ class RunSpec:
     same_init: bool = False  # give baselines AGD's orthogonal init too
     arch: str = "mlp"
     data_options: tuple[tuple[str, object], ...] = ()
+    loss: str = "xent"  # LOSSES
+    augment: bool | None = None  # None: the dataset's default (datasets.AUGMENTATIONS: on for CIFAR-10)
 
     def __post_init__(self):
+        # Resolved here, not at training time, so the stored spec says what the run did.
+        if self.augment is None:
+            object.__setattr__(self, "augment", datasets.default_augment(self.dataset))
         # Accept lists/dicts from JSON and widgets but store hashable, immutable values.
         if isinstance(self.optimizers, str):
             object.__setattr__(self, "optimizers", (self.optimizers,))
@@ -443,8 +467,12 @@ class SweepConfig:
     same_init: bool = False
     arch: str = "mlp"
     data_options: tuple[tuple[str, Any], ...] = ()
+    loss: str = "xent"
+    augment: bool | None = None
 
     def __post_init__(self):
+        if self.augment is None:
+            object.__setattr__(self, "augment", datasets.default_augment(self.dataset))
         object.__setattr__(self, "depths", parse_sizes(self.depths, "depths"))
         object.__setattr__(self, "widths", parse_sizes(self.widths, "widths"))
         opts = (self.optimizers,) if isinstance(self.optimizers, str) else tuple(self.optimizers)
@@ -511,7 +539,8 @@ class SweepConfig:
         return dict(dataset=self.dataset, depth=int(depth), width=int(width), optimizers=self.optimizers,
                     steps=self.steps, batch_size=self.batch_size, seed=self.seed, device=self.device,
                     metrics=self.metrics, eval_every=self.eval_every, layer_every=self.layer_every,
-                    same_init=self.same_init, arch=self.arch, data_options=self.data_options)
+                    same_init=self.same_init, arch=self.arch, data_options=self.data_options,
+                    loss=self.loss, augment=self.augment)
 
     def specs(self) -> list[RunSpec]:
         """One validated `RunSpec` per cell, in `cells()` order; SweepError if any is not."""
@@ -554,6 +583,8 @@ def describe(spec: Mapping[str, Any]) -> str:
     extra = " · CNN" if spec.get("arch") == "cnn" else ""
     subset = (spec.get("data_options") or {}).get("train_samples")
     extra += f" · {subset:,} training images" if isinstance(subset, int) else ""
+    extra += " · square loss" if spec.get("loss") == "square" else ""
+    extra += " · augmented (crop + flip)" if spec.get("augment") else ""
     return (f"{datasets.title(spec.get('dataset', '?'))}{extra} · depth {spec.get('depth')} × width "
             f"{spec.get('width')} · batch {spec.get('batch_size')} · {spec.get('steps')} steps · "
             f"seed {spec.get('seed')}" + (" · same init" if spec.get("same_init") else ""))

@@ -75,7 +75,7 @@ __all__ = [
 
 # "AGDV" in ASCII: tells our files from any other SQLite database without guessing from tables.
 APPLICATION_ID = 0x41474456
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -91,7 +91,8 @@ FINAL_STATUSES = (FINISHED, FAILED, CANCELLED, DIVERGED, INTERRUPTED)
 SCALAR_METRICS = (
     "loss", "acc", "train_loss", "train_acc", "test_loss", "test_acc", "eta", "G", "lr"
 )  # fmt: skip
-LAYER_METRICS = ("w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update")
+LAYER_METRICS = ("w_fro", "w_spec", "w_srank", "w_spec_scaled", "g_fro", "g_srank", "rel_update",
+                 "u_srank")
 
 # Kinds of frames the worker writes. A decision boundary: one "boundary" frame per picture,
 # {"probs": uint8 (ny, nx, classes), softmax × 255}, and once per run a "boundary_grid" frame at
@@ -184,10 +185,13 @@ _OWNER_V3 = (
     "ALTER TABLE runs ADD COLUMN job INTEGER",
     "CREATE INDEX groups_owner ON groups(owner)",
 )
+# The stable rank of each layer's update ΔW, ‖ΔW‖_F²/‖ΔW‖_*² (NULL in rows written before v4).
+_UPDATE_SRANK_V4 = ("ALTER TABLE metrics ADD COLUMN u_srank BLOB",)
 MIGRATIONS: dict[int, Sequence[str] | Callable[[sqlite3.Connection], None]] = {
     0: _SCHEMA_V1,
     1: _FRAMES_V2,
     2: _OWNER_V3,
+    3: _UPDATE_SRANK_V4,
 }
 
 # What `Store.problem()` says; no path in them: every attendee's page shows them.
@@ -1075,7 +1079,7 @@ class Store:
     def layer_metrics(self, run_id: int, since_step: int | None = None) -> pd.DataFrame:
         """Per-layer metrics of steps > since_step that logged any, long format: step, t, layer
         (0-based index of the weight matrix), w_fro, w_spec, w_srank, w_spec_scaled, g_fro,
-        g_srank, rel_update (float64; NaN where a metric was not logged)."""
+        g_srank, rel_update, u_srank (float64; NaN where a metric was not logged)."""
         blob_cols = ", ".join(LAYER_METRICS)
         any_layer = " OR ".join(f"{k} IS NOT NULL" for k in LAYER_METRICS)
         rows = self._all(
@@ -1175,7 +1179,7 @@ class Store:
 
 
 def _layer_frame(rows: list[tuple]) -> pd.DataFrame:
-    """Rows of (step, t, blob x 7) -> the long per-layer frame, with numpy over whole columns."""
+    """Rows of (step, t, one blob per LAYER_METRICS) -> the long per-layer frame, with numpy over whole columns."""
     n = len(rows)
     if n == 0:
         frame = pd.DataFrame(
@@ -1218,7 +1222,7 @@ def _blob_lengths(col: Sequence[bytes | None], n: int) -> np.ndarray:
 
 
 def _wide_layers(layers: pd.DataFrame) -> pd.DataFrame:
-    """Long per-layer frame -> one row per step with columns `w_fro[0]`, ..., `rel_update[L-1]`."""
+    """Long per-layer frame -> one row per step with columns `w_fro[0]`, ..., `u_srank[L-1]`."""
     if layers.empty:
         return pd.DataFrame({"step": np.empty(0, np.int64)})
     wide = layers.pivot(index="step", columns="layer", values=list(LAYER_METRICS))

@@ -18,7 +18,15 @@ from __future__ import annotations
 import math
 import sys
 
-__all__ = ["agd_scale", "eta_of_G", "G_of", "layer_step"]
+__all__ = ["agd_scale", "eta_of_G", "G_of", "layer_step", "lemma8_bound_sq", "LEMMA8_CONSTANT",
+           "MUON_NS_COEFFICIENTS"]
+
+# torch.optim.Muon's quintic Newton-Schulz coefficients (a, b, c), as its defaults.
+MUON_NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+# Lemma 8 of the paper: for T steps of AGD on an FCN with square loss, under Assumptions 1-2 and
+# Prescription 1, min over t <= T of G_t^2 <= 11/T.
+LEMMA8_CONSTANT = 11.0
 
 
 def _lib(x):
@@ -58,3 +66,8 @@ def G_of(grad_norms, scales, L: int):
 def layer_step(eta, L: int, scale: float, gain: float = 1.0):
     """‖ΔW_k‖_F of AGD's update of layer k: gain · (η/L) · scale_k (per slice for a conv kernel)."""
     return gain * eta / L * scale
+
+
+def lemma8_bound_sq(T):
+    """11/T: Lemma 8's bound on min over t ≤ T of G_t² (a float, array or tensor of step counts)."""
+    return LEMMA8_CONSTANT / T

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agd_viz import cost, nets, spectra
+from agd_viz import cost, datasets, nets, spectra
 from agd_viz import data as data_mod
 from agd_viz.optim import AGD, eval_mode, make_optimizer, step_size_tensor, train_mode
 from agd_viz.optspec import OptSpec
@@ -200,7 +200,7 @@ class _Cadence:
     @classmethod
     def of(cls, spec: RunSpec, ds: data_mod.Dataset, grid_points: int = 0) -> "_Cadence":
         """`grid_points`: the boundary grid's size, 0 for a run without pictures."""
-        n_eval = min(ds.x_train.shape[0], cost.EVAL_MAX) + min(ds.x_test.shape[0], cost.EVAL_MAX)
+        n_eval = min(ds.x_train.shape[0], cost.EVAL_MAX) + ds.x_test.shape[0]
         layer_every = cost.resolved_layer_every(spec) if spec.metrics == "full" else 0
         boundary_every = cost.resolved_boundary_every(spec, grid_points) if grid_points else 0
         return cls(spec.steps, cost.resolved_eval_every(spec, n_eval), layer_every, boundary_every)
@@ -243,8 +243,11 @@ class _Batches:
 class _LayerProbe:
     """Per-layer metrics of one model, computed with multi-tensor ops and no host sync."""
 
-    def __init__(self, weights: list[torch.Tensor], layer_every: int = 1):
+    def __init__(self, weights: list[torch.Tensor], layer_every: int = 1, update_is_gradient: bool = False):
         self.weights = weights
+        # An update that is a multiple of its layer's gradient (AGD on matrices, plain SGD) has the
+        # gradient's stable rank: no third spectral estimate per layer is needed for it.
+        self.update_is_gradient = update_is_gradient
         self.prev = [w.detach().clone() for w in weights]
         # One estimator for weights and gradients (positions 0..L-1 and L..2L-1): a weight and a
         # gradient of equal shape share one batched block Lanczos call, which halves the calls.
@@ -261,7 +264,7 @@ class _LayerProbe:
         torch._foreach_copy_(self.prev, [w.detach() for w in self.weights])
 
     def after_step(self) -> torch.Tensor:
-        """Returns a (7, L) tensor in the order of LAYER_METRICS."""
+        """Returns a (len(LAYER_METRICS), L) tensor in the order of LAYER_METRICS."""
         ws = [w.detach() for w in self.weights]
         L = len(ws)
         zeros = [torch.zeros_like(w) for w in ws] if any(w.grad is None for w in self.weights) else None
@@ -272,12 +275,16 @@ class _LayerProbe:
         # page faults on the CPU as large as the subtraction itself.
         torch._foreach_sub_(self.prev, ws)
         d_fro = torch.stack(torch._foreach_norm(self.prev))
-        spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs])
-        w_spec, g_spec = spec[:L], spec[L:]
+        # The update's own spectral norm too (positions 2L..3L-1): its stable rank tells AGD's
+        # normalised gradient (srank of the gradient) from Muon's orthogonalised one (far higher).
+        updates = [] if self.update_is_gradient else [spectra.as_matrix(d) for d in self.prev]
+        spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs] + updates)
+        w_spec, g_spec = spec[:L], spec[L:2 * L]
         w_srank = spectra.stable_rank_from(w_fro, w_spec)
         g_srank = spectra.stable_rank_from(g_fro, g_spec)
+        u_srank = g_srank if self.update_is_gradient else spectra.stable_rank_from(d_fro, spec[2 * L:])
         rel = d_fro / w_fro.clamp_min(torch.finfo(w_fro.dtype).tiny)
-        out = torch.stack([w_fro, w_spec, w_srank, w_spec / self.target, g_fro, g_srank, rel])
+        out = torch.stack([w_fro, w_spec, w_srank, w_spec / self.target, g_fro, g_srank, rel, u_srank])
         assert out.shape == (len(LAYER_METRICS), L)
         return out
 
@@ -288,13 +295,15 @@ class _LayerProbe:
         w_spec = self.power([spectra.as_matrix(w) for w in ws])
         nan = torch.full_like(w_fro, NAN)
         srank = spectra.stable_rank_from(w_fro, w_spec)
-        return torch.stack([w_fro, w_spec, srank, w_spec / self.target, nan, nan, nan])
+        return torch.stack([w_fro, w_spec, srank, w_spec / self.target, nan, nan, nan, nan])
 
 
 @torch.no_grad()
-def _evaluate(model, x, y, loss_fn, task, chunk: int = cost.EVAL_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and accuracy over (a capped subset of) a split, as 0-d tensors."""
-    n = min(x.shape[0], cost.EVAL_MAX)  # a fixed prefix keeps evaluation cheap on large datasets
+def _evaluate(model, x, y, loss_fn, task, chunk: int = cost.EVAL_CHUNK,
+              limit: int | None = cost.EVAL_MAX) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and accuracy over a split, as 0-d tensors: its first `limit` examples (None: all;
+    a fixed prefix keeps evaluating the training split cheap on large datasets)."""
+    n = x.shape[0] if limit is None else min(x.shape[0], limit)
     losses, accs, sizes = [], [], []
     for i in range(0, n, chunk):
         xb, yb = x[i : min(n, i + chunk)], y[i : min(n, i + chunk)]
@@ -406,7 +415,8 @@ class _Trainer:
     def __init__(self, index: int, opt: OptSpec, model: torch.nn.Module, layer_every: int):
         self.index, self.opt, self.model = index, opt, model
         self.optimizer = make_optimizer(opt, model.parameters())
-        self.probe = _LayerProbe(list(model.parameters()), layer_every) if layer_every else None
+        params = list(model.parameters())
+        self.probe = _LayerProbe(params, layer_every, _update_is_gradient(opt, params)) if layer_every else None
         self.active = True
         self.last_step = 0
         self.last_eval: dict[str, float] = {}
@@ -416,7 +426,8 @@ class _Trainer:
         """EVAL_VALUES as one tensor."""
         with eval_mode(self.optimizer):  # schedule-free: evaluate the averaged iterate x, not y
             tl, ta = _evaluate(self.model, ds.x_train, ds.y_train, loss_fn, ds.task)
-            vl, va = _evaluate(self.model, ds.x_test, ds.y_test, loss_fn, ds.task)
+            # The whole test split, as the paper reports (10,000 images for CIFAR-10 and MNIST).
+            vl, va = _evaluate(self.model, ds.x_test, ds.y_test, loss_fn, ds.task, limit=None)
         return torch.stack([tl, ta, vl, va])
 
     def draw(self, boundary: _BoundaryProbe) -> tuple[Tensor, Tensor]:
@@ -481,6 +492,15 @@ class _Trainer:
         return End(self.index, status, self.last_step, error, summary)
 
 
+def _update_is_gradient(opt: OptSpec, params: list[Tensor]) -> bool:
+    """Whether every step of `opt` moves each parameter along its own gradient: AGD on 2-D weights
+    (normalised per matrix; a conv kernel is normalised per slice, which is not), plain SGD."""
+    if opt.is_agd:
+        return all(p.dim() == 2 for p in params)
+    kw = opt.kwargs
+    return opt.name == "sgd" and not kw.get("momentum") and not kw.get("weight_decay")
+
+
 def _diverged(rec: Step, evaluated: bool) -> bool:
     """A non-finite minibatch loss after step 0, or a non-finite loss at an evaluation."""
     return (rec.step > 0 and not math.isfinite(rec.loss)) or (evaluated and not math.isfinite(rec.train_loss))
@@ -499,7 +519,10 @@ class _Run:
         self.spec = spec
         self.device = resolve_device(spec.device)
         self.ds = load_dataset(spec).to(self.device)
-        self.loss_fn = data_mod.loss_fn(self.ds.task)
+        self.loss_fn = data_mod.loss_fn(self.ds.task, spec.loss)
+        self.augmentation = datasets.AUGMENTATIONS.get(spec.dataset) if spec.augment else None
+        if self.augmentation is not None:
+            self.augment_gen = torch.Generator(device=self.device).manual_seed(spec.seed + 3)
         models = build_models(spec, self.ds, self.device)
         self.params = sum(p.numel() for p in models[0].parameters())
         self.boundary = _BoundaryProbe(self.ds) if _BoundaryProbe.wanted(spec, self.ds, models) else None
@@ -538,6 +561,9 @@ class _Run:
     def train_step(self, step: int, trainers: list[_Trainer]) -> None:
         idx = self.batches.next()
         xb, yb = self.ds.x_train[idx], self.ds.y_train[idx]
+        if self.augmentation is not None:  # once per batch: every optimiser sees the same images
+            xb = data_mod.augment(xb, self.ds.input_shape, self.augmentation.pad, self.augmentation.flip,
+                                  self.augment_gen)
         t = time.perf_counter() - self.start
         probe = self.cadence.probes(step)
         for tr in trainers:

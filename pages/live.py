@@ -24,24 +24,10 @@ from agd_viz.views import live_panel as panel
 from agd_viz.views import live_view as view
 from agd_viz.views import paper as paper_view
 from agd_viz.views import replay
-from app_live import landing, live_charts, replay_bar, view_options
+from app_live import BIND, form_sidebar, landing, live_charts, replay_bar, view_options
 from app_resources import job_manager, operator_key, session_id
-from app_widgets import (PAGE_CSS, PRESENTER_CSS, FormBinding, copy_link_button, download_box, limits_expander,
-                         optimizer_picker, paper_presets, paper_table, show_notes, status_line, sticky,
-                         stop_runs)
-
-BIND = FormBinding("live_form", "lv_", form.FIELDS, form.OPTIMIZER_NAMES)
-
-
-def _load_preset(name: str) -> None:
-    BIND.set(form.PRESETS[name].state())
-    st.session_state["live_preset_note"] = name
-
-
-def _load_paper_preset(key: str) -> None:
-    BIND.set(form.paper_preset_state(key))
-    st.session_state["live_paper_note"] = key
-
+from app_widgets import (PAGE_CSS, PRESENTER_CSS, copy_link_button, limits_expander, paper_table, show_notes,
+                         status_line, sticky, stop_runs)
 
 def _apply_url(store) -> None:
     """A pasted or edited link wins over the session's form and chart options; the page's own link
@@ -68,55 +54,6 @@ def _write_url(state: dict, group: int | None, present: bool, base: dict | None)
         st.query_params.from_dict(wanted)
     st.session_state["live_written"] = {"fields": form.form_params(wanted), "group": group, "present": present,
                                         "options": view.option_params(st.session_state)}
-
-
-def _controls(notes: dict, state: dict, data, available: dict) -> None:
-    """The form in the sidebar, each control's notes right below it. Number boxes take any whole
-    number: a value out of range is refused by the form's check, in red under the box, with Start
-    disabled; a box's own range would keep the last valid value and train that instead."""
-    sb, key = st.sidebar, BIND.key
-    sb.subheader("Presets")
-    for name, preset in form.PRESETS.items():
-        sb.button(name, key=f"lv_preset_{name}", help=preset.description, on_click=_load_preset, args=(name,),
-                  width="stretch")
-    loaded = st.session_state.pop("live_preset_note", None)
-    if loaded:
-        sb.caption(f"Loaded “{loaded}”: {form.PRESETS[loaded].description}")
-    paper_presets(form.PAPER_PRESETS, form.paper_preset_note,
-                  ("The paper's comparisons, and beyond", "Rerun Bernstein et al. (2023) on its datasets; once "
-                   "the runs finish, the paper's numbers are shown beside the measured ones."),
-                  key_prefix="lv_paper_", loaded_key="live_paper_note", on_click=_load_paper_preset)
-
-    sb.subheader("Data and network")
-    sb.selectbox("Dataset", form.DATASET_CHOICES, key=key("dataset"), format_func=data_view.title)
-    show_notes(notes.get("dataset", []), sb)
-    download_box(data, "lv_download", sb)
-    if form.image_shape(state.get("dataset")) is not None:
-        sb.radio("Architecture", form.ARCHS, key=key("arch"), horizontal=True, format_func=form.ARCH_TITLES.get,
-                 help="MLP: fully connected. CNN: bias-free 3×3 convolutions with average pooling, then one "
-                      "linear layer; depth counts the convolutions and that layer, width the channels.")
-        show_notes(notes.get("arch", []), sb)
-    if state.get("dataset") in data_view.DOWNLOADABLE:
-        sb.number_input("Training images (0 = all)", step=1000, key=key("train_samples"),
-                        help="Train on a seeded subset of the training images.")
-        show_notes(notes.get("train_samples", []), sb)
-    for pair in (("depth", "width"), ("batch_size", "steps")):
-        for col, name in zip(sb.columns(2), pair):
-            f = form.FIELD[name]
-            col.number_input(f.label, step=1, key=key(name))
-        show_notes(notes.get(pair[0], []) + notes.get(pair[1], []), sb)
-    c1, c2 = sb.columns(2)
-    c1.number_input(form.FIELD["seed"].label, step=1, key=key("seed"))
-    c2.selectbox("Device", form.DEVICES, key=key("device"))
-    show_notes(notes.get("seed", []) + notes.get("device", []), sb)
-
-    sb.subheader("Optimisers")
-    optimizer_picker(sb, BIND.use_key, key, available, notes,
-                     {"gain": "gain", **form.LR_FIELDS, **form.OPTION_FIELDS}, max_chars=form.MAX_OPTIONS_CHARS)
-    show_notes(notes.get("optimizers", []), sb)
-    sb.checkbox("Same init for all", key=key("same_init"),
-                help="Give the baselines AGD's orthogonal initialisation too, so only the update differs.")
-    show_notes(notes.get("same_init", []), sb)
 
 
 def _on_start(manager) -> None:
@@ -191,7 +128,8 @@ def _panel(manager, group_id: int, present: bool, interval: float | None, playin
     _status_block(rows, progress, runs, present)
     figs = charts.all_live_figures(runs, smoothing=float(ss.get("lv_smooth", 0.6)), x=ss.get("lv_x", "step"),
                                    split=ss.get("lv_split", "batch"), log_loss=bool(ss.get("lv_logy", False)),
-                                   names=view.figures_shown(ss.get("lv_focus") or "", bool(ss.get("lv_layers"))))
+                                   names=view.figures_shown(ss.get("lv_focus") or "", bool(ss.get("lv_layers"))),
+                                   lemma8_gaps=panel.lemma8_gaps(rows[0].get("spec") or {}))
     span = replay.x_span((frames[r].scalars for r in run_ids), ss.get("lv_x", "step")) if step is not None else None
     if span is not None:
         charts.hold_x(figs, *span)
@@ -234,6 +172,9 @@ st.session_state["live_group"] = group_id
 
 if not present:
     st.title("Live training")
+    st.caption("AGD trains with no learning rate. Pick a preset or set up a comparison on the left, press "
+               "Start, and watch the step size AGD chooses, how far each layer's weight norm moves and the stable ranks of "
+               "weights and gradients, layer by layer.")
 for text in st.session_state.pop("live_url_notes", []):
     st.warning(fmt.md_escape(text), icon=":material/link_off:")
 
@@ -289,5 +230,5 @@ else:
 # The form last: its forty-odd widgets reach the browser after the charts, so a link to a finished
 # comparison starts loading the chart library and drawing first (benchmarks/cold_draw.py).
 if not present:
-    _controls(notes, state, data, available)
+    form_sidebar(notes, state, data, available)
     limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])

@@ -1,5 +1,5 @@
 """Depth × width sweep: a grid of runs in the background, heatmaps of how each optimiser did at
-every depth and width (the paper's Figure 3: AGD trains every cell, Adam fails at depth).
+every depth and width (the paper's depth × width grid is AGD alone: agd_viz.paper, "fig6").
 
 Thin page (docs/architecture.md): widgets -> agd_viz.views.sweep (form, results) ->
 JobManager.submit_group (every cell or nothing) -> agd_viz.charts (sweep grids). A sweep is a stored
@@ -34,7 +34,7 @@ HEATMAPS = (("final_train_loss", "Final train loss"), ("final_train_acc", "Final
             ("final_test_acc", "Final test accuracy"))
 DEFAULTS = {"sw_depths": fmt.sizes(sw.DEFAULT_CONFIG.depths), "sw_widths": fmt.sizes(sw.DEFAULT_CONFIG.widths),
             "sw_dataset": "digits", "sw_steps": 300, "sw_batch": 128, "sw_seed": 0, "sw_device": "auto",
-            "sw_full": False, "sw_more": "", **{f"sw_use_{n}": n in ("agd", "adam") for n in optspec.OPTIMIZERS},
+            "sw_full": False, "sw_more": "", "sw_loss": "xent", **{f"sw_use_{n}": n in ("agd", "adam") for n in optspec.OPTIMIZERS},
             **{f"sw_lr_{n}": r for n, r in sw.DEFAULT_RATES.items()}}
 
 
@@ -58,8 +58,7 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
     """Draw the form; the config it describes (None if it cannot be built) and its problems."""
     sb, ss = st.sidebar, st.session_state
     paper_presets(sw.PAPER_PRESETS, sw.paper_preset_note,
-                  ("The paper's sweeps", "Grids that rerun Bernstein et al. (2023), Figure 6; the paper's numbers "
-                   "are shown beside this sweep's as its runs finish."),
+                  ("The paper's sweeps", sw.PRESETS_CAPTION),
                   key_prefix="sw_paper_", loaded_key="sw_paper_note", on_click=_load_paper_preset)
     sb.subheader("Grid")
     sb.text_input("Depths", key="sw_depths", max_chars=120,
@@ -80,6 +79,8 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
     c1, c2 = sb.columns(2)
     c1.number_input("Seed", step=1, key="sw_seed")
     c2.selectbox("Device", live_form.DEVICES, key="sw_device")
+    sb.radio("Loss", live_form.LOSSES, key="sw_loss", horizontal=True, format_func=live_form.LOSS_TITLES.get,
+             help=live_form.LOSS_HELP + " CIFAR-10 batches are augmented as in the paper.")
     sb.checkbox("Per-layer metrics", key="sw_full",
                 help="Weight norms and stable ranks per layer for every run: slower; the heatmaps do not need them.")
     sb.subheader("Optimisers")
@@ -95,7 +96,7 @@ def _form(manager) -> tuple[SweepConfig | None, list[str]]:
         config = SweepConfig(depths=ss["sw_depths"], widths=ss["sw_widths"], optimizers=tuple(optimizers),
                              dataset=ss["sw_dataset"], steps=int(ss["sw_steps"]), batch_size=int(ss["sw_batch"]),
                              seed=int(ss["sw_seed"]), device=ss["sw_device"],
-                             metrics="full" if ss.get("sw_full") else "none")
+                             metrics="full" if ss.get("sw_full") else "none", loss=ss.get("sw_loss", "xent"))
         problems = config.check(device=manager.device_kind(config.device), ranges=PAGE)
     except ValueError as exc:  # SweepError included: a list that does not parse
         return None, [str(exc)]
@@ -230,9 +231,7 @@ if st.session_state["sw_pick"] is not None:
 config, problems = _form(manager)
 
 st.title("Depth × width sweep")
-st.caption("Train every optimiser at every depth and width, in the background, and compare them cell by cell. "
-           "AGD needs no learning rate at any size; a baseline's best rate moves with depth and width "
-           "(Bernstein et al. 2023, Figure 3).")
+st.caption(sw.PAGE_CAPTION)
 note = st.session_state.pop("sw_url_note", None)
 if note:
     st.warning(fmt.md_escape(note), icon=":material/link_off:")

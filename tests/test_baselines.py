@@ -189,8 +189,11 @@ def test_paper_presets_are_valid_runs_and_sweeps_with_their_expected_numbers():
     fcn16 = paper.run_spec("paper-fcn16-cifar10")
     assert (fcn16.dataset, fcn16.depth, fcn16.width, fcn16.batch_size) == ("cifar10", 16, 512, 128)
     assert paper.PRESETS["paper-depth-sweep-cifar10"].depths == (2, 4, 8, 16, 32)
-    rows = paper.compare("paper-fcn16-cifar10", {"agd": 0.51, "adam:lr=1e-4": 0.5})
-    assert [(r["paper_value"], r["measured"]) for r in rows] == [(0.527, 0.51), (0.535, 0.5)]
-    assert rows[0]["figure"] == "Fig. 4" and "52.7" in rows[0]["paper"]
+    # 53.5 % is Adam's best over the paper's grid, whose winning rate the paper does not give: the
+    # measured side is the best of our Adam runs, never one rate's.
+    rows = paper.compare("paper-fcn16-cifar10", {"agd": 0.51, "adam:lr=1e-4": 0.5, "adam:lr=1e-3": 0.52})
+    assert [(r["paper_value"], r["measured"]) for r in rows] == [(0.527, 0.51), (0.535, 0.52)]
+    assert rows[0]["figure"] == "Figure 4" and "52.7" in rows[0]["paper"]
+    assert "1e-4" not in rows[1]["paper"] + rows[1]["optimizer"]
     assert [r.value for r in paper.expected("paper-grid-cifar10")] == [0.637, 0.4255]
     assert paper.PAPER_RESULTS["resnet50_imagenet"].value == 0.655

@@ -331,8 +331,29 @@ def test_layer_lines_reference_at_one_and_irregular_frames():
     runs[0].layers = df
     fig = valid(layer_lines_figure(runs[:1], layers=[0, 2]))
     assert fig.layout.shapes[0].y0 == 1
-    last = [t for t in fig.data if "layer 2" in t.hovertemplate][0]
+    last = [t for t in fig.data if "layer 2" in (t.hovertemplate or "")][0]
     assert len(last.x) == 300 and np.isnan(np.asarray(last.y, dtype=float)[1])
+
+
+def test_agd_spectral_norm_band_is_the_reach_of_its_steps_not_a_pull_to_one():
+    """AGD starts ‖W‖*/√(d_out/d_in) at its initial values and moves it by at most gain·η/L a
+    step (Weyl): the band is the starting range widened by Σ gain·η_t/L; other optimisers have none;
+    the axis follows the lines, not the ever-wider band; a reference line marks the initial 1."""
+    runs = make_runs(n_layers=4, specs=("agd:gain=2", "adam:lr=1e-3"))
+    fig = valid(layer_lines_figure(runs))
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 1 and "reach of its steps" in bands[0].name
+    M = runs[0].layers.pivot(index="step", columns="layer", values="w_spec_scaled").to_numpy()
+    eta = np.nan_to_num(runs[0].scalars["eta"].to_numpy())
+    widen = 2.0 * np.cumsum(eta) / 4
+    n = M.shape[0]
+    band_x, band_y = np.asarray(bands[0].x, dtype=float), np.asarray(bands[0].y, dtype=float)
+    half = len(band_x) // 2
+    steps, hi = band_x[half:][::-1], band_y[half:][::-1]  # the upper edge, drawn back to front
+    np.testing.assert_allclose(hi, M[0].max() + widen[steps.astype(int)] - widen[0], rtol=1e-5)
+    assert n == 300 and len(band_x) <= 2 * 400
+    assert fig.layout.yaxis.range[1] < hi.max()
+    assert "initial value" in fig.layout.annotations[0].text
 
 
 def test_heatmap_layers_by_steps_with_readable_colourbar_and_binning():
@@ -628,3 +649,31 @@ def test_one_spike_does_not_squash_a_loss_chart():
     calm = valid(charts.loss_figure(make_runs(steps=300, n_layers=2, specs=("agd",)), "loss"))
     assert calm.layout.yaxis.range is None  # nothing to cut
     assert valid(charts.loss_figure(runs, "loss", log_y=True)).layout.yaxis.range is None
+
+
+def test_step_size_figure_draws_lemma8_on_the_G_panel():
+    runs = make_runs(steps=400, specs=("agd", "adam:lr=1e-3"))
+    fig = valid(step_size_figure(runs))
+    (bound,) = [t for t in fig.data if t.name == charts.lines.LEMMA8_NAME]
+    assert bound.yaxis == "y2" and "Lemma 8" in bound.name
+    t, g = np.asarray(bound.x, dtype=float), np.asarray(bound.y, dtype=float)
+    np.testing.assert_allclose(g, np.sqrt(11 / t), rtol=1e-6)
+    assert t[0] == 1 and t[-1] == runs[0].scalars["step"].max()
+    assert "Assumption 1" in bound.hovertext and "square loss" in bound.hovertext
+    gaps = "the loss is cross-entropy, not the square loss"
+    fig = valid(step_size_figure(runs, lemma8_gaps=gaps))
+    (bound,) = [t for t in fig.data if t.name == charts.lines.LEMMA8_NAME]
+    assert f"Not met here: {gaps}." in bound.hovertext
+    assert any(gaps in a.text for a in fig.layout.annotations)
+    assert not [t for t in step_size_figure(runs, x="time").data if t.name == charts.lines.LEMMA8_NAME]
+    assert not [t for t in step_size_figure(runs[1:]).data if t.name == charts.lines.LEMMA8_NAME]
+
+
+def test_axis_says_how_many_examples_an_evaluation_read():
+    from agd_viz import cost
+    from agd_viz.charts.common import EVAL_TRAIN_MAX
+
+    assert EVAL_TRAIN_MAX == cost.EVAL_MAX
+    runs = make_runs(specs=("agd",))
+    assert "whole test set" in loss_figure(runs, "acc", "test").layout.yaxis.title.text
+    assert "≤ 8,192 examples" in loss_figure(runs, "acc", "train").layout.yaxis.title.text

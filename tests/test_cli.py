@@ -65,6 +65,9 @@ def test_train_json_prints_one_document_with_a_row_per_run(tmp_path):
         (["--optimizer", "adam:learning_rate=1"], "learning_rate"),
         (["--steps", "ten"], "invalid int value"),
         (["--device", "tpu"], "invalid choice"),
+        (["--loss", "mse"], "invalid choice: 'mse'"),
+        (["--augment"], "defined for cifar10 only, not 'digits'"),
+        (["--optimizer", "muon:ns_steps=0"], "ns_steps must be between 1 and 99"),
     ],
 )
 def test_bad_arguments_give_one_line_exit_2_and_write_nothing(tmp_path, args, words):
@@ -151,3 +154,25 @@ def test_sweep_prints_its_size_and_estimate_then_a_table(tmp_path):
     p = cli("sweep", "--depths", "1,2", "--widths", "8", "--steps", "0", "--db", str(tmp_path / "no.db"))
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "steps" in p.stderr
     assert not (tmp_path / "no.db").exists()
+
+
+def test_paper_lists_every_figure_and_refuses_unknown_ones(tmp_path):
+    p = cli("paper", "--list")
+    assert p.returncode == 0, p.stderr
+    for key in ("fig1_left", "fig1_middle", "fig4", "fig5", "fig6", "fig7"):
+        assert f"python -m agd_viz paper {key} --scale cifar10 --device cuda" in p.stdout
+    for args, words in ((["fig9"], "invalid choice: 'fig9'"), (["fig4", "--scale", "imagenet"], "invalid choice"),
+                        ([], "name a figure")):
+        bad = cli("paper", *args, "--db", str(tmp_path / "runs.db"))
+        assert bad.returncode == 2 and words in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs.db").exists()
+
+
+def test_paper_reruns_figure_7_on_digits_into_one_group(tmp_path):
+    db = tmp_path / "runs.db"
+    p = cli("paper", "fig7", "--scale", "digits", "--device", "cpu", "--quiet", "--db", str(db))
+    assert p.returncode == 0, p.stderr
+    assert "Figure 7 (digits): 4 job(s), 4 run(s)" in p.stdout
+    assert "paper: batch 4096: 59.8 % test accuracy" in p.stdout and "here:  batch 1438:" in p.stdout
+    runs = json.loads(cli("runs", "--json", "--db", str(db)).stdout)
+    assert len(runs) == 4 and {r["group_id"] for r in runs} == {1} and all(r["status"] == "finished" for r in runs)

@@ -327,3 +327,22 @@ def test_two_sessions_downloading_at_once_fetch_each_file_once(cache, server, mo
         t.join(30)
     assert [ok for ok, _ in results] == [True, True]
     assert sorted(server.requests) == sorted(files)  # the second session found the files there
+
+
+def test_a_cifar10_run_augments_by_default_on_the_papers_square_loss(cache, server, monkeypatch):
+    """CIFAR-10 fetched from a local server (generated files), then trained as the paper's
+    reproductions train it: augmentation on by default, recorded in the spec, square loss."""
+    blob, _ = cifar_tarball(per_batch=40)
+    server.files["cifar-10-binary.tar.gz"] = blob
+    monkeypatch.setitem(downloads.SOURCES, "cifar10", source_for("cifar10", {"cifar-10-binary.tar.gz": blob}, server.url))
+    downloads.download("cifar10")
+    spec = train.RunSpec(dataset="cifar10", depth=3, width=16, steps=6, batch_size=32, device="cpu", loss="square",
+                         optimizers=("agd", "muon"))
+    assert spec.augment is True and spec.to_dict()["augment"] is True
+    seen = []
+    real = data.augment
+    monkeypatch.setattr(data, "augment", lambda x, *a, **k: seen.append(tuple(x.shape)) or real(x, *a, **k))
+    ends = [r for r in train.run(spec) if isinstance(r, train.End)]
+    assert [e.status for e in ends] == ["finished", "finished"]
+    assert seen == [(32, 3072)] * 6
+    assert all(e.summary["final_test_acc"] is not None for e in ends)  # the whole (tiny) test split

@@ -252,6 +252,30 @@ def test_numpy_demo_matches_torch_nets_and_optimisers():
         assert row["agd_rel"] == pytest.approx(np.linalg.norm(agd_d[k]) / np.linalg.norm(w), rel=1e-5)
         assert row["adam_rel_op"] == pytest.approx(np.linalg.norm(adam[k], 2) / np.linalg.norm(w, 2), rel=1e-5)
         assert row["agd_rel_op"] == pytest.approx(np.linalg.norm(agd_d[k], 2) / np.linalg.norm(w, 2), rel=1e-5)
+    # Muon: torch orthogonalises in bfloat16, the page in float64; the first steps agree to a few %.
+    params = [torch.from_numpy(w).float().clone().requires_grad_(True) for w in weights]
+    for p, g in zip(params, grads):
+        p.grad = g.float().clone()
+    make_optimizer("muon", params).step()
+    for k, (p, w) in enumerate(zip(params, weights)):
+        step = p.detach().double().numpy() - w
+        row = df.iloc[k]
+        assert row["muon_rel"] == pytest.approx(np.linalg.norm(step) / np.linalg.norm(w), rel=0.06)
+        assert row["muon_srank"] == pytest.approx(np.linalg.norm(step) ** 2 / np.linalg.norm(step, 2) ** 2, rel=0.1)
+        assert row["agd_srank"] == pytest.approx(np.linalg.norm(agd_d[k]) ** 2 / np.linalg.norm(agd_d[k], 2) ** 2, rel=1e-5)
+
+
+def test_update_stable_ranks_tell_agd_from_muon_and_relative_bound_fails():
+    df = ex.depth_demo(depth=6, width=64, data="digits")
+    hidden = df.iloc[1:-1]
+    assert (hidden["muon_srank"] > 5 * hidden["agd_srank"]).all()  # orthogonalised vs normalised gradient
+    assert (hidden["muon_srank"] <= hidden["full_rank"]).all() and (hidden["agd_srank"] >= 1).all()
+    s = ex.newton_schulz(np.random.default_rng(0).standard_normal((32, 12)))
+    sv = np.linalg.svd(s, compute_uv=False)
+    assert 0.6 < sv.min() and sv.max() < 1.3  # near-orthogonal, not exactly
+    c = ex.relative_counterexample()
+    assert c["relative_change"] == pytest.approx(10.0) and c["factor"] == pytest.approx(0.01)
+    assert c["change"] <= c["lemma4_bound"] + 1e-12  # Lemma 4's absolute bound holds; a relative one would not
 
 
 def test_in_norm_picks_one_measure_under_plain_names():
@@ -262,7 +286,7 @@ def test_in_norm_picks_one_measure_under_plain_names():
     assert list(fro["agd_rel"]) == list(df["agd_rel"])
     assert not any(c.endswith("_op") for c in [*op.columns, *fro.columns])
     totals = ex.in_norm(ex.depth_totals([2], width=8, data="random"), "operator")
-    assert list(totals.columns) == ["depth", "adam_total", "agd_total", "eta", "G"]
+    assert list(totals.columns) == ["depth", "adam_total", "agd_total", "muon_total", "eta", "G"]
     with pytest.raises(ValueError, match="operator, frobenius"):
         ex.in_norm(df, "nuclear")
 

@@ -207,3 +207,14 @@ def test_the_form_offers_exactly_the_data_sets_of_the_catalogue():
     assert set(live.DATASET_CHOICES) == set(datasets.DATASETS)
     assert {n for n in datasets.DATASETS if live.image_shape(n)} == \
         {n for n, i in datasets.DATASETS.items() if i.input_shape}
+
+
+def test_lemma8_names_the_conditions_a_comparison_does_not_meet():
+    from agd_viz.views import live_panel
+
+    gaps = live_panel.lemma8_gaps({"dataset": "digits", "batch_size": 128, "loss": "xent"})
+    assert "cross-entropy, not the square loss" in gaps and "128 of 1,438 examples" in gaps
+    assert "Assumption 1 and Assumption 2 are not checked" in gaps
+    full = live_panel.lemma8_gaps({"dataset": "digits", "batch_size": 4096, "loss": "square"})
+    assert full == "Assumption 1 and Assumption 2 are not checked"
+    assert "CNN" in live_panel.lemma8_gaps({"dataset": "digits", "batch_size": 8, "arch": "cnn"})

@@ -470,7 +470,7 @@ def test_specs_are_hashable_and_compare_by_value():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("foo", "unknown optimiser 'foo'; valid: adam, adamw, agd, dadapt-adam, nadam, prodigy, schedulefree-adamw, sgd"),
+        ("foo", "unknown optimiser 'foo'; valid: adam, adamw, agd, dadapt-adam, muon, nadam, prodigy, schedulefree-adamw, sgd"),
         ("", "unknown optimiser"),
         ("adam:foo=1", "valid options: beta1, beta2, eps, lr, weight_decay, init"),
         ("agd:lr=0.1", "valid options: gain, init"),

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import base64
+
+import numpy as np
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -31,6 +34,13 @@ def page(tmp_path, monkeypatch):
     at = AppTest.from_file(PAGE, default_timeout=60)
     yield at
     st.cache_data.clear()
+
+
+def _array(v):
+    """A figure array as Plotly's JSON sends it: a list, or base64 with its dtype."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v)
 
 
 def _figures(at) -> dict:
@@ -58,7 +68,7 @@ def test_page_renders_every_section(page, tmp_path):
     _assert_clean(at, "first run")
     assert at.title[0].value == "How AGD works"
     headers = [h.value for h in at.header]
-    assert len(headers) == 5 and headers[0].startswith("1 ·") and headers[4].startswith("5 ·")
+    assert len(headers) == 6 and headers[0].startswith("1 ·") and headers[5].startswith("6 ·")
 
     table = at.table[0].value
     assert list(table["Optimiser"]) == ["Adam", "SGD + momentum", "SGD + muP", "AGD"]
@@ -69,12 +79,25 @@ def test_page_renders_every_section(page, tmp_path):
     assert any("Table 1 of the paper" in c.value for c in at.caption)
 
     latex = " ".join(x.value for x in at.latex)
-    assert r"\Big(1 + \frac{\|\Delta W_k\|_*}{\|W_k\|_*}\Big) - 1" in latex  # deep relative trust
+    # Lemma 4 as the paper states it: an absolute bound with the product of norms and ‖x‖, and
+    # √d_L (e^η − 1) only under Prescription 1; never a bound on ‖Δf‖/‖f‖.
+    assert (r"\|\Delta f(x)\|_2 \;\le\; \Big[\prod_{k=1}^{L}\|W_k\|_*\Big]\,\|x\|_2\,\Big[\prod_{k=1}^{L}"
+            r"\Big(1 + \frac{\|\Delta W_k\|_*}{\|W_k\|_*}\Big) - 1\Big]") in latex
+    assert r"\sqrt{d_L}\,\big(e^{\eta} - 1\big)\quad\text{(the second under Prescription 1)}" in latex
+    assert r"\frac{\|\Delta f(x)\|_2}{\|f(x)\|_2}" not in latex
+    assert "Assumption 1" in latex  # the dropped term is assumed away, not free
     assert r"\log\frac{1+\sqrt{1+4G}}{2}" in latex
+    words = " ".join(m.value for m in at.markdown)
+    for claim in ("Assumption 1 (Sec. 2.2) *assumes*", "(Lemma 1)", "Corollary 2", "Prescription 1",
+                  "rises slowly", "drops sharply", "dip at first", "Lemma 8", "does **not** hold"):
+        assert claim in words, claim
+    assert "falls on its own" not in words and "line 3" not in words
 
     figs = _figures(at)
     for title in ("AGD's step size η(G)", "Singular values σᵢ", "η shared across layers",
-                  "Output-change bound ∏(1 + rel_j) − 1", "Whole-network bound against depth"):
+                  "Lemma 4's factor ∏(1 + ‖ΔW_k‖*/‖W_k‖*) − 1 through the layers",
+                  "Lemma 4's factor ∏(1 + ‖ΔW_k‖*/‖W_k‖*) − 1 against depth",
+                  "Stable rank of each optimiser's first update"):
         assert title in figs, sorted(figs)
     split = at.dataframe[0].value
     assert len(split) == at.slider(key="how_split_depth").value
@@ -115,7 +138,11 @@ def test_every_control_moves_without_error(page):
         _assert_clean(at, f"after moving {key} to {new!r}")
         assert at.get_by_key(key).value == new, key
         assert _shown(at) != before, f"moving {key} changed no figure, number or table"
-    assert "Whole-network bound against depth" not in _figures(at)  # the compare toggle is off
+    titles = _figures(at)
+    assert not [t for t in titles if "against depth" in t]  # the compare toggle is off
+    # The Frobenius measure is never titled as the paper's bound.
+    assert "∏(1 + ‖ΔW_k‖_F/‖W_k‖_F) − 1 through the layers (Frobenius: not the paper's bound)" in titles
+    assert not [t for t in titles if "Lemma 4" in t]
     assert at.slider(key="how_demo_depth").value == 32
     assert len(at.dataframe[0].value) == 32
 
@@ -146,10 +173,25 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
 assert not at.exception, [e.value for e in at.exception]
 titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
-assert "Whole-network bound against depth" in titles, titles
+assert "Lemma 4's factor ∏(1 + ‖ΔW_k‖*/‖W_k‖*) − 1 against depth" in titles, titles
 print("torch" in sys.modules)
 """
     env = {**os.environ, "AGD_VIZ_DB": str(tmp_path / "runs.db")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_stored_agd_run_shows_how_its_eta_moved(page, tmp_path):
+    from agd_viz.store import Store
+
+    with Store(tmp_path / "runs.db") as store:
+        run = store.create_run({"dataset": "digits", "depth": 8, "width": 64, "batch_size": 128, "steps": 40,
+                                "seed": 0}, "agd", name="figure run")
+        store.append_metrics(run, [{"step": k, "G": 0.5, "eta": 0.1 + 0.01 * k, "train_acc": k / 40 if k % 10 == 0 else None}
+                                   for k in range(41)], progress={"step": 40})
+    at = page.run()
+    _assert_clean(at, "with a curve")
+    data = _figures(at)[f"η in run {run}"]["data"]
+    assert len(_array(data[0]["x"])) == 41 and data[1]["name"] == "train accuracy" and len(_array(data[1]["x"])) == 5
+    assert any("figure run" in c.value and "depth 8 × width 64" in c.value for c in at.caption)

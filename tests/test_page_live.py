@@ -75,7 +75,7 @@ def seed_group(db, optimizers=("agd", "adam:lr=0.001"), steps=30, status="finish
                  "eta": 0.3 if o == "agd" else None, "G": 0.5 if o == "agd" else None,
                  "lr": None if o == "agd" else 1e-3,
                  "layers": {m: [1.0, 1.1, 0.9] for m in ("w_fro", "w_spec", "w_srank", "w_spec_scaled",
-                                                        "g_fro", "g_srank", "rel_update")}}
+                                                        "g_fro", "g_srank", "rel_update", "u_srank")}}
                 for k in range(steps + 1)]
         store.append_metrics(rid, recs, progress={"steps": steps})
         store.finish_run(rid, status, error="loss became non-finite at step 12" if status == "diverged" else None)
@@ -245,7 +245,7 @@ def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
     at.session_state["lv_layers"] = True  # the per-layer charts' expander, opened
     clean(at.run())
     figs = figures(at)
-    assert len(figs) == 7
+    assert len(figs) == 8
     loss = figs[0]
     assert {t["name"] for t in loss["data"]} == {"agd", "adam lr=0.001"}
     assert all(n_points(f) > 0 for f in figs), [n_points(f) for f in figs]

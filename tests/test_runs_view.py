@@ -79,6 +79,14 @@ def test_rerun_command_trains_the_same_spec(store):
     command = rv.rerun_command(spec)
     assert "--same-init" in command and "--data-option noise=0.2" in command
     assert cli._spec_from_args(cli.build_parser().parse_args(command.split()[3:])) == RunSpec.from_dict(spec)
+    # The paper's loss and augmentation are part of the run: the command says them.
+    for fields, words in ((dict(dataset="digits", loss="square"), "--loss square"),
+                          (dict(dataset="cifar10", augment=False), "--no-augment"),
+                          (dict(dataset="cifar10"), "")):
+        spec = RunSpec(depth=3, width=8, **fields).to_dict()
+        command = rv.rerun_command(spec)
+        assert words in command and ("augment" in command) == (words == "--no-augment")
+        assert cli._spec_from_args(cli.build_parser().parse_args(command.split()[3:])) == RunSpec.from_dict(spec)
 
 
 def test_exports_hold_every_selected_run(store):
@@ -101,7 +109,9 @@ def test_overlays_any_scalar_or_per_layer_metric(store):
     in_legend = sorted(fig.data, key=lambda t: t.legendrank)  # AGD drawn on top, listed first
     assert [t.name for t in in_legend] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"]
     fig = rv.overlay_figure(runs, "w_spec_scaled", layers=[0, 2], x="time")
-    assert len(fig.data) == 4 and fig.layout.xaxis.title.text == "wall time (s)"
+    lines = [t for t in fig.data if t.fill != "toself"]
+    assert len(lines) == 4 and fig.layout.xaxis.title.text == "wall time (s)"
+    assert [t.name for t in fig.data if t.fill == "toself"] == ["#1 agd · 3×16: reach of its steps (start ± Σ η/L)"]
     smooth = rv.overlay_figure(runs, "rel_update", layers=[1], smoothing=0.8, log_y=True)
     assert "EMA 0.8" in smooth.layout.yaxis.title.text and smooth.layout.yaxis.type == "log"
     assert len(rv.overlay_figure(runs, "eta").data) == 1  # Adam logs no η

@@ -237,7 +237,7 @@ def test_export_csv_and_json(store):
     rows = list(csv.DictReader(io.StringIO(text)))
     header = text.splitlines()[0].split(",")
     assert header[: 2 + len(SCALAR_METRICS)] == ["step", "t", *SCALAR_METRICS]
-    assert header[-3:] == ["rel_update[0]", "rel_update[1]", "rel_update[2]"]
+    assert header[-3:] == [f"{LAYER_METRICS[-1]}[{k}]" for k in range(3)]
     assert [r["step"] for r in rows] == ["0", "1", "2"]
     assert rows[0]["loss"] == "" and float(rows[1]["loss"]) == 0.5
     assert rows[0]["w_fro[1]"] == "0.01" and rows[0]["w_spec[2]"] == "0.12"
@@ -375,7 +375,9 @@ def test_a_version_1_file_opens_and_is_upgraded_in_place(tmp_path):
         s.put_frame(1, "boundary", 5, {"probs": np.zeros((2, 3, 2), np.uint8)})
         assert s.frame_steps(1, "boundary") == [5]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert "u_srank" in {r[1] for r in conn.execute("PRAGMA table_info(metrics)")}  # v4
+    assert {"owner", "job"} <= {r[1] for r in conn.execute("PRAGMA table_info(runs)")}  # v3
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
     with Store(path) as s:  # reopening the upgraded file changes nothing
@@ -408,7 +410,7 @@ def test_a_version_2_file_gains_owners_and_jobs_and_keeps_everything(tmp_path):
         assert [g["id"] for g in s.list_groups(owner="alice")] == [gid]
         assert [g["id"] for g in s.list_groups(kind="compare", owner="bob")] == []
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
 
@@ -708,3 +710,24 @@ def test_layer_metrics_read_time_10k_steps_32_layers(store, capsys):
     with capsys.disabled():
         print(f"\nlayer_metrics 10k steps x 32 layers: best {min(times) * 1e3:.0f} ms "
               f"of {len(times)} reads")  # fmt: skip
+
+
+def test_a_version_3_file_gains_the_update_stable_rank_column(tmp_path):
+    """v4 adds `u_srank`; rows written before it read as NaN, new rows keep it."""
+    path = tmp_path / "runs.db"
+    v1_file(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for version in (1, 2):
+        for sql in store_mod.MIGRATIONS[version]:
+            conn.execute(sql)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("UPDATE metrics SET w_fro = ? WHERE step = 1", (np.float32([1.0, 2.0]).tobytes(),))
+    conn.close()
+    with Store(path) as s:
+        old = s.layer_metrics(1)
+        assert old["w_fro"].tolist() == [1.0, 2.0] and old["u_srank"].isna().all()
+        s.append_metrics(1, [{"step": 2, "layers": {"w_fro": [1.0, 1.0], "u_srank": [3.0, 1.5]}}])
+        assert s.layer_metrics(1, since_step=1)["u_srank"].tolist() == [3.0, 1.5]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    conn.close()

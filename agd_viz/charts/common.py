@@ -50,12 +50,17 @@ _METRIC_NAMES = {
     "g_fro": "‖∇W‖<sub>F</sub>",
     "g_srank": "gradient stable rank",
     "rel_update": "‖ΔW‖<sub>F</sub> / ‖W‖<sub>F</sub>",
+    "u_srank": "update stable rank",
     "final_train_acc": "final train accuracy",
     "final_test_acc": "final test accuracy",
     "final_train_loss": "final train loss",
     "final_test_loss": "final test loss",
 }
 _SPLIT_NAMES = {"batch": "minibatch", "train": "train", "test": "test"}
+# How many examples an evaluation reads (agd_viz.train): the test split whole, the training split
+# up to cost.EVAL_MAX examples (tests/test_charts.py holds the two numbers equal). Said on the axis.
+EVAL_TRAIN_MAX = 8192
+_SPLIT_NOTES = {"batch": "", "train": f" (≤ {EVAL_TRAIN_MAX:,} examples)", "test": " (whole test set)"}
 
 
 def metric_name(metric: str) -> str:

@@ -13,13 +13,18 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from agd_viz import paper
+from agd_viz.charts.palette import color_for
 from agd_viz.theory import eta_of_G
 
-__all__ = ["ADAM_COLOR", "AGD_COLOR", "fig_norm_balls", "fig_singular_values", "fig_matrix", "fig_eta_curve",
-           "fig_mm_bound", "fig_layer_split", "fig_depth_layers", "fig_depth_bound", "fig_depth_totals"]
+__all__ = ["ADAM_COLOR", "AGD_COLOR", "MUON_COLOR", "fig_norm_balls", "fig_singular_values", "fig_matrix",
+           "fig_eta_curve", "fig_mm_bound", "fig_layer_split", "fig_depth_layers", "fig_depth_bound",
+           "fig_depth_totals", "fig_update_srank", "fig_eta_history", "depth_bound_title"]
 
 ADAM_COLOR = "#d62728"
 AGD_COLOR = "#1f77b4"
+MUON_COLOR = color_for("muon")
+_DEMO = (("adam", "Adam (lr = 1e-3)", ADAM_COLOR), ("agd", "AGD", AGD_COLOR), ("muon", "Muon (lr = 0.02)", MUON_COLOR))
 _FIG_HEIGHT = 340
 # Ticks at 1, 2 and 5 per decade: the default crowds every digit into a short chart.
 _LOG_AXIS = dict(type="log", dtick="D2", minorloglabels="complete")
@@ -153,34 +158,73 @@ def fig_depth_layers(df: pd.DataFrame, symbol: str = "*") -> go.Figure:
     """Per-layer relative update of each optimiser's first step (log scale); `symbol` names the
     norm in the title ("*" operator, "F" Frobenius)."""
     fig = go.Figure()
-    fig.add_trace(_line(df["layer"], df["adam_rel"], "Adam (lr = 1e-3)", ADAM_COLOR, markers=True))
-    fig.add_trace(_line(df["layer"], df["agd_rel"], "AGD", AGD_COLOR, markers=True))
+    for key, name, color in _DEMO:
+        if f"{key}_rel" in df:
+            fig.add_trace(_line(df["layer"], df[f"{key}_rel"], name, color, markers=True))
     title = f"Relative update per layer ‖ΔW_k‖{symbol} / ‖W_k‖{symbol}"
     return _style(fig, title, xaxis_title="layer k", yaxis=_LOG_AXIS)
 
 
-def fig_depth_bound(df: pd.DataFrame) -> go.Figure:
-    """Running product bound prod_{j<=k}(1 + rel_j) - 1 through the layers, with AGD's e^eta - 1."""
-    eta = float(df["eta"].iloc[0])
+def depth_bound_title(symbol: str = "*", whole: bool = False) -> str:
+    """In the operator norm the product is the bracket of Lemma 4 (deep relative trust); in the
+    Frobenius norm it is only a like-for-like product of the relative updates the app logs, not a
+    bound the paper proves, and the title says so."""
+    where = "against depth" if whole else "through the layers"
+    if symbol == "*":
+        return f"{paper.ref('lemma4')}'s factor ∏(1 + ‖ΔW_k‖*/‖W_k‖*) − 1 {where}"
+    return f"∏(1 + ‖ΔW_k‖_F/‖W_k‖_F) − 1 {where} (Frobenius: not the paper's bound)"
+
+
+def fig_depth_bound(df: pd.DataFrame, symbol: str = "*") -> go.Figure:
+    """Running product prod_{j<=k}(1 + rel_j) - 1 through the layers; in the operator norm (the
+    bracket of Lemma 4) with AGD's cap e^eta - 1."""
     fig = go.Figure()
-    fig.add_trace(_line(df["layer"], df["adam_bound"], "Adam", ADAM_COLOR, markers=True))
-    fig.add_trace(_line(df["layer"], df["agd_bound"], "AGD", AGD_COLOR, markers=True))
-    fig.add_hline(
-        y=math.expm1(eta), line_dash="dot", annotation_text="e<sup>η</sup> − 1", annotation_position="top left"
-    )
-    return _style(fig, "Output-change bound ∏(1 + rel_j) − 1", xaxis_title="through layer k", yaxis=_LOG_AXIS)
+    for key, name, color in _DEMO:
+        if f"{key}_bound" in df:
+            fig.add_trace(_line(df["layer"], df[f"{key}_bound"], name.split(" (")[0], color, markers=True))
+    if symbol == "*":
+        eta = float(df["eta"].iloc[0])
+        fig.add_hline(y=math.expm1(eta), line_dash="dot", annotation_text="AGD's cap e<sup>η</sup> − 1",
+                      annotation_position="top left")
+    return _style(fig, depth_bound_title(symbol), xaxis_title="through layer k", yaxis=_LOG_AXIS)
 
 
-def fig_depth_totals(totals: pd.DataFrame, depth: int | None = None) -> go.Figure:
-    """Whole-network bound against depth: Adam's compounds, AGD's stays under e^eta - 1."""
+def fig_depth_totals(totals: pd.DataFrame, depth: int | None = None, symbol: str = "*") -> go.Figure:
+    """The whole-network product against depth: Adam's and Muon's compound (a fixed step per
+    layer), AGD's stays under e^eta - 1 (operator norm)."""
     d = totals["depth"]
     fig = go.Figure()
-    fig.add_trace(_line(d, totals["adam_total"], "Adam", ADAM_COLOR, markers=True))
-    fig.add_trace(_line(d, totals["agd_total"], "AGD", AGD_COLOR, markers=True))
-    fig.add_trace(_line(d, np.expm1(totals["eta"]), "AGD's e<sup>η</sup> − 1", AGD_COLOR, dash="dot"))
+    for key, name, color in _DEMO:
+        if f"{key}_total" in totals:
+            fig.add_trace(_line(d, totals[f"{key}_total"], name.split(" (")[0], color, markers=True))
+    if symbol == "*":
+        fig.add_trace(_line(d, np.expm1(totals["eta"]), "AGD's cap e<sup>η</sup> − 1", AGD_COLOR, dash="dot"))
     if depth is not None:
         fig.add_vline(x=depth, line_dash="dot", line_color="gray")
     return _style(
-        fig, "Whole-network bound against depth",
+        fig, depth_bound_title(symbol, whole=True),
         xaxis=dict(title="depth L", type="log", tickvals=list(d)), yaxis=_LOG_AXIS,
     )
+
+
+def fig_update_srank(df: pd.DataFrame) -> go.Figure:
+    """Stable rank ‖ΔW_k‖_F²/‖ΔW_k‖_*² of each optimiser's first update, per layer, against the
+    layer's full rank min(d_k, d_{k−1})."""
+    fig = go.Figure()
+    for key, name, color in _DEMO:
+        fig.add_trace(go.Bar(x=df["layer"], y=df[f"{key}_srank"], name=name, marker_color=color))
+    fig.add_trace(_line(df["layer"], df["full_rank"], "full rank min(d_k, d_k−1)", "gray", dash="dot"))
+    return _style(fig, "Stable rank of each optimiser's first update", barmode="group", xaxis_title="layer k",
+                  yaxis=dict(_LOG_AXIS, title="‖ΔW‖_F² / ‖ΔW‖*²"))
+
+
+def fig_eta_history(curve: Mapping) -> go.Figure:
+    """η per step of a stored AGD run (views.explain.latest_agd_curve), its train accuracy on a
+    second axis where it was evaluated."""
+    fig = go.Figure()
+    fig.add_trace(_line(curve["step"], curve["eta"], "η", AGD_COLOR))
+    if len(curve["acc_step"]):
+        fig.add_trace(go.Scatter(x=curve["acc_step"], y=curve["train_acc"], mode="lines+markers", name="train accuracy",
+                                 yaxis="y2", line=dict(color="gray", dash="dot")))
+    return _style(fig, f"η in run {curve['run_id']}", xaxis_title="step", yaxis=dict(title="η"),
+                  yaxis2=dict(title="train accuracy", overlaying="y", side="right", range=[0, 1.02], tickformat=".0%"))

@@ -10,12 +10,13 @@ from typing import Iterable, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from agd_viz import optspec
+from agd_viz import optspec, paper, theory
 from agd_viz.charts.common import (
     _X_TITLES,
     GL_THRESHOLD,
     LINE_HEIGHT,
     _SPLIT_NAMES,
+    _SPLIT_NOTES,
     RunData,
     _check_x,
     _clip_note,
@@ -67,7 +68,7 @@ def loss_figure(runs: Sequence[RunData], metric: str = "loss", split: str = "bat
         raise ValueError(f"split must be one of {list(_SPLIT_NAMES)}, got {split!r}")
     _check_x(x)
     col = metric if split == "batch" else f"{split}_{metric}"
-    ytitle = f"{_SPLIT_NAMES[split]} {metric_name(metric)}"
+    ytitle = f"{_SPLIT_NAMES[split]} {metric_name(metric)}{_SPLIT_NOTES[split]}"
     if smoothing > 0:
         ytitle += f" (EMA {smoothing:g})"
     urev = f"loss:{col}:{x}:{log_y}"
@@ -137,12 +138,17 @@ def _tame_spikes(layout: dict, traces: list[dict], skip: bool) -> None:
 
 def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = True, *,
                      max_points: int = 2000, title: str | None = None,
-                     height: int = STEP_SIZE_HEIGHT) -> go.Figure:
+                     height: int = STEP_SIZE_HEIGHT, lemma8: bool = True,
+                     lemma8_gaps: str | None = None) -> go.Figure:
     """AGD's automatic step size η and gradient summary G per step; baselines' lr dashed (for
     Prodigy and D-Adapt Adam the adapted step d·lr they apply).
 
     AGD (Algorithm 1): G = (1/L) Σ_k √(d_k/d_{k−1}) ‖∇W_k‖_F and η = log((1 + √(1+4G))/2).
-    Top panel: η for AGD runs, lr for the others. Bottom panel (AGD runs only): G.
+    Top panel: η for AGD runs, lr for the others. Bottom panel (AGD runs only): G, and with
+    `lemma8` (x = "step") the curve √(11/t) of Lemma 8, min over t ≤ T of G_t² ≤ 11/T, which the
+    paper proves for the square loss on the full objective under its Assumptions 1–2: drawn as a
+    reference, with those conditions in its hover text; `lemma8_gaps` names the ones these runs do
+    not meet (views.live_panel.lemma8_gaps), written under the curve.
     """
     _check_x(x)
     urev = f"step_size:{x}:{log_y}"
@@ -176,9 +182,16 @@ def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = Tru
     if not top and not bottom:
         return empty_figure("no step sizes recorded yet", height=height, uirevision=urev,
                             title=title)
+    annotations = []
+    if bottom and lemma8 and x == "step":
+        bottom.append(_lemma8_trace(max(float(np.nanmax(t["x"])) for t in bottom), lemma8_gaps))
+        if lemma8_gaps:
+            annotations.append(dict(text=f"√(11/t) is a reference here: {lemma8_gaps}", xref="paper", yref="paper",
+                                    x=1, y=0.34, xanchor="right", yanchor="bottom", showarrow=False,
+                                    font=dict(size=10, color="#888")))
     ytitle = "η (AGD) · lr (others)"
     layout = _layout(height, urev, title=title, ytitle=ytitle, log_y=log_y,
-                     xtitle=None if bottom else _X_TITLES[x])
+                     xtitle=None if bottom else _X_TITLES[x], annotations=annotations)
     if bottom:
         layout["yaxis"]["domain"] = [0.42, 1.0]
         layout["xaxis"].update(anchor="y", showticklabels=False)
@@ -187,6 +200,23 @@ def step_size_figure(runs: Sequence[RunData], x: str = "step", log_y: bool = Tru
                                 type="log" if log_y else "linear", hoverformat=".4g",
                                 exponentformat="power" if log_y else "B")
     return _figure(top + bottom, layout)
+
+
+LEMMA8_NAME = f"√(11/t): {paper.ref('lemma8')}'s bound on min G"
+
+
+def _lemma8_trace(last_step: float, gaps: str | None = None, points: int = 200) -> dict:
+    """√(11/t) on the G panel: min over t ≤ T of G_t ≤ √(11/T) (Lemma 8), for t = 1 … last_step."""
+    t = np.unique(np.geomspace(1.0, max(last_step, 1.0), points).round())
+    hover = (f"{paper.ref('lemma8')}: min over t ≤ T of G_t² ≤ 11/T, proved for a fully-connected network "
+             f"with the square loss on the full objective under {paper.ref('assumption1')}, "
+             f"{paper.ref('assumption2')} (gradient stable rank 1) and {paper.ref('prescription1')}. "
+             + (f"Not met here: {gaps}." if gaps else "The assumptions are not checked: a reference, not a guarantee."))
+    line = _line(t, np.sqrt(theory.lemma8_bound_sq(t)), name=LEMMA8_NAME, color="#888", dash="dot",
+                 width=1.5, xaxis="x2", yaxis="y2", hover=False)
+    line["hoverinfo"] = "text"
+    line["hovertext"] = hover
+    return line
 
 
 def _layer_selection(layers, L: int) -> list[int]:
@@ -275,15 +305,19 @@ def layer_lines_figure(runs: Sequence[RunData], metric: str = "w_spec_scaled",
                        height: int = LINE_HEIGHT) -> go.Figure:
     """One line per layer and run of a per-layer metric; layer 0 lightest, last layer full colour.
 
-    Made for ‖W_l‖_* / √(d_l/d_{l−1}), which AGD's update keeps near 1 (a dotted reference line
-    marks 1 for that metric). Hover is per point: 32 layers × runs would swamp a unified tooltip.
+    Made for ‖W_l‖_* / √(d_l/d_{l−1}). AGD starts it at 1 (a dotted line; a first conv layer with
+    more outputs than inputs starts lower) and each step moves it by at most gain·η/L (Weyl's
+    inequality: ‖ΔW_l‖_* ≤ ‖ΔW_l‖_F = gain·(η/L)·√(d_l/d_{l−1})); AGD does not pull it back. For
+    each AGD run a band shows every value its steps could have reached: the layers' starting range
+    widened by Σ gain·η_t/L up to each step. Hover is per point: 32 layers × runs would swamp a
+    unified tooltip.
     """
     _check_x(x)
     urev = f"layers:{metric}:{x}:{log_y}"
     if _no_runs(runs, "layers"):
         return empty_figure(height=height, uirevision=urev, title=title)
     styles = _styles(runs)
-    traces = []
+    traces, bands, lows, highs = [], [], [], []
     for run in runs:
         view = _layer_view(run)
         M = view.matrix(metric) if view else None
@@ -295,6 +329,14 @@ def layer_lines_figure(runs: Sequence[RunData], metric: str = "w_spec_scaled",
         color, dash = styles[id(run)]
         group = str(run.run_id)
         xs = view.x(x)
+        finite = M[:, chosen][np.isfinite(M[:, chosen])]
+        if finite.size:
+            lows.append(float(finite.min()))
+            highs.append(float(finite.max()))
+        if metric == "w_spec_scaled" and not log_y:  # the band reaches 0, which a log axis cannot show
+            band = _agd_reach_band(run, view, M[:, chosen], xs, color, group, max_points)
+            if band is not None:
+                bands.append(band)
         sub = M if len(chosen) == view.L else M[:, chosen]
         X, Y = _downsample_columns(xs, sub, max_points)
         X, Y = _compact(X), Y.astype(np.float32)
@@ -313,12 +355,47 @@ def layer_lines_figure(runs: Sequence[RunData], metric: str = "w_spec_scaled",
         return empty_figure(f"no {metric_name(metric)} recorded yet", height=height,
                             uirevision=urev, title=title)
     shapes = []
+    layout_extra = {}
     if metric == "w_spec_scaled":
         shapes.append(dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=0 if log_y else 1,
                            y1=0 if log_y else 1, line=dict(color="#888", width=1, dash="dot")))
+        layout_extra["annotations"] = [dict(
+            text="1: AGD's initial value (a first conv layer 3→64: about 0.5)", xref="paper", x=1,
+            xanchor="right", yref="y", y=0 if log_y else 1, yanchor="bottom", showarrow=False,
+            font=dict(size=11, color="#888"))]
     layout = _layout(height, urev, title=title, xtitle=_X_TITLES[x], ytitle=metric_name(metric),
-                     log_y=log_y, hovermode="closest", shapes=shapes)
-    return _figure(traces, layout)
+                     log_y=log_y, hovermode="closest", shapes=shapes, **layout_extra)
+    if bands and lows and not log_y:
+        # The band widens without end; the lines, not the band, set the axis range.
+        lo, hi = min(lows + [1.0]), max(highs + [1.0])
+        pad = 0.15 * max(hi - lo, 0.05)
+        layout["yaxis"]["range"] = [max(lo - pad, 0.0), hi + pad]
+    return _figure(bands + traces, layout)
+
+
+def _agd_reach_band(run: RunData, view, M: np.ndarray, xs: np.ndarray, color: str, group: str,
+                    max_points: int) -> dict | None:
+    """For an AGD run: the values of ‖W_l‖_*/√(d_l/d_{l−1}) its steps could have reached, the
+    layers' range at the first logged step widened by Σ_{τ ≤ t} gain·η_τ/L (Weyl's inequality),
+    as a filled band over the logged steps; None for other optimisers or without η."""
+    parsed = optspec.try_parse(run.optimizer or run.label)
+    if parsed is None or not parsed.is_agd or not _has_rows(run.scalars) or "eta" not in run.scalars:
+        return None
+    start = M[0][np.isfinite(M[0])]
+    if not start.size:
+        return None
+    steps = run.scalars["step"].to_numpy()
+    eta = np.nan_to_num(run.scalars["eta"].to_numpy(dtype=np.float64, na_value=np.nan), nan=0.0)
+    reach = np.cumsum(eta) * float(parsed.kwargs.get("gain", 1.0)) / max(view.L, 1)
+    at = np.clip(np.searchsorted(steps, view.steps, side="right") - 1, 0, len(steps) - 1)
+    widen = reach[at] - reach[at[0]]  # from the first logged step, where the band starts
+    lo, hi = np.maximum(start.min() - widen, 0.0), start.max() + widen
+    bx, by = _envelope(xs, lo, hi, 2 * max_points)
+    band = _line(bx, by,
+                 name=f"{run.label}: reach of its steps (start ± Σ η/L)", color=color, width=0, group=f"{group}:reach",
+                 showlegend=True, hover=False, fill="toself", fillcolor=_rgba(color, 0.10))
+    band["line"]["color"] = _rgba(color, 0.0)
+    return band
 
 
 def scalar_figure(runs: Sequence[RunData], metric: str = "loss", smoothing: float = 0.0,

@@ -28,6 +28,8 @@ _FAMILY_SHADES = {
     "prodigy": ["#c62828", "#8e0000", "#ef5350", "#5f0000", "#ef9a9a"],
     "dadapt-adam": ["#00838f", "#005662", "#26c6da", "#003038", "#80deea"],
     "schedulefree-adamw": ["#6d4c41", "#40241a", "#a1887f", "#260e04", "#d7ccc8"],
+    # Muon, AGD's successor: magenta, far from AGD's blue and Adam's orange on a projector.
+    "muon": ["#ad1457", "#78002e", "#ec407a", "#4a001c", "#f48fb1"],
 }
 # For optimisers without a family: none of these is blue, orange, green or purple.
 _HASH_PALETTE = ["#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#c2185b",
@@ -126,7 +128,7 @@ def _styles(runs: Sequence[Any]) -> dict[int, tuple[str, str]]:
 # Streamlit's Markdown colour names nearest each family's base colour, for a run's name written in
 # text (st.markdown ":blue[...]") beside its lines.
 _MD_COLORS = {"agd": "blue", "adam": "orange", "sgd": "green", "adamw": "violet", "prodigy": "red",
-              "dadapt-adam": "gray", "schedulefree-adamw": "gray"}
+              "dadapt-adam": "gray", "schedulefree-adamw": "gray", "muon": "red"}
 
 
 def md_label(label: str, optimizer: str) -> str:

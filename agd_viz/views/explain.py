@@ -19,24 +19,26 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from agd_viz import datasets, optspec, shapes
+from agd_viz import datasets, optspec, paper, shapes
 from agd_viz.paper import PAPER, PAPER_URL
-from agd_viz.theory import G_of, agd_scale, eta_of_G, layer_step
+from agd_viz.theory import MUON_NS_COEFFICIENTS, G_of, agd_scale, eta_of_G, layer_step
 
 __all__ = ["PAPER", "PAPER_URL", "SECTIONS", "SPLIT_DIMS", "optimiser_table", "vector_norms",
            "norm_ball", "norm_balls", "MATRIX_KINDS", "build_matrix", "matrix_summary", "eta_of_G",
            "check_G", "mm_bound", "mm_curve", "layer_split", "SPLIT_COLUMNS", "DEMO_DATA", "DEMO_NORMS",
            "NORM_LABELS", "NORM_SYMBOLS", "agd_init", "depth_demo", "depth_totals", "in_norm",
-           "latest_agd_point"]
+           "latest_agd_point", "latest_agd_curve", "relative_counterexample", "newton_schulz", "OPTIMISERS"]
 
-# Where each idea lives in the paper; one place to correct if a citation is off.
+# Where each idea lives in the paper: read from its one table (agd_viz.paper.ITEMS).
 SECTIONS = {
-    "comparison_table": "Table 1",
-    "functional_expansion": "Sec. 2",
-    "deep_relative_trust": "Sec. 3",
-    "majorise_minimise": "Sec. 3",
-    "algorithm": "Algorithm 1",
+    "comparison_table": paper.ref("table1"),
+    "functional_expansion": f"{paper.ref('prop1')}, {paper.ref('assumption1')}, {paper.ref('theorem1')}",
+    "deep_relative_trust": f"{paper.ref('lemma4')}, {paper.ref('sec3')}",
+    "majorise_minimise": f"{paper.ref('lemma5')}, {paper.ref('theorem2')}, {paper.ref('sec3_1')}",
+    "algorithm": paper.ref("alg1"),
 }
+# The first steps the depth demo compares, in the order of its charts.
+OPTIMISERS = ("adam", "agd", "muon")
 
 # Caps keep a public demo from being asked for a matrix or network that stalls the server.
 MAX_MATRIX_DIM = 1024
@@ -279,6 +281,7 @@ NORM_LABELS = {"operator": "operator ‖·‖*", "frobenius": "Frobenius ‖·�
 NORM_SYMBOLS = {"operator": "*", "frobenius": "F"}
 _ADAM = optspec.OPTIMIZERS["adam"].defaults
 _AGD = optspec.OPTIMIZERS["agd"].defaults
+_MUON = optspec.OPTIMIZERS["muon"].defaults
 _SQRT2 = math.sqrt(2.0)
 
 
@@ -338,7 +341,36 @@ def _gradients(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> tuple
     return loss, grads
 
 
-def _demo_one(x, y, weights: list[np.ndarray], adam_lr: float) -> pd.DataFrame:
+def newton_schulz(g: np.ndarray, steps: int = 5, coefficients=MUON_NS_COEFFICIENTS) -> np.ndarray:
+    """Muon's orthogonalisation of g: the quintic Newton–Schulz iteration X ← aX + (bA + cA²)X,
+    A = XXᵀ, from X = g/‖g‖_F on the short side (torch.optim.Muon's coefficients). It does not
+    converge to UVᵀ exactly: the singular values it returns spread around 1 (roughly 0.7–1.2)."""
+    a, b, c = coefficients
+    tall = g.shape[0] > g.shape[1]
+    x = g.T if tall else g
+    norm = np.linalg.norm(x)
+    x = x / max(norm, 1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def _muon_first_step(w: np.ndarray, g: np.ndarray, lr: float) -> np.ndarray:
+    """torch.optim.Muon's first update of w: the momentum buffer is g, Nesterov reads g + μg,
+    decoupled weight decay −lr·λ·w, then −lr·√max(1, d_out/d_in)·NS(·)."""
+    mu = _MUON["momentum"]
+    direction = g * (1 + mu) if _MUON["nesterov"] else g
+    adjust = math.sqrt(max(1.0, w.shape[0] / w.shape[1]))
+    return -lr * _MUON["weight_decay"] * w - lr * adjust * newton_schulz(direction, _MUON["ns_steps"])
+
+
+def _srank(a: np.ndarray) -> float:
+    s = np.linalg.norm(a, 2)
+    return float(np.linalg.norm(a) ** 2 / s**2) if s > 0 else math.nan
+
+
+def _demo_one(x, y, weights: list[np.ndarray], adam_lr: float, muon_lr: float = _MUON["lr"]) -> pd.DataFrame:
     loss, grads = _gradients(weights, x, y)
     L = len(weights)
     # Adam's first step: its moments are (1−β1)g and (1−β2)g², and bias correction undoes both
@@ -350,6 +382,7 @@ def _demo_one(x, y, weights: list[np.ndarray], adam_lr: float) -> pd.DataFrame:
     eta = eta_of_G(G)
     agd = [-layer_step(eta, L, s, _AGD["gain"]) * g / n if n > 0 else np.zeros_like(g)
            for g, n, s in zip(grads, norms, scales)]
+    muon = [_muon_first_step(w, g, muon_lr) for w, g in zip(weights, grads)]
 
     def fro(a):
         return float(np.linalg.norm(a))
@@ -358,13 +391,15 @@ def _demo_one(x, y, weights: list[np.ndarray], adam_lr: float) -> pd.DataFrame:
         return float(np.linalg.norm(a, 2))
 
     rows = []
-    for k, (w, da, dg) in enumerate(zip(weights, adam, agd), start=1):
+    for k, (w, da, dg, dm) in enumerate(zip(weights, adam, agd, muon), start=1):
         wf, wo = fro(w), op(w)
         rows.append({"layer": k, "shape": f"{w.shape[0]} × {w.shape[1]}",
-                     "adam_rel": fro(da) / wf, "agd_rel": fro(dg) / wf,
-                     "adam_rel_op": op(da) / wo, "agd_rel_op": op(dg) / wo})
+                     "adam_rel": fro(da) / wf, "agd_rel": fro(dg) / wf, "muon_rel": fro(dm) / wf,
+                     "adam_rel_op": op(da) / wo, "agd_rel_op": op(dg) / wo, "muon_rel_op": op(dm) / wo,
+                     "adam_srank": _srank(da), "agd_srank": _srank(dg), "muon_srank": _srank(dm),
+                     "full_rank": min(w.shape)})
     df = pd.DataFrame(rows)
-    for name in ("adam", "agd"):
+    for name in OPTIMISERS:
         df[f"{name}_bound"] = np.cumprod(1.0 + df[f"{name}_rel"].to_numpy()) - 1.0
         df[f"{name}_bound_op"] = np.cumprod(1.0 + df[f"{name}_rel_op"].to_numpy()) - 1.0
     df["G"] = G
@@ -423,8 +458,8 @@ def depth_totals(
         depth = _check_int("depth", depth, 1, MAX_DEPTH)
         weights = agd_init(shapes.mlp_sizes(x.shape[1], d_out, depth, width), _streams(seed)[1])
         last = _demo_one(x, y, weights, _ADAM["lr"]).iloc[-1]
-        rows.append({"depth": depth, "adam_total": last["adam_bound"], "agd_total": last["agd_bound"],
-                     "adam_total_op": last["adam_bound_op"], "agd_total_op": last["agd_bound_op"],
+        rows.append({"depth": depth, **{f"{o}_total": last[f"{o}_bound"] for o in OPTIMISERS},
+                     **{f"{o}_total_op": last[f"{o}_bound_op"] for o in OPTIMISERS},
                      "eta": last["eta"], "G": last["G"]})
     return pd.DataFrame(rows)
 
@@ -439,6 +474,20 @@ def in_norm(frame: pd.DataFrame, norm: str) -> pd.DataFrame:
     if norm == "frobenius":
         return frame.drop(columns=[f"{c}{suffix}" for c in plain])
     return frame.drop(columns=plain).rename(columns={f"{c}{suffix}": c for c in plain})
+
+
+def relative_counterexample() -> dict:
+    """Why Lemma 4 bounds ‖Δf‖ and not ‖Δf‖/‖f‖: one layer, W = diag(1, 10⁻³), x = e₂ (‖x‖ = 1),
+    ΔW = 0.01·e₁e₂ᵀ. Then f = Wx = 10⁻³·e₂ and Δf = ΔW·x = 0.01·e₁: the relative change is 10,
+    while ∏(1 + ‖ΔW‖_*/‖W‖_*) − 1 = 0.01. Lemma 4's absolute bound ‖W‖_*·‖x‖·0.01 = 0.01 holds."""
+    W = np.diag([1.0, 1e-3])
+    dW = np.zeros((2, 2))
+    dW[0, 1] = 0.01
+    x = np.array([0.0, 1.0])
+    f, df = W @ x, dW @ x
+    factor = (1 + np.linalg.norm(dW, 2) / np.linalg.norm(W, 2)) - 1
+    return {"relative_change": float(np.linalg.norm(df) / np.linalg.norm(f)), "factor": float(factor),
+            "change": float(np.linalg.norm(df)), "lemma4_bound": float(np.linalg.norm(W, 2) * np.linalg.norm(x) * factor)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -489,3 +538,34 @@ def _last_G(store, run: dict) -> dict | None:
         "G": G,
         "eta": eta,
     }
+
+
+def latest_agd_curve(db_path: str | os.PathLike | None = None, max_runs: int = 20,
+                     min_steps: int = 20) -> dict | None:
+    """η per step of the most recent AGD run in the run store with at least `min_steps` steps,
+    with its train accuracy where evaluated: {"run_id", "name", "setting", "step", "eta",
+    "acc_step", "train_acc"} (arrays), or None. What the page sets beside the paper's account of
+    how η moves in training; like `latest_agd_point`, never a reason for the page to fail."""
+    try:
+        from agd_viz.spec import describe
+        from agd_viz.store import Store, default_db_path
+
+        path = os.fspath(db_path) if db_path is not None else default_db_path()
+        if not os.path.exists(path):
+            return None
+        with Store(path, verify=False) as store:
+            for run in store.list_runs(optimizer="agd", limit=max_runs):
+                if (run.get("step") or 0) < min_steps:
+                    continue
+                df = store.metrics(run["id"])
+                eta = df[np.isfinite(df["eta"])]
+                acc = df[np.isfinite(df["train_acc"])]
+                if len(eta) < min_steps:
+                    continue
+                return {"run_id": run["id"], "name": run.get("name") or f"run {run['id']}",
+                        "setting": describe(run.get("spec") or {}), "step": eta["step"].to_numpy(),
+                        "eta": eta["eta"].to_numpy(), "acc_step": acc["step"].to_numpy(),
+                        "train_acc": acc["train_acc"].to_numpy()}
+    except Exception:
+        return None
+    return None

@@ -23,6 +23,12 @@ from agd_viz import spec as spec_mod
 
 DEVICES = spec_mod.DEVICES
 ARCHS = spec_mod.ARCHS
+LOSSES = spec_mod.LOSSES
+LOSS_TITLES = {"xent": "cross-entropy", "square": "square (paper)"}
+LOSS_HELP = ("Square: the paper's loss, ‖f(x) − y‖²/(2·d_out) with one-hot targets scaled by √d_out; every "
+             "experiment of the paper but ImageNet uses it. Cross-entropy: the usual choice, to which the paper "
+             "carries AGD by a second-order argument.")
+AUGMENTABLE = {name: a.describe() for name, a in catalog.AUGMENTATIONS.items()}
 ARCH_TITLES = {"mlp": "MLP", "cnn": "CNN"}
 DATASET_CHOICES = tuple(catalog.DATASETS)
 OPTIMIZER_NAMES = optspec.names()
@@ -96,6 +102,9 @@ FIELDS: tuple[Field, ...] = (
       for n in RATE_OPTIMIZERS),
     *(Field(OPTION_FIELDS[n], "options", "", f"{optspec.title(n)} options") for n in OPTION_OPTIMIZERS),
     Field("same_init", "bool", False, "Same init for all"),
+    Field("loss", "choice", "xent", "Loss", choices=spec_mod.LOSSES),
+    # The paper's crop and flip, where the dataset has it (datasets.AUGMENTATIONS: CIFAR-10).
+    Field("augment", "bool", True, "Augment training batches"),
 )
 FIELD = {f.name: f for f in FIELDS}
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in FIELDS}
@@ -129,23 +138,32 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "Adam fails at depth 32",
             "Digits, a 32-layer MLP of width 128. AGD trains it with no learning rate; Adam at its "
-            "default rate 1e-3 barely moves (Bernstein et al. 2023, Figure 3).",
+            "default rate 1e-3 barely moves. The paper shows this on CIFAR-10 "
+            f"({paper.cite('fig1_left')}); this preset reproduces it on digits.",
             dict(dataset="digits", depth=32, width=128, batch_size=128, steps=400, seed=0,
                  optimizers=("agd", "adam"), gain=1.0, adam_lr="1e-3", same_init=False),
         ),
         Preset(
             "Wide vs narrow",
-            "A wide, shallow network (width 1024, depth 4). Run it, then 'Deep and narrow': AGD "
-            "needs no change between the two, while the best rate of Adam and SGD moves.",
+            "A wide, shallow network (width 1024, depth 4). Run it, then 'Deep and narrow': AGD runs "
+            "both unchanged, while Adam and SGD keep the same rates on networks of very different shape.",
             dict(dataset="digits", depth=4, width=1024, batch_size=128, steps=300, seed=0,
                  optimizers=("agd", "adam", "sgd"), gain=1.0, adam_lr="1e-3", sgd_lr="0.1"),
         ),
         Preset(
             "Deep and narrow",
             "A deep, narrow network (depth 16, width 32): AGD's η itself grows with depth, but each "
-            "layer moves by η/L, so the per-layer relative updates stay small and balanced.",
+            "layer moves by η/L, so the per-layer relative updates stay small and balanced across the 16 layers.",
             dict(dataset="digits", depth=16, width=32, batch_size=128, steps=400, seed=0,
                  optimizers=("agd", "adam", "sgd"), gain=1.0, adam_lr="1e-3", sgd_lr="0.1"),
+        ),
+        Preset(
+            "AGD, Muon and Adam at depth 32",
+            "Beyond the paper: AGD beside its successor Muon (lr 0.02, its authors' value) and Adam (1e-3) "
+            "on a 32-layer MLP of width 128. Compare the update stable rank: AGD's step is the normalised "
+            "gradient (its stable rank, near 1), Muon's is orthogonalised (many times higher).",
+            dict(dataset="digits", depth=32, width=128, batch_size=128, steps=400, seed=0,
+                 optimizers=("agd", "adam", "muon"), gain=1.0, muon_lr="0.02", adam_lr="1e-3"),
         ),
         Preset(
             "Tuned Adam vs AGD",
@@ -437,6 +455,8 @@ def check(state: Mapping[str, Any], devices: Iterable[str] | None = None,
     elif data is not None and data.name == state.get("dataset") and not data.downloaded:
         add("dataset", "error", data.note())
     _check_data_extras(state, add)
+    if state.get("loss", "xent") not in spec_mod.LOSSES:
+        add("loss", "error", f"Loss must be one of {', '.join(spec_mod.LOSSES)}.")
     if state.get("device") not in DEVICES:
         add("device", "error", f"Device must be one of {', '.join(DEVICES)}.")
     elif devices is not None and state.get("device") not in ("auto", "cpu") and state["device"] not in devices:
@@ -571,16 +591,20 @@ def spec_fields(state: Mapping[str, Any]) -> dict[str, Any]:
         optimizers=tuple(optimizer_specs(state)), steps=int(state["steps"]),
         batch_size=int(state["batch_size"]), seed=int(state["seed"]), device=state["device"],
         metrics="full", same_init=bool(state["same_init"]), arch=effective_arch(state),
-        data_options=data_options(state),
+        data_options=data_options(state), loss=state.get("loss", "xent"),
+        augment=bool(state.get("augment", True)) and state["dataset"] in catalog.AUGMENTATIONS,
     )
 
 
 def state_from_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The form that would produce a stored spec (a group's), as far as the form can express it."""
     state = dict(DEFAULTS)
-    for key in ("dataset", "arch", "depth", "width", "batch_size", "steps", "seed", "device", "same_init"):
+    for key in ("dataset", "arch", "depth", "width", "batch_size", "steps", "seed", "device", "same_init", "loss"):
         if key in spec:
             state[key] = spec[key]
+    if spec.get("dataset") in catalog.AUGMENTATIONS:
+        augment = spec.get("augment")
+        state["augment"] = catalog.default_augment(spec["dataset"]) if augment is None else bool(augment)
     state["train_samples"] = int((spec.get("data_options") or {}).get("train_samples", 0) or 0)
     names, rates, gain, options = [], {k: [] for k in LR_FIELDS}, 1.0, {}
     for text in spec.get("optimizers") or ():

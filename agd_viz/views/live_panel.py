@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from agd_viz import fmt
+from agd_viz import cost, datasets, fmt, paper
 from agd_viz.store import FINAL_STATUSES
 
 MAX_REFRESH_S = 5.0
@@ -202,21 +202,50 @@ def shown_group(store, requested: int | None, owned: Iterable[int] = (),
     return None, why
 
 
+def lemma8_gaps(spec: Mapping[str, Any]) -> str:
+    """The conditions of Lemma 8's bound (paper.ITEMS["lemma8"]) a comparison does not meet, as one
+    clause for the G panel: its loss, its minibatch G, its architecture, and Assumptions 1-2, which
+    no run checks."""
+    gaps = []
+    if spec.get("loss", "xent") != "square":
+        gaps.append("the loss is cross-entropy, not the square loss")
+    n_train = datasets.shape(spec.get("dataset", "digits"), spec.get("data_options") or {}).n_train
+    if int(spec.get("batch_size") or 0) < n_train:
+        gaps.append(f"G is a minibatch's ({spec.get('batch_size')} of {n_train:,} examples), not the full objective's")
+    if spec.get("arch") == "cnn":
+        gaps.append("the network is a CNN, not fully connected")
+    gaps.append(f"{paper.ref('assumption1')} and {paper.ref('assumption2')} are not checked")
+    return "; ".join(gaps)
+
+
 CHART_HELP = {
-    "loss": ("Loss", "Minibatch (or full train/test set) loss per optimiser. Faint: raw; bold: EMA."),
+    "loss": ("Loss", "Minibatch (or train/test set) loss per optimiser. Faint: raw; bold: EMA. The test set is "
+             f"evaluated whole; the train set on its first {cost.EVAL_MAX:,} examples at most."),
     "acc": ("Accuracy", "Classification accuracy on the same split."),
     "step_size": ("Step size", "AGD's automatic η = log((1 + √(1 + 4G)) / 2) from its gradient summary G "
                   "(lower panel); baselines' learning rates dashed (Prodigy and D-Adapt Adam: the step they "
-                  "adapt as they train, d·lr)."),
+                  "adapt as they train, d·lr; Muon: its lr, before its shape factor √max(1, d_out/d_in)). "
+                  f"Dotted on the G panel: √(11/t), {paper.ref('lemma8')}'s bound on the smallest G so far, "
+                  f"proved for the square loss on the full training set under {paper.ref('assumption1')} and "
+                  f"{paper.ref('assumption2')} (gradients of stable rank 1): here G is a minibatch's, the loss "
+                  "may be cross-entropy and the gradient stable rank is measured below, so it is a reference, "
+                  "not a guarantee."),
     "rel_update": ("Relative update per layer", "‖ΔW‖_F / ‖W‖_F each step: the step size that compares across "
                    "optimisers. Line: mean over layers; band: min to max."),
     "w_spec_scaled": ("Weight spectral norm, scaled", "‖W_l‖_* / √(d_out / d_in) per layer (light: first "
                       "layer, dark: last); ‖·‖_* is the spectral norm, the largest singular value (the "
-                      "paper's notation, not the nuclear norm). AGD's initialisation sets it to 1."),
+                      "paper's notation, not the nuclear norm). AGD's initialisation sets it to 1 (a first conv layer with more "
+                      "outputs than inputs starts lower: about 0.5, 0.48–0.54 over seeds, for a 64×3×3×3 kernel), and each AGD "
+                      "step moves it by at most η/L (Weyl's inequality, "
+                      f"{paper.ref('sec3')}): the shaded band is every value AGD's steps could have reached "
+                      "from where the layers started. AGD does not pull it back towards 1."),
     "w_srank": ("Stable rank of the weights", "‖W‖_F² / ‖W‖_*² per layer (rows) and step (columns); ‖·‖_* "
                 "is the spectral norm (largest singular value)."),
-    "g_srank": ("Stable rank of the gradients", "Low stable rank: the gradient is close to rank one, which is "
-                "what AGD's bound assumes."),
+    "g_srank": ("Stable rank of the gradients", f"{paper.ref('assumption2')} of the paper takes it to be 1 "
+                "(the gradient close to rank one); this shows how close it is."),
+    "u_srank": ("Stable rank of the updates", "‖ΔW‖_F² / ‖ΔW‖_*² of each step's update: AGD's is its "
+                "normalised gradient's (near 1), Adam's starts near it (the sign of a nearly rank-one gradient) "
+                "and grows slowly, Muon's orthogonalised step is many times higher."),
 }
 BOUNDARY_HELP = ("Decision boundary", "Each optimiser's prediction over the plane, computed by the worker "
                  "as it trains and stored with the run.")

@@ -18,10 +18,11 @@ __all__ = ["CHART_PARAMS", "OPTION_DEFAULTS", "FOCUS", "figures_shown", "read_op
 # Charts one can show alone, full screen ("" : every chart), with their titles.
 FOCUS = {"": "All charts", "loss": "Loss", "acc": "Accuracy", "step_size": "Step size",
          "rel_update": "Relative update", "boundary": "Decision boundary",
-         "w_spec_scaled": "Weight spectral norm", "w_srank": "Weight stable rank", "g_srank": "Gradient stable rank"}
-# The per-layer charts, drawn (and sent to the browser) only while their expander is open: three
-# heavy figures (a line per layer and run, two heatmaps) below the first screen.
-LAYER_CHARTS = ("w_spec_scaled", "w_srank", "g_srank")
+         "w_spec_scaled": "Weight spectral norm", "w_srank": "Weight stable rank", "g_srank": "Gradient stable rank",
+         "u_srank": "Update stable rank"}
+# The per-layer charts, drawn (and sent to the browser) only while their expander is open: four
+# heavy figures (a line per layer and run, three heatmaps) below the first screen.
+LAYER_CHARTS = ("w_spec_scaled", "w_srank", "g_srank", "u_srank")
 
 def figures_shown(focus: str = "", layers_open: bool = False) -> list[str]:
     """The Live figures to build (`charts.all_live_figures(names=…)`): the one shown full screen,

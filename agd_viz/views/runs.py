@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from agd_viz import charts, fmt, optspec
+from agd_viz import charts, datasets, fmt, optspec
 from agd_viz.store import ACTIVE_STATUSES, LAYER_METRICS, SCALAR_METRICS, STATUSES
 from agd_viz.views import links
 
@@ -182,6 +182,11 @@ def rerun_command(spec: Mapping, optimizer: str | None = None, root: str | None 
             args += [flag, str(spec[key])]
     if spec.get("same_init"):
         args.append("--same-init")
+    if spec.get("loss", "xent") != "xent":
+        args += ["--loss", str(spec["loss"])]
+    augment = spec.get("augment")
+    if augment is not None and bool(augment) != datasets.default_augment(str(spec.get("dataset", "digits"))):
+        args.append("--augment" if augment else "--no-augment")
     for k, v in sorted((spec.get("data_options") or {}).items()):
         args += ["--data-option", f"{k}={_option_text(v)}"]
     if db:

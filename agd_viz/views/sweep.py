@@ -64,6 +64,13 @@ def baseline_families(optimizers: Iterable[str]) -> list[str]:
 
 
 PAPER_PRESETS = {key: p for key, p in paper.PRESETS.items() if p.kind == "sweep"}
+PAGE_CAPTION = (
+    "Train every optimiser at every depth and width, in the background, and compare them cell by cell. "
+    f"AGD needs no learning rate at any size. The paper's depth × width grid ({paper.cite('fig6')}) trains AGD "
+    "alone; whether a baseline's best rate moves with depth and width is this page's own measurement (the "
+    f"paper's {paper.ref('table1')} says only that Adam and SGD give no guidance on scaling with the architecture).")
+PRESETS_CAPTION = (f"Grids that rerun {paper.cite('fig6')}; the paper's numbers are shown beside this sweep's as its "
+                   "runs finish. Every figure of the paper, one click each: the Paper page.")
 
 
 def paper_preset_form(key: str) -> dict[str, Any]:
@@ -84,7 +91,8 @@ def form_state(form: Mapping[str, Any]) -> dict[str, Any]:
     """A form (`paper_preset_form`, `form_of_config`) as the values of the Sweep page's widgets
     (keys "sw_…"), every field at once: a baseline left out keeps its default rates, unticked."""
     out = dict(sw_depths=form["depths"], sw_widths=form["widths"], sw_dataset=form["dataset"], sw_steps=form["steps"],
-               sw_batch=form["batch_size"], sw_full=form["full"], sw_use_agd=form["agd"], sw_more=form["more"])
+               sw_batch=form["batch_size"], sw_full=form["full"], sw_use_agd=form["agd"], sw_more=form["more"],
+               sw_loss=form.get("loss", "xent"))
     out.update({f"sw_{k}": form[k] for k in ("seed", "device") if k in form})
     for name, rates in form["rates"].items():
         out[f"sw_use_{name}"] = rates is not None
@@ -114,7 +122,7 @@ def _form_of(spec: Mapping[str, Any], depths: Iterable[int], widths: Iterable[in
                 dataset=spec.get("dataset", "digits"), steps=int(spec.get("steps", 300)),
                 batch_size=int(spec.get("batch_size", 128)), full=spec.get("metrics") == "full",
                 agd=agd, rates={k: ", ".join(v) if v else None for k, v in rates.items()},
-                lr_free=lr_free, more="; ".join(more))
+                lr_free=lr_free, more="; ".join(more), loss=spec.get("loss", "xent"))
 
 
 def paper_preset_note(key: str) -> str | None:
@@ -134,7 +142,8 @@ def describe(group_id: int, config: SweepConfig | None) -> str:
 
     return (f"{datasets.title(config.dataset)} · depths {fmt.sizes(config.depths)} × widths "
             f"{fmt.sizes(config.widths)} · {', '.join(config.optimizers)} · {config.steps:,} steps · batch "
-            f"{config.batch_size} · seed {config.seed}")
+            f"{config.batch_size} · seed {config.seed}"
+            + (" · square loss" if config.loss == "square" else "") + (" · augmented (crop + flip)" if config.augment else ""))
 
 
 def linked_sweep(raw: Any, sweep_ids: Sequence[int]) -> tuple[int | None, str | None]:
