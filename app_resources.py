@@ -13,6 +13,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from agd_viz.cluster import ClusterError
+from agd_viz.cluster import from_env as cluster_from_env
 from agd_viz.jobs import JobManager, default_prewarm
 from agd_viz.fmt import md_escape
 from agd_viz.store import StoreError, default_db_path
@@ -29,7 +31,15 @@ def db_path() -> Path:
 def _job_manager(path: str) -> JobManager:
     # One pre-started worker while idle ($AGD_VIZ_PREWARM, 0 to turn off): Start then reaches the
     # first chart point without waiting for a Python process to import torch.
-    return JobManager(path, prewarm=default_prewarm(1))
+    # With $AGD_VIZ_RAY_ADDRESS, jobs run on that Ray cluster instead (docs/cluster.md); Ray is
+    # imported only then.
+    backend = cluster_from_env(path)
+    try:
+        return JobManager(path, prewarm=default_prewarm(1), backend=backend)
+    except BaseException:
+        if backend is not None:
+            backend.close()
+        raise
 
 
 def job_manager() -> JobManager:
@@ -41,7 +51,7 @@ def job_manager() -> JobManager:
     """
     try:
         return _job_manager(str(db_path()))
-    except (StoreError, ValueError) as exc:
+    except (StoreError, ValueError, ClusterError) as exc:
         what = "open its run store" if isinstance(exc, StoreError) else "start"
         st.error(f"The app cannot {what}: {md_escape(exc)}", icon=":material/error:")
         st.stop()
