@@ -21,7 +21,7 @@ except ImportError:
     import _common as C  # type: ignore[no-redef]
 
 BENCHMARKS = ("instrumentation", "plain_loop", "optimizer_step", "stable_rank", "store_sink", "ui_figures",
-              "first_point")
+              "first_point", "ray_cluster")
 
 
 def summary_rows(name: str, r: dict) -> list[tuple]:
@@ -63,6 +63,17 @@ def summary_rows(name: str, r: dict) -> list[tuple]:
                          x["json_bytes"] <= 1e6))
     elif name == "first_point":
         rows.append(("7. Start -> first point, s (median)", r["median_s"], "<= 3", r["median_s"] <= 3))
+    elif name == "ray_cluster":
+        if "overhead" in r:
+            o = r["overhead"]
+            rows.append(("9. Ray / local job, training per step", o["step_ratio"], "<= 1.10", o["step_ratio"] <= 1.10))
+            rows.append(("9. Ray job submit -> first record, s (worker started)", o["first_s"]["ray_warm"], "<= 2",
+                         o["first_s"]["ray_warm"] <= 2))
+        if "sweep" in r:
+            rows.append(("9. 4 x 2 sweep, Ray two nodes / local, wall", r["sweep"]["ratio"], "(reported)", None))
+        if "ingest" in r:
+            rows.append(("9. driver ingest through Ray, rows/s", r["ingest"]["capacity_rows_per_s"], "(reported)",
+                         None))
     return rows
 
 

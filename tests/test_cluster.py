@@ -140,6 +140,8 @@ def ray_cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), saved["PYTHONPATH"]) if p)
     local = None
     temp_dir = tempfile.mkdtemp(prefix="agdray-")
+    # Cluster() writes the head's address (what `auto` finds) to Ray's default folder whatever temp_dir is.
+    os.makedirs(os.path.join(tempfile.gettempdir(), "ray"), exist_ok=True)
     try:
         local = Local(ray, Cluster, temp_dir)
         yield local
