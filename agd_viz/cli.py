@@ -475,8 +475,7 @@ def _on_ray(args, specs, config=None) -> int:
     manager = JobManager(db, backend=backend, max_queued=10**9, max_queued_per_session=10**9)
     store = manager.store
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     results = []
     try:
         try:
@@ -505,6 +504,8 @@ def _on_ray(args, specs, config=None) -> int:
         cluster.wait_runs(manager, ids, stop=stop, on_end=ended)
     finally:
         manager.shutdown(cancel_running=True)
+        for s, handler in handlers.items():  # called from a script or a test: leave its handlers as they were
+            signal.signal(s, handler)
         if tmp is not None:
             store.close()
             tmp.cleanup()

@@ -40,11 +40,12 @@ Decisions
   products, up to 4); on a cluster with GPUs, a job of a GPU-capable spec asks for a share of a
   GPU sized from its memory estimate (quarters: four small comparisons share a device) and a whole
   GPU for paper-scale networks; Ray's `memory` resource gets the memory estimate.
-- Ingest (`_Writer`): one thread writes every job's batches in arrival order. When the rows
-  waiting exceed what it writes in THIN_AFTER_S, the per-step rows of runs nobody watches live
-  (those of sweeps) are thinned by a power-of-two stride; evaluated steps, per-layer steps, the
-  first steps, each batch's last step, pictures and ends are always kept. The summary counts the
-  rows dropped (`thinned_rows`). benchmarks/ray_cluster.py measures where one driver saturates.
+- Ingest (`_Writer`): one thread writes every job's batches in arrival order. When a batch has
+  waited more than THIN_AFTER_S to be written, the per-step rows of runs nobody watches live
+  (those of sweeps) are thinned by a power-of-two stride that grows with the wait; evaluated
+  steps, the first steps, each batch's last step, pictures and ends are always kept. The summary
+  counts the rows dropped (`thinned_rows`). benchmarks/ray_cluster.py measures where one driver
+  saturates.
 """
 
 from __future__ import annotations
@@ -88,8 +89,7 @@ INFO_TTL_S = 10.0  # the cluster's size is re-read at most this often
 JOBS_PER_GPU = 4  # the smallest GPU share is 1/JOBS_PER_GPU
 DEFAULT_GPU_MEMORY = 16 * 2**30  # when a node's GPUs cannot be read (no nvidia-smi)
 PAPER_SCALE_MACS = 4e9  # multiply-adds per step (~25 GFLOP with the backward pass) that keep a GPU busy
-THIN_AFTER_S = 2.0  # rows waiting beyond this many seconds of writing: thin unwatched runs
-MIN_BACKLOG_ROWS = 5000
+THIN_AFTER_S = 1.0  # a batch that waited longer than this to be written: thin unwatched runs
 MAX_STRIDE = 64
 
 
@@ -319,7 +319,9 @@ def from_env(db_path, address: str | None = None) -> "RayBackend | None":
     if not address or not ray_installed():
         return None
     ship = os.environ.get(ENV_SHIP_CODE, "").strip().lower() in ("1", "true", "yes")
-    return RayBackend.connect(address, db_path, ship_code=ship)
+    backend = RayBackend.connect(address, db_path, ship_code=ship)
+    backend.warm_up()  # the app's first Start then skips a worker's start and imports, as a local spare does
+    return backend
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +361,10 @@ def _node_task(*args):
     yield from node.stream(*args)
 
 
+def _node_warm_up() -> None:
+    importlib.import_module(NODE_MODULE).warm_up()
+
+
 class _Flags:
     """The driver's stop flags for its running jobs' runs, read by their tasks (a Ray actor)."""
 
@@ -383,7 +389,7 @@ class RayBackend:
     """Starts jobs as Ray tasks and writes what they stream into the store at `db_path`."""
 
     def __init__(self, ray, info: ClusterInfo, db_path, *, retries: int | None = None,
-                 data_url: str | None = None, backlog_rows: int | None = None):
+                 data_url: str | None = None, thin_after: float | None = None):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.ray, self._info, self._info_at = ray, info, time.monotonic()
@@ -397,7 +403,7 @@ class RayBackend:
         self.flags = ray.remote(num_cpus=0, max_restarts=0)(_Flags).options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False)).remote()
         self.task = ray.remote(max_retries=0)(_node_task)
-        self.writer = _Writer(self.store, backlog_rows)
+        self.writer = _Writer(self.store, thin_after)
         self.writer.start()
         self.jobs: list[RayJob] = []
         self._lock = threading.Lock()
@@ -435,6 +441,22 @@ class RayBackend:
 
     def describe(self) -> str:
         return self.info().describe()
+
+    def warm_up(self) -> list:
+        """Start one task worker per node, with torch and the training path imported, without
+        waiting for them (their refs are returned): Ray reuses an idle worker for the driver's
+        next task, so the first job's first record skips seconds of process start and imports
+        (benchmarks/ray_cluster.py)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = self.ray.remote(num_cpus=0, max_retries=0)(_node_warm_up)
+        refs = []
+        for node in self.ray.nodes():
+            if node.get("Alive") and node["Resources"].get("CPU", 0) > 0:
+                with contextlib.suppress(Exception):
+                    refs.append(task.options(
+                        scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)).remote())
+        return refs
 
     def admit(self, spec: RunSpec) -> None:
         """SpecError for a spec this cluster can never run (Ray would keep it pending forever)."""
@@ -714,26 +736,34 @@ def _has(row: dict, key: str) -> bool:
 
 
 def thin(rows: list[dict], stride: int) -> list[dict]:
-    """Every `stride`-th step of `rows`, and every row that must stay: evaluated steps, per-layer
-    steps, steps 0 and 1, and the last row (the run's current progress)."""
+    """Every `stride`-th step of `rows`, and every row that must stay: evaluated steps (train and
+    test loss and accuracy), steps 0 and 1, and the last row (the run's current progress)."""
     if stride <= 1 or len(rows) <= 1:
         return rows
     last = len(rows) - 1
     return [r for k, r in enumerate(rows)
-            if k == last or r["step"] <= 1 or r["step"] % stride == 0 or "layers" in r
+            if k == last or r["step"] <= 1 or r["step"] % stride == 0
             or _has(r, "train_loss") or _has(r, "test_loss")]
+
+
+def stride_for(lag: float, thin_after: float = THIN_AFTER_S) -> int:
+    """1 while batches wait at most `thin_after` s to be written; past it, the power of two that
+    grows with the wait (2 at up to twice it, 4 at up to four times, ...), at most MAX_STRIDE."""
+    if lag <= thin_after:
+        return 1
+    return min(MAX_STRIDE, 2 ** math.ceil(math.log2(lag / thin_after)))
 
 
 class _Writer(threading.Thread):
     """One thread writing every job's records, in the order they came (module docstring)."""
 
-    def __init__(self, store: Store, backlog_rows: int | None = None):
+    def __init__(self, store: Store, thin_after: float | None = None):
         super().__init__(name="agd-viz-ray-writer", daemon=True)
         self.store = store
         self.q: queue.Queue = queue.Queue()
-        self.fixed_backlog = backlog_rows
+        self.thin_after = THIN_AFTER_S if thin_after is None else float(thin_after)
         self.waiting_rows = 0  # rows queued and not yet written
-        self.rate = 30000.0  # rows written per second of writing, measured (EWMA)
+        self.lag = 0.0  # how long the batch being written waited for the writer
         self.written_rows = 0
         self.dropped_rows = 0
         self._lock = threading.Lock()
@@ -743,22 +773,12 @@ class _Writer(threading.Thread):
             n = sum(len(rows) for _, rows in item[3].get("steps") or ())
             with self._lock:
                 self.waiting_rows += n
+            item = (*item, time.monotonic())
         self.q.put(item)
 
     def close(self) -> None:
         self.q.put(("quit",))
         self.join(timeout=30.0)
-
-    def backlog_limit(self) -> int:
-        if self.fixed_backlog is not None:
-            return self.fixed_backlog
-        return int(max(MIN_BACKLOG_ROWS, self.rate * THIN_AFTER_S))
-
-    def stride(self) -> int:
-        limit = self.backlog_limit()
-        if self.waiting_rows <= limit:
-            return 1
-        return min(MAX_STRIDE, 2 ** math.ceil(math.log2(self.waiting_rows / limit)))
 
     def run(self) -> None:
         while True:
@@ -782,7 +802,8 @@ class _Writer(threading.Thread):
             job.gone.add(rid)
             job._stop([rid])
 
-    def _batch(self, job: RayJob, attempt: _Attempt, payload: dict) -> None:
+    def _batch(self, job: RayJob, attempt: _Attempt, payload: dict, queued_at: float) -> None:
+        self.lag = time.monotonic() - queued_at
         try:
             self._write_batch(job, attempt, payload)
         finally:
@@ -794,7 +815,7 @@ class _Writer(threading.Thread):
         if "hello" in payload:
             for rid in attempt.run_ids:
                 self._put(job, rid, store.start_run, payload["hello"].get("device"), job.pid)
-        stride = 1 if job.watched else self.stride()
+        stride = 1 if job.watched else stride_for(self.lag, self.thin_after)
         for opt, rows in payload.get("steps") or ():
             rid = attempt.run_ids[opt]
             n = len(rows)
@@ -806,11 +827,7 @@ class _Writer(threading.Thread):
             progress = {"step": last["step"], "steps": job.spec.steps}
             if last.get("t"):
                 progress["steps_per_s"] = last["step"] / last["t"]
-            t0 = time.perf_counter()
             self._put(job, rid, store.append_metrics, kept, progress=progress)
-            dt = time.perf_counter() - t0
-            if kept and dt > 0:
-                self.rate = 0.9 * self.rate + 0.1 * (len(kept) / dt)
             self.written_rows += len(kept)
         for opt, grid in payload.get("grids") or ():
             self._put(job, attempt.run_ids[opt], store.put_frame, "boundary_grid", 0,

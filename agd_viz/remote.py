@@ -38,7 +38,7 @@ import agd_viz
 from agd_viz import datasets, downloads, train
 from agd_viz.spec import RunSpec
 
-__all__ = ["stream", "VersionMismatch", "ensure_dataset", "node_facts", "step_row"]
+__all__ = ["stream", "warm_up", "VersionMismatch", "ensure_dataset", "node_facts", "step_row"]
 
 STOP_POLL_S = 0.25
 SCALARS = ("loss", "acc", "eta", "G", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
@@ -90,6 +90,17 @@ def ensure_dataset(name: str, base_url: str | None = None, cache_dir=None) -> No
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not downloads.is_downloaded(name, cache_dir):  # the first task of this node fetched it meanwhile
             downloads.download(name, cache_dir=cache_dir, base_url=base_url)
+
+
+def warm_up() -> None:
+    """What a task's worker process does once, ahead of the first job (`RayBackend.warm_up`): import
+    torch and the training path, read the default dataset, run two tiny steps. Ray keeps the process
+    for the driver's next task, whose first record then comes without those seconds."""
+    from agd_viz import data
+
+    data.load(datasets.DEFAULT_DATASET)
+    for _ in train.run(RunSpec(depth=2, width=8, steps=2, batch_size=8, device="cpu")):
+        pass
 
 
 def step_row(rec: train.Step) -> dict:

@@ -6,11 +6,14 @@ started here on loopback (a head and a worker node, one CPU each, `ray.cluster_u
 1. Overhead of one job. The Live page's default comparison (digits, depth 8 x width 128, AGD and
    Adam side by side, every metric, `--steps` steps) as one job through the Ray backend and as one
    job of the local job manager (a worker subprocess, no pre-started spare), interleaved round by
-   round. Submit -> first record (the first minibatch loss in the store) for each, and the
-   per-step cost: the training process's own time per step (summary `elapsed_s`: training plus
-   handing records on, to the SQLite store locally, to Ray's stream on the cluster) and the
+   round. Submit -> first record (the first minibatch loss in the store): locally; the driver's
+   first job on the cluster (Ray starts a worker process); the app's first job (joined with
+   `warm_up()`, as `cluster.from_env` does, idle until it is done); later jobs (worker reused).
+   Per-step cost in the steady state: the second half of the run on the training process's own
+   clock (training plus handing records on: to the SQLite store locally, to Ray's stream on the
+   cluster), so a fresh process's warm-up is not counted as streaming; also the whole run, and the
    driver's view (first record -> last step written, per step). Targets: per-step ratio <= 1.10,
-   first record <= 2 s (Ray, worker already started: the cluster's normal state).
+   first record <= 2 s (the app's first job).
 2. A 4 x 2 digits sweep (depths 2, 4, 8, 16 x widths 64, 128; AGD and Adam; 300 steps, no
    per-layer metrics, as the Sweep page runs it) on the two-node cluster against the local job
    manager with the same two jobs at a time: wall-time ratio Ray / local.
@@ -141,21 +144,43 @@ def one_job(manager, spec, watch: Watch) -> dict:
     assert all(r["status"] == "finished" for r in rows), [(r["status"], r["error"]) for r in rows]
     first = min(watch.first.get(r, t_end) for r in ids)
     steps = spec.steps
+    # Steady state: the second half of the run, on the training process's own clock (`t`), so a
+    # fresh process's warm-up (allocator, kernel caches) does not count as a cost of streaming.
+    m = manager.store.metrics(ids[0])
+    half, last = m[m.step >= steps // 2].iloc[0], m.iloc[-1]
     return {"first_s": first - t0, "driver_per_step_ms": 1e3 * (t_end - first) / steps,
-            "train_per_step_ms": 1e3 * rows[0]["summary"]["elapsed_s"] / steps}
+            "train_per_step_ms": 1e3 * rows[0]["summary"]["elapsed_s"] / steps,
+            "steady_per_step_ms": 1e3 * (last.t - half.t) / (last.step - half.step)}
 
 
 # -- 1. one job ------------------------------------------------------------------------------------
 
 
-def overhead(address: str, rounds: int, steps: int, tmp: Path) -> dict:
+def overhead(address: str, rounds: int, steps: int, tmp: Path, settle: float = 1.0) -> dict:
     from agd_viz.cluster import RayBackend
     from agd_viz.jobs import JobManager
     from agd_viz.spec import RunSpec
 
     spec = RunSpec(dataset="digits", depth=8, width=128, batch_size=128, steps=steps,
                    optimizers=("agd", "adam:lr=1e-3"), metrics="full", device="cpu")
-    db_l, db_r = tmp / "local.db", tmp / "ray.db"
+    import ray
+
+    db_l, db_r, db_w = tmp / "local.db", tmp / "ray.db", tmp / "warm.db"
+    # The app's first Start: joined with warm_up() (from_env does it), idle until the warm-up is
+    # done (a presenter talking; it takes seconds), then a job.
+    warm_manager = JobManager(db_w, backend=RayBackend.connect(address, db_w))
+    t0 = time.time()
+    ray.get(warm_manager.backend.warm_up())
+    warm_up_s = time.time() - t0
+    time.sleep(settle)
+    watch = Watch(db_w)
+    watch.start()
+    try:
+        warmed = one_job(warm_manager, spec, watch)
+    finally:
+        watch.stop.set()
+        warm_manager.shutdown()
+        ray.shutdown()  # a new driver: Ray ends the old one's worker processes
     local = JobManager(db_l, max_workers=1, prewarm=0, nice=0)  # Ray's workers are not niced either
     t0 = time.time()
     ray_manager = JobManager(db_r, backend=RayBackend.connect(address, db_r))
@@ -164,7 +189,7 @@ def overhead(address: str, rounds: int, steps: int, tmp: Path) -> dict:
     for w in watches.values():
         w.start()
     try:
-        cold = one_job(ray_manager, spec, watches["ray"])  # the cluster's first job: a worker starts
+        cold = one_job(ray_manager, spec, watches["ray"])  # the driver's first job, no warm-up: a worker starts
         got = {"local": [], "ray": []}
         for r in range(rounds):
             for name in (("local", "ray") if r % 2 == 0 else ("ray", "local")):
@@ -178,29 +203,35 @@ def overhead(address: str, rounds: int, steps: int, tmp: Path) -> dict:
     def med(name, key):
         return statistics.median(x[key] for x in got[name])
 
-    train_ratio = C.paired_ratio([x["train_per_step_ms"] for x in got["ray"]],
-                                 [x["train_per_step_ms"] for x in got["local"]])
+    train_ratio = C.paired_ratio([x["steady_per_step_ms"] for x in got["ray"]],
+                                 [x["steady_per_step_ms"] for x in got["local"]])
     driver_ratio = C.paired_ratio([x["driver_per_step_ms"] for x in got["ray"]],
                                   [x["driver_per_step_ms"] for x in got["local"]])
     print(f"1. one job: digits 8 x 128, AGD + Adam side by side, every metric, {steps} steps; "
-          f"{rounds} rounds, median; joining the cluster took {connect_s:.1f} s")
-    rows = [("local subprocess (no spare)", med("local", "first_s"), med("local", "train_per_step_ms"),
-             med("local", "driver_per_step_ms")),
-            ("Ray, first job (worker starts)", cold["first_s"], cold["train_per_step_ms"],
-             cold["driver_per_step_ms"]),
-            ("Ray, later jobs (worker reused)", med("ray", "first_s"), med("ray", "train_per_step_ms"),
-             med("ray", "driver_per_step_ms")),
-            ("ratio Ray / local", None, train_ratio, driver_ratio)]
-    print(C.table(rows, ("job", "submit -> first record s", "training ms/step", "driver ms/step")))
-    return {"steps": steps, "connect_s": C.rounded(connect_s),
+          f"{rounds} rounds, median; joining the cluster took {connect_s:.1f} s, the warm-up {warm_up_s:.1f} s")
+    rows = [("local subprocess (no spare)", med("local", "first_s"), med("local", "steady_per_step_ms"),
+             med("local", "train_per_step_ms"), med("local", "driver_per_step_ms")),
+            ("Ray, first job, no warm-up (CLI)", cold["first_s"], cold["steady_per_step_ms"],
+             cold["train_per_step_ms"], cold["driver_per_step_ms"]),
+            ("Ray, first job after warm-up (app)", warmed["first_s"], warmed["steady_per_step_ms"],
+             warmed["train_per_step_ms"], warmed["driver_per_step_ms"]),
+            ("Ray, later jobs (worker reused)", med("ray", "first_s"), med("ray", "steady_per_step_ms"),
+             med("ray", "train_per_step_ms"), med("ray", "driver_per_step_ms")),
+            ("ratio Ray / local", None, train_ratio, None, driver_ratio)]
+    print(C.table(rows, ("job", "submit -> first record s", "steady ms/step", "whole run ms/step",
+                         "driver ms/step")))
+    return {"steps": steps, "connect_s": C.rounded(connect_s), "warm_up_s": C.rounded(warm_up_s),
             "first_s": {"local": C.rounded(med("local", "first_s")), "ray_cold": C.rounded(cold["first_s"]),
+                        "ray_after_warm_up": C.rounded(warmed["first_s"]),
                         "ray_warm": C.rounded(med("ray", "first_s"))},
+            "steady_ms_per_step": {"local": C.rounded(med("local", "steady_per_step_ms")),
+                                   "ray": C.rounded(med("ray", "steady_per_step_ms"))},
             "train_ms_per_step": {"local": C.rounded(med("local", "train_per_step_ms")),
                                   "ray": C.rounded(med("ray", "train_per_step_ms"))},
             "driver_ms_per_step": {"local": C.rounded(med("local", "driver_per_step_ms")),
                                    "ray": C.rounded(med("ray", "driver_per_step_ms"))},
             "step_ratio": C.rounded(train_ratio), "driver_step_ratio": C.rounded(driver_ratio),
-            "pass": train_ratio <= TARGET_STEP_RATIO and med("ray", "first_s") <= TARGET_FIRST_S}
+            "pass": train_ratio <= TARGET_STEP_RATIO and warmed["first_s"] <= TARGET_FIRST_S}
 
 
 # -- 2. a sweep ------------------------------------------------------------------------------------
@@ -288,7 +319,7 @@ def ingest_level(address: str, tmp: Path, jobs: int, rate: float, seconds: float
     from agd_viz.spec import RunSpec
 
     db = tmp / f"ingest-{jobs}-{layers}-{int(thin)}.db"
-    backend = RayBackend.connect(address, db, backlog_rows=None if thin else 10**12)
+    backend = RayBackend.connect(address, db, thin_after=None if thin else float("inf"))
     backend.task = ray.remote(max_retries=0)(make_producer(rate, layers))
     manager = JobManager(db, backend=backend)
     steps = int(rate * seconds)
@@ -306,6 +337,8 @@ def ingest_level(address: str, tmp: Path, jobs: int, rate: float, seconds: float
         elapsed = time.time() - t0
         offered = jobs * 2 * steps
         written, dropped = writer.written_rows, writer.dropped_rows
+        # How long the producers took to stream their rows (2 cores: they may fall behind their rate too).
+        produced_s = max(manager.store.get_run(r)["summary"]["elapsed_s"] for r in ids)
         kept_all_final = True
         for rid in ids:
             m = manager.store.metrics(rid)
@@ -316,9 +349,16 @@ def ingest_level(address: str, tmp: Path, jobs: int, rate: float, seconds: float
     finally:
         manager.shutdown()
     return {"jobs": jobs, "rate": rate, "layers": layers, "thin": thin, "offered_per_s": offered / seconds,
-            "written_per_s": written / elapsed, "handled_per_s": (written + dropped) / elapsed,
-            "elapsed_s": elapsed, "seconds": seconds, "peak_backlog": peak, "dropped": dropped,
+            "produced_per_s": offered / produced_s, "written_per_s": written / elapsed,
+            "handled_per_s": (written + dropped) / elapsed, "elapsed_s": elapsed, "produced_s": produced_s,
+            "behind_s": elapsed - produced_s, "seconds": seconds, "peak_backlog": peak, "dropped": dropped,
             "kept_evaluated_and_final": bool(kept_all_final)}
+
+
+def saturated(x: dict) -> bool:
+    """The writer fell behind: it finished writing more than a second after the producers finished
+    producing, with more than a second of rows waiting at some point."""
+    return x["behind_s"] > 1.0 and x["peak_backlog"] > x["produced_per_s"]
 
 
 def ingest(rate: float, seconds: float, levels: list[int], layers: int, tmp: Path) -> dict:
@@ -329,19 +369,18 @@ def ingest(rate: float, seconds: float, levels: list[int], layers: int, tmp: Pat
         for n in levels:
             out.append(ingest_level(address, tmp, n, rate, seconds, layers, thin=False))
         over = ingest_level(address, tmp, levels[-1], rate, seconds, layers, thin=True)
-    rows = [(f"{x['jobs']} jobs", x["offered_per_s"], x["written_per_s"], x["elapsed_s"] / x["seconds"],
-             x["peak_backlog"], None) for x in out]
-    rows.append((f"{over['jobs']} jobs, thinning on", over["offered_per_s"], over["written_per_s"],
-                 over["elapsed_s"] / over["seconds"], over["peak_backlog"], over["kept_evaluated_and_final"]))
-    print(C.table(rows, ("", "rows offered/s", "rows written/s", "wall / producing time", "peak backlog rows",
-                         "evaluated + final kept")))
-    keeping = [x for x in out if x["elapsed_s"] <= 1.15 * x["seconds"] + 1.0]
+    rows = [(f"{x['jobs']} jobs" + (", thinning on" if x["thin"] else ""), x["offered_per_s"], x["produced_per_s"],
+             x["written_per_s"], x["behind_s"], x["peak_backlog"], x["dropped"],
+             x["kept_evaluated_and_final"] if x["thin"] else None) for x in [*out, over]]
+    print(C.table(rows, ("", "rows offered/s", "produced/s", "written/s", "writer behind s", "peak backlog",
+                         "rows dropped", "evaluated + final kept")))
     capacity = max(x["written_per_s"] for x in out)
-    saturates_at = next((x["jobs"] for x in out if x["elapsed_s"] > 1.15 * x["seconds"] + 1.0), None)
-    print(f"one driver wrote at most {capacity:,.0f} rows/s; kept up with {keeping[-1]['jobs'] if keeping else 0} "
-          f"jobs ({keeping[-1]['offered_per_s'] if keeping else 0:,.0f} rows/s offered)"
-          + (f", fell behind at {saturates_at}" if saturates_at else "") + f"; = about {capacity / 1000:,.0f} "
-          "workers of small nets at 500 steps/s x 2 runs")
+    kept_up = [x for x in out if not saturated(x)]
+    saturates_at = next((x["jobs"] for x in out if saturated(x)), None)
+    print(f"one driver wrote up to {capacity:,.0f} rows/s"
+          + (f"; it fell behind from {saturates_at} jobs" if saturates_at else
+             f"; it kept up with every level (to {kept_up[-1]['produced_per_s']:,.0f} rows/s produced)")
+          + f"; {capacity / 1000:,.0f} rows/s per 1,000 = workers of small nets at 500 steps/s x 2 runs")
     return {"rate": rate, "seconds": seconds, "layers": layers, "levels": [_round(x) for x in out],
             "thinning": _round(over), "capacity_rows_per_s": C.rounded(capacity), "saturates_at_jobs": saturates_at}
 
@@ -355,9 +394,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=600, help="steps of the one-job comparison")
     ap.add_argument("--sweep-steps", type=int, default=300)
-    ap.add_argument("--rate", type=float, default=2000.0, help="steps/s per synthetic run")
-    ap.add_argument("--seconds", type=float, default=8.0, help="how long each synthetic job streams")
-    ap.add_argument("--levels", default="1,2,4,8,12", help="synthetic jobs at once, comma-separated")
+    ap.add_argument("--rate", type=float, default=4000.0, help="steps/s per synthetic run")
+    ap.add_argument("--seconds", type=float, default=6.0, help="how long each synthetic job streams")
+    ap.add_argument("--levels", default="1,2,4,8,12,16", help="synthetic jobs at once, comma-separated")
     ap.add_argument("--layers", type=int, default=0, help="per-layer metrics in every synthetic row (0: none)")
     ap.add_argument("--only", default="overhead,sweep,ingest")
     ap.add_argument("--tiny", action="store_true", help="one short round of each, for the smoke test")

@@ -39,6 +39,15 @@ SWEEP = ["--depths", "2,3", "--widths", "8,16", "--optimizer", "agd", "--optimiz
          "--steps", "40", "--batch-size", "32", "--metrics", "full", "--quiet"]
 
 
+@pytest.fixture(autouse=True)
+def _signal_handlers():
+    """The in-process CLI's local sweep installs its own SIGINT/SIGTERM handlers: put ours back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
 # -- pure functions (no cluster) -------------------------------------------------------------------
 
 
@@ -57,16 +66,16 @@ def test_resources_a_gpu_share_for_small_networks_a_whole_gpu_for_paper_scale():
     assert resources(paper, narrow)["num_cpus"] == 2  # never more than one node has
 
 
-def test_thinning_keeps_evaluations_layers_first_and_last_steps():
+def test_thinning_keeps_evaluations_first_and_last_steps_and_grows_with_the_wait():
     nan = float("nan")
     rows = [{"step": s, "loss": 1.0, "train_loss": 0.5 if s % 25 == 0 else nan, "test_loss": nan}
             for s in range(0, 101)]
-    rows[37]["layers"] = {"w_fro": [1.0]}
     kept = [r["step"] for r in thin(rows, 8)]
-    assert {0, 1, 25, 50, 75, 100, 37} <= set(kept)  # evaluated, probed, first, last
-    assert all(s % 8 == 0 or s in (1, 25, 50, 75, 37, 100) for s in kept)
+    assert {0, 1, 25, 50, 75, 100} <= set(kept)  # evaluated, first, last
+    assert all(s % 8 == 0 or s in (1, 25, 50, 75, 100) for s in kept)
     assert len(kept) < 25
     assert thin(rows, 1) == rows
+    assert [cluster.stride_for(w) for w in (0.5, 1.0, 1.5, 3.0, 5.0, 1000.0)] == [1, 1, 2, 4, 8, 64]
 
 
 def test_without_ray_the_option_shows_its_install_command(monkeypatch, tmp_path):
@@ -79,6 +88,18 @@ def test_without_ray_the_option_shows_its_install_command(monkeypatch, tmp_path)
         cluster.connect("auto")
     monkeypatch.delenv(cluster.ENV_ADDRESS)
     assert cluster.setup_note() is None
+
+
+@pytest.mark.slow
+def test_the_sweep_page_without_ray_trains_here_and_says_how_to_install_it(tmp_path, monkeypatch):
+    from apptest_util import app_store, clean, open_page
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setenv(cluster.ENV_ADDRESS, "127.0.0.1:6379")
+    with app_store(tmp_path / "runs.db", monkeypatch):
+        at = clean(open_page("pages/sweep.py"))
+        assert any("pip install 'ray==2.60.0'" in i.value for i in at.info), [i.value for i in at.info]
+        assert any("at a time on this machine" in m.value for m in at.markdown)
 
 
 def test_cli_without_ray_is_one_line_with_the_install_command(tmp_path):
