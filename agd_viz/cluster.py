@@ -65,7 +65,7 @@ from pathlib import Path
 
 from agd_viz import cost, fmt
 from agd_viz.spec import RunSpec, SpecError
-from agd_viz.store import ACTIVE_STATUSES, FAILED, Store
+from agd_viz.store import ACTIVE_STATUSES, CANCELLED, FAILED, Store
 
 __all__ = ["ClusterError", "ClusterInfo", "RayBackend", "RayJob", "connect", "from_env", "resources",
            "setup_note", "ray_installed", "wait_runs", "ENV_ADDRESS", "INSTALL_COMMAND"]
@@ -642,6 +642,12 @@ class RayJob:
                 if outcome == "killed" or self.stop_requested:
                     code = -9 if outcome == "killed" else 0
                     break  # the job manager knows why it stopped the job and records it
+                stopped = [r for r in left if r in self.stopped_ids]
+                if outcome == "lost" and stopped:  # asked to stop: never trained again, metrics kept
+                    self.backend.writer.put(("fail", self, stopped, None, CANCELLED))
+                    left = [r for r in left if r not in stopped]
+                    if not left:
+                        break
                 if outcome == "lost" and self.attempt.number <= self.backend.retries:
                     self.note(f"attempt {self.attempt.number} lost ({text}); retrying runs "
                               f"{', '.join(map(str, left))} from step 0")
@@ -851,13 +857,14 @@ class _Writer(threading.Thread):
             job.grids.discard(rid)
             job.thinned.pop(rid, None)
 
-    def _fail(self, job: RayJob, run_ids: list[int], text: str) -> None:
+    def _fail(self, job: RayJob, run_ids: list[int], text: str | None, status: str = FAILED) -> None:
+        """End runs whose task cannot (failed with `text`, or cancelled), their metrics kept."""
         for rid in run_ids:
             row = self.store.get_run(rid)
             if row is None or row["status"] not in ACTIVE_STATUSES:
                 continue
             summary = {"attempts": job.attempt.number, **({"node": job.attempt.node} if job.attempt.node else {})}
-            self._put(job, rid, self.store.finish_run, FAILED, summary=summary, error=text)
+            self._put(job, rid, self.store.finish_run, status, summary=summary, error=text)
 
     def _done(self, job: RayJob, code: int) -> None:
         job.returncode = code
