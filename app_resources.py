@@ -27,6 +27,8 @@ import streamlit as st
 
 from agd_viz import fmt
 from agd_viz import spec as spec_mod
+from agd_viz.cluster import ClusterError
+from agd_viz.cluster import from_env as cluster_from_env
 from agd_viz.jobs import JobManager, default_prewarm
 from agd_viz.fmt import md_escape
 from agd_viz.store import StoreError, default_db_path
@@ -59,7 +61,15 @@ def db_path() -> Path:
 def _job_manager(path: str) -> JobManager:
     # One pre-started worker while idle ($AGD_VIZ_PREWARM, 0 to turn off): Start then reaches the
     # first chart point without waiting for a Python process to import torch.
-    return JobManager(path, prewarm=default_prewarm(1))
+    # With $AGD_VIZ_RAY_ADDRESS, jobs run on that Ray cluster instead (docs/cluster.md); Ray is
+    # imported only then.
+    backend = cluster_from_env(path)
+    try:
+        return JobManager(path, prewarm=default_prewarm(1), backend=backend)
+    except BaseException:
+        if backend is not None:
+            backend.close()
+        raise
 
 
 def _log_once(text: str) -> None:
@@ -78,7 +88,7 @@ def job_manager() -> JobManager:
     """
     try:
         return _job_manager(str(db_path()))
-    except (StoreError, ValueError) as exc:
+    except (StoreError, ValueError, ClusterError) as exc:
         what = "open its run store" if isinstance(exc, StoreError) else "start"
         _log_once(f"agd_viz: the app cannot {what}: {exc}")
         text = fmt.hide_paths(str(exc).replace(str(db_path()), "its file"))

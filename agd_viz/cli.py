@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "python -m agd_viz.worker --from-stdin does); exit quietly if stdin closes first")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store_args(t)
+    _add_ray_args(t)
 
     r = sub.add_parser("runs", help="list stored runs")
     r.add_argument("--json", action="store_true")
@@ -198,6 +199,8 @@ def cmd_train(args) -> int:
     if args.run_id or args.run_id_from_stdin:
         return _as_worker(args)
     spec = _spec_from_args(args)
+    if args.ray:
+        return _on_ray(args, [spec])
     _device_or_exit(spec, "agd_viz train")
     _admit_or_exit(spec, "agd_viz train")
     from agd_viz import worker
@@ -219,15 +222,19 @@ def cmd_train(args) -> int:
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
     else:
         for r in results:
-            acc = r["final_train_acc"]
-            acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
-            loss = r["final_train_loss"]
-            loss_s = f"{loss:.4f}" if loss is not None else "n/a"
-            rid = f"run {r['run_id']}" if r["run_id"] is not None else "run"
-            print(f"{rid:>8}  {r['label']:<18} {r['status']:<10} steps {r['steps']:<6} "
-                  f"train loss {loss_s:<8} train acc {acc_s:<7} {r['elapsed_s'] or 0:.1f}s")
+            print(_train_line(r))
     failed = any(r["status"] == "failed" for r in results)
     return 1 if failed else 0
+
+
+def _train_line(r: dict) -> str:
+    acc = r["final_train_acc"]
+    acc_s = f"{100 * acc:.1f}%" if acc is not None else "n/a"
+    loss = r["final_train_loss"]
+    loss_s = f"{loss:.4f}" if loss is not None else "n/a"
+    rid = f"run {r['run_id']}" if r["run_id"] is not None else "run"
+    return (f"{rid:>8}  {r['label']:<18} {r['status']:<10} steps {r['steps']:<6} "
+            f"train loss {loss_s:<8} train acc {acc_s:<7} {r['elapsed_s'] or 0:.1f}s")
 
 
 def _as_worker(args) -> int:
@@ -361,6 +368,7 @@ def _add_sweep_parser(sub):
     s.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store_args(s)
+    _add_ray_args(s)
 
 
 def cmd_sweep(args) -> int:
@@ -385,6 +393,8 @@ def cmd_sweep(args) -> int:
         if problems:
             raise SweepError(problems[0])
         specs = config.specs()
+        if args.ray:
+            return _on_ray(args, specs, config)
         device = _device_or_exit(specs[0], prog)
         for spec in sorted(specs, key=lambda s: -s.depth * s.width * s.width):
             _admit_or_exit(spec, prog)  # the largest cell first: its refusal is the one to read
@@ -476,6 +486,90 @@ def _sweep_table(results: list[dict], config) -> str:
                 cells.append(f"{100 * acc:7.1f}%" if acc is not None else f"{(r or {}).get('status', '-')[:7]:>8}")
             lines.append(f"{d:>5} " + "".join(cells))
     return "\n".join(lines)
+
+
+# -- on a Ray cluster -----------------------------------------------------------------------------
+
+
+def _add_ray_args(p):
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="train on a Ray cluster instead: its address (host:6379), or auto for the cluster this "
+                        "machine has joined; records stream back into the store here (docs/cluster.md)")
+    p.add_argument("--ray-ship-code", action="store_true",
+                   help="with --ray: send this agd_viz to the nodes (Ray runtime_env) instead of the one "
+                        "installed on them")
+
+
+def _on_ray(args, specs, config=None) -> int:
+    """`train` / `sweep` with --ray: the job manager with the cluster's backend; nothing is written
+    before the cluster is reached and every spec is admitted."""
+    import tempfile
+    import threading
+    import types
+
+    from agd_viz import cluster, cost, fmt
+    from agd_viz.jobs import JobManager, QueueFull
+    from agd_viz.spec import SpecError
+
+    from agd_viz.store import StoreError, default_db_path
+
+    prog = f"agd_viz {args.command}"
+    tmp = tempfile.TemporaryDirectory(prefix="agd_viz_ray_") if args.no_store else None
+    db = os.path.join(tmp.name, "runs.db") if tmp is not None else (args.db or default_db_path())
+    try:  # the cluster first: unreachable, nothing is written
+        backend = cluster.RayBackend.connect(args.ray, db, ship_code=args.ray_ship_code)
+    except (cluster.ClusterError, StoreError, ValueError) as exc:
+        raise UsageError(f"{prog}: {exc}") from None
+    # The operator's own command: no shared server's queue limits.
+    manager = JobManager(db, backend=backend, max_queued=10**9, max_queued_per_session=10**9)
+    store = manager.store
+    stop = threading.Event()
+    handlers = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    results = []
+    try:
+        try:
+            if config is not None:
+                gid, ids = manager.submit_group(specs, kind="sweep", name=args.name, group_spec=config.to_dict())
+            else:
+                gid, ids = manager.submit(specs[0], name=args.name)
+        except (SpecError, QueueFull) as exc:
+            raise UsageError(f"{prog}: {exc}") from None
+        if not args.quiet:
+            speed = cost.calibrate(store.list_runs(limit=400))
+            est = (config.seconds(speed, workers=manager.max_workers) if config is not None
+                   else cost.run_seconds(specs[0], speed, startup=True))
+            what = f"sweep {gid}: {config.describe_size()}" if config is not None else f"comparison {gid}"
+            print(f"{what} {manager.where()}, {fmt.plural(manager.max_workers, 'job')} at a time, "
+                  f"about {fmt.estimate(est)}", file=sys.stderr)
+        spec_of = dict(zip(ids, (spec for spec in specs for _ in spec.optimizers)))
+
+        def ended(row):
+            end = types.SimpleNamespace(status=row["status"], summary=row["summary"], error=row["error"])
+            r = _run_json(row["id"], spec_of[row["id"]], row["optimizer"], end)
+            results.append(r)
+            if config is not None and not args.json:
+                print(_sweep_line(r), flush=True)
+
+        cluster.wait_runs(manager, ids, stop=stop, on_end=ended)
+    finally:
+        manager.shutdown(cancel_running=True)
+        for s, handler in handlers.items():  # called from a script or a test: leave its handlers as they were
+            signal.signal(s, handler)
+        if tmp is not None:
+            store.close()
+            tmp.cleanup()
+    results.sort(key=lambda r: ids.index(r["run_id"]))
+    if args.json:
+        if args.no_store:
+            for r in results:
+                r["run_id"] = None
+        sys.stdout.write(json.dumps(results, indent=2) + "\n")
+    elif config is not None:
+        print(_sweep_table(results, config))
+    else:
+        for r in results:
+            print(_train_line(r))
+    return 1 if any(r["status"] == "failed" for r in results) else 0
 
 
 # -- download -------------------------------------------------------------------------------------

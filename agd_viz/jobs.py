@@ -425,6 +425,7 @@ class JobManager:
         max_queued_seconds_per_session: float | None = None,
         max_queued_bytes_per_session: int | None = None,
         liveness_interval: float = LIVENESS_S,
+        backend=None,
     ):
         if max_workers is not None and int(max_workers) < 1:
             raise ValueError(f"max_workers must be >= 1, got {max_workers!r}.")
@@ -470,6 +471,11 @@ class JobManager:
         self._spare_count = 0
         self._spare_failures = 0
         self._spare_retry_at = 0.0
+        # Where jobs run: None, worker processes here; else a cluster's (agd_viz.cluster.RayBackend),
+        # which starts a job as `start(run_ids, log) -> a Popen-like handle`. No spares there.
+        self.backend = backend
+        if backend is not None:
+            self.prewarm = 0
         self._wake = threading.Event()
         self.pid = os.getpid()
         _LIVE.add(self)
@@ -486,6 +492,8 @@ class JobManager:
     @property
     def max_workers(self) -> int:
         """The cap on concurrent workers (resolved on first use; see module docstring)."""
+        if self._max_workers is None and self.backend is not None:
+            return self.backend.slots()  # the cluster's size now: nodes join and leave
         if self._max_workers is None:
             self._max_workers = default_max_workers(self.python)
         return self._max_workers
@@ -575,6 +583,8 @@ class JobManager:
         for spec in specs:
             spec.validate()
             spec_mod.admit(spec, device=self.device_kind(spec.device), ranges=ranges)
+            if self.backend is not None:
+                self.backend.admit(spec)
 
     def _check_store(self) -> None:
         problem = self.store.problem()
@@ -622,6 +632,8 @@ class JobManager:
         """"cpu", "cuda" or "mps": what a worker will train `device` on, for the memory budget.
         "auto" is a GPU only when the scheduler thread has already found one (never probed here,
         on a page's thread)."""
+        if self.backend is not None:
+            return self.backend.device_kind(device)
         if device in ("cpu", "cuda", "mps"):
             return device
         return _gpu_kind() if (_GPU_COUNT or 0) > 0 else "cpu"
@@ -630,6 +642,8 @@ class JobManager:
         """The devices a worker can train on here: ("cpu",), plus "cuda" (or "mps" on Apple
         silicon) where the scheduler thread found a GPU; None while it has not looked yet (never
         probed here, on a page's thread)."""
+        if self.backend is not None:
+            return self.backend.devices()
         if _GPU_COUNT is None:
             return None
         return ("cpu", _gpu_kind()) if _GPU_COUNT > 0 else ("cpu",)
@@ -766,6 +780,10 @@ class JobManager:
         for rid, p in out.items():
             p["queue_position"] = positions.get(rid)
         return out
+
+    def where(self) -> str:
+        """Where jobs run, in words: "on this machine", or "on a Ray cluster at … (2 nodes, …)"."""
+        return f"on {self.backend.describe()}" if self.backend is not None else "on this machine"
 
     def speed(self) -> cost.Speed:
         """How fast runs go here, for time estimates: `cost.calibrate` over the store's recent
@@ -1146,6 +1164,9 @@ class JobManager:
 
     def _place(self, job: _Job) -> int | None:
         """Where `job` may start now (`place`), from this machine's GPUs and their budgets."""
+        if self.backend is not None:  # the cluster's scheduler places it; here only the cap counts
+            return place(job.memory, [(j.where, j.memory) for j in self._jobs.values()], gpus=0, budget=0,
+                         per_gpu=0, max_jobs=self.max_workers, on_gpu=False)
         gpus = detect_gpus(self.python)  # cached; the scheduler thread resolved it at start
         memory = _GPU_MEMORY[0] if _GPU_MEMORY else None
         return place(job.memory, [(j.where, j.memory) for j in self._jobs.values()], gpus=gpus,
@@ -1158,7 +1179,10 @@ class JobManager:
         cmd = [self.python, "-m", WORKER_MODULE, *(a for r in job.run_ids for a in ("--run-id", str(r))),
                "--db", str(self.db_path), "--parent-pid", str(self.pid), "--quiet"]
         job.where = where
-        proc = self._hand_to_spare(job, path) if detect_gpus(self.python) <= 1 else None
+        if self.backend is not None:
+            proc = self.backend.start(job.run_ids, path)
+        else:
+            proc = self._hand_to_spare(job, path) if detect_gpus(self.python) <= 1 else None
         if proc is None:
             with open(path, "ab") as logf:
                 logf.write(f"$ {' '.join(cmd)}\n".encode())
@@ -1328,6 +1352,8 @@ class JobManager:
             time.sleep(0.05)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
+        if self.backend is not None:
+            self.backend.close()
         _LIVE.discard(self)
         try:
             atexit.unregister(self._atexit)

@@ -858,6 +858,18 @@ class Store:
             conn.execute("DELETE FROM frames WHERE run_id = ?", (int(run_id),))
             return conn.execute("DELETE FROM runs WHERE id = ?", (int(run_id),)).rowcount > 0
 
+    def clear_metrics(self, run_id: int) -> None:
+        """Delete a run's metrics and frames and reset its progress, keeping the run: a run trained
+        again from step 0 (a cluster job whose node died) must not mix two attempts' values."""
+        with self._write() as conn:
+            self._require_run(conn, run_id)
+            conn.execute("DELETE FROM metrics WHERE run_id = ?", (int(run_id),))
+            conn.execute("DELETE FROM frames WHERE run_id = ?", (int(run_id),))
+            conn.execute(
+                "UPDATE runs SET step = NULL, last_loss = NULL, steps_per_s = NULL, updated = ?"
+                " WHERE id = ?", (time.time(), int(run_id)),
+            )
+
     def request_cancel(self, run_id: int) -> bool:
         """Ask the run's worker to stop; False if there is no such run."""
         if _key(run_id) is None:

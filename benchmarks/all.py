@@ -21,7 +21,7 @@ except ImportError:
     import _common as C  # type: ignore[no-redef]
 
 BENCHMARKS = ("instrumentation", "plain_loop", "optimizer_step", "stable_rank", "store_sink", "ui_figures",
-              "first_point", "cold_draw", "sweep_estimate")
+              "first_point", "cold_draw", "sweep_estimate", "ray_cluster")
 
 
 def summary_rows(name: str, r: dict) -> list[tuple]:
@@ -72,6 +72,17 @@ def summary_rows(name: str, r: dict) -> list[tuple]:
         for x in r["results"]:
             rows.append((f"9. sweep estimate/measured, {x['sweep']}, calibrated on {x['calibrated_on']} runs",
                          x["ratio"], f"{r['low']:g}-{r['high']:g}", r["low"] <= x["ratio"] <= r["high"]))
+    elif name == "ray_cluster":
+        if "overhead" in r:
+            o = r["overhead"]
+            rows.append(("10. Ray / local job, training per step", o["step_ratio"], "<= 1.10", o["step_ratio"] <= 1.10))
+            first = o["first_s"]["ray_after_warm_up"]
+            rows.append(("10. Ray job submit -> first record, s (app: after warm-up)", first, "<= 2", first <= 2))
+        if "sweep" in r:
+            rows.append(("10. 4 x 2 sweep, Ray two nodes / local, wall", r["sweep"]["ratio"], "(reported)", None))
+        if "ingest" in r:
+            rows.append(("10. driver ingest through Ray, rows/s", r["ingest"]["capacity_rows_per_s"], "(reported)",
+                         None))
     return rows
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import streamlit as st
 
 from agd_viz import charts, fmt, optspec
+from agd_viz.cluster import setup_note as cluster_setup_note
 from agd_viz.jobs import Refused
 from agd_viz.spec import SweepConfig, max_grid, page_limits
 from agd_viz.views import datasets as data_view
@@ -245,9 +246,11 @@ with st.container(border=True):
     if config is not None:
         speed, workers = manager.speed(), manager.max_workers
         st.markdown(f"{config.describe_size()} · about **{fmt.estimate(config.seconds(speed, workers=workers))}** "
-                    f"with {fmt.plural(workers, 'worker')} at a time")
+                    f"with {fmt.plural(workers, 'worker')} at a time {fmt.md_escape(manager.where())}")
         st.caption(f"Estimate: FLOPs per step ∝ batch × Σ d_k·d_(k−1), plus fixed costs per step and layer; "
                    f"{speed.describe()}.")
+    if cluster_setup_note():
+        st.info(cluster_setup_note(), icon=":material/cloud_off:")
     for text in problems:
         st.error(fmt.md_escape(fmt.sentence(text)), icon=":material/error:")
     c1, c2, c3 = st.columns([1.2, 1, 3], vertical_alignment="center")

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "agd_viz"
 TORCH_LAYER = {"agd_viz.optim", "agd_viz.nets", "agd_viz.spectra", "agd_viz.data", "agd_viz.train",
-               "agd_viz.worker"}
+               "agd_viz.worker", "agd_viz.remote"}
 SERVER_ROOTS = ["app.py", "app_live.py", "app_resources.py", "app_widgets.py",
                 *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").glob("*.py"))]
 
@@ -100,6 +100,41 @@ def test_nothing_the_server_imports_reaches_torch():
                     todo.append(dep)
 
 
+def _reached_by_the_server(graph) -> set[str]:
+    roots = [*SERVER_ROOTS, *(m for m in graph if m.startswith(("agd_viz.views", "agd_viz.charts")))]
+    seen, todo = set(), list(roots)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += [d for d in graph.get(m, ()) if d.startswith("agd_viz") or d in SERVER_ROOTS]
+    return seen
+
+
+def _import_time_modules(path: Path) -> set[str]:
+    """Top-level names imported when `path` is imported: function bodies left out (lazy imports)."""
+    out, todo = set(), list(ast.parse(path.read_text(), filename=str(path)).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module.split(".")[0])
+        todo += list(ast.iter_child_nodes(node))
+    return out
+
+
+def test_the_server_imports_ray_only_when_a_cluster_is_used():
+    """Ray is optional (docs/cluster.md): no module the server reaches imports it at import time."""
+    graph, modules = _graph(), _modules()
+    for m in sorted(_reached_by_the_server(graph)):
+        path = modules.get(m) or (ROOT / m if m in SERVER_ROOTS else None)
+        if path is not None:
+            assert "ray" not in _import_time_modules(path), f"{m} imports ray at import time"
+
+
 def test_the_store_sits_at_the_bottom():
     allowed = {"agd_viz.fmt", "agd_viz.optspec"}
     deps = {d for d in _graph()["agd_viz.store"] if d.startswith("agd_viz")}
@@ -172,6 +207,7 @@ SERVER_SCRIPT = textwrap.dedent("""
     at.run()  # the page shows the finished comparison: charts drawn from the store
     assert not at.exception, [e.value for e in at.exception]
     assert [r["status"] for r in runs] == ["finished"] * len(runs), [(r["status"], r["error"]) for r in runs]
+    assert "ray" not in sys.modules  # no cluster configured: Ray is never imported
     print("TORCH" if "torch" in sys.modules else "NO-TORCH", len(runs))
 """)
 

@@ -50,3 +50,20 @@ def test_tiny_mode_prints_a_table_and_its_json_line(name, capsys):
         assert all(r["json_bytes"] < 1_000_000 for r in result["results"])
     if name == "gpu":
         assert set(result["throughput"]["steps_per_s"]) == {"bare", "none", "auto", "every"}
+
+
+@pytest.mark.slow
+def test_ray_cluster_tiny_mode_runs_on_its_own_local_cluster():
+    """benchmarks/ray_cluster.py starts Ray clusters of its own: in a process of its own, as
+    benchmarks.all runs it (Ray reads its loopback settings at import)."""
+    import subprocess
+
+    pytest.importorskip("ray")
+    out = subprocess.run([sys.executable, "-m", "benchmarks.ray_cluster", "--tiny"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "ray_cluster" and {"overhead", "sweep", "ingest"} <= set(result)
+    assert result["ingest"]["thinning"]["kept_evaluated_and_final"]
+    for row in bench_all.summary_rows("ray_cluster", result):
+        assert len(row) == 4
