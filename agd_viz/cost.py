@@ -53,7 +53,7 @@ from agd_viz import datasets, fmt, optspec, shapes
 __all__ = [
     "estimate_params", "estimate_memory_bytes", "layer_sizes", "network_macs", "run_flops",
     "run_seconds", "Speed", "calibrate", "matmul_flops_per_s", "resolved_eval_every",
-    "resolved_layer_every", "resolved_boundary_every", "probe_iters", "STARTUP_S",
+    "resolved_layer_every", "resolved_boundary_every", "probe_iters", "probe_steps", "STARTUP_S",
 ]
 
 FLOAT_BYTES = 4
@@ -75,6 +75,10 @@ CALIBRATION_RUNS = 20  # recent finished runs the correction is the median over
 LAYER_BUDGET = 0.05
 EVAL_BUDGET = 0.04
 MAX_LAYER_RECORDS = 1000  # per-layer records per run at most (a long run thins them out)
+LAYER_COLUMNS = 100  # per-layer records of a run of up to 2,000 steps, at least (resolved_layer_every)
+LAYER_MIN_EVERY = 5  # the smallest automatic gap between them
+PROBE_FIXED_STEPS = 0.2  # a probe's cost in training steps: this + PROBE_BATCH_STEPS · 128 / batch
+PROBE_BATCH_STEPS = 0.3
 PROBE_ITERS = 2  # = spectra.DEFAULT_ITERS
 WEIGHT_SETTLE_STEPS = 50  # before this step weights are probed as closely as gradients (probe_iters)
 BOUNDARY_BUDGET = 0.10  # decision-boundary pictures of 2-D sets (a forward pass over a grid)
@@ -174,17 +178,30 @@ def resolved_eval_every(spec: Any, n_eval: int | None = None) -> int:
 
 
 def resolved_layer_every(spec: Any) -> int:
-    """`layer_every`, else the smallest gap at which per-layer metrics cost at most
-    LAYER_BUDGET of the training time (and at most MAX_LAYER_RECORDS records per run). One probe
-    costs about 1 + 128/batch_size training steps on a CPU: its spectral estimates read every
-    weight and gradient matrix 10-14 times (memory-bound, like a step's forward-backward over
-    ~128 examples) plus ~2 ms of small ops (measured at depth 8-32, width 128-1024, batch
-    32-512). Steps 1 and the last are always logged."""
+    """`layer_every`, else the gap between per-layer records: as small as LAYER_BUDGET of the
+    training time allows, and small enough for the layer charts to have resolution, whatever it
+    costs, in runs short enough for that to cost seconds: at least LAYER_COLUMNS columns by step
+    2,000 (a gap of steps / LAYER_COLUMNS), but no gap under LAYER_MIN_EVERY (60 columns for a
+    300-step run); never more than MAX_LAYER_RECORDS records. Steps 0, 1 and the last are always
+    logged.
+
+    One probe (norms, the update's norm, warm block-Lanczos estimates of every weight's and
+    gradient's spectral norm: train._LayerProbe) costs about PROBE_FIXED_STEPS + PROBE_BATCH_STEPS
+    · 128 / batch_size training steps on a CPU: its products with thin blocks do a fixed amount of
+    work per matrix where a step does work in proportion to the batch, and its small ops and norms
+    cost a share of a step that hardly depends on the network (benchmarks/instrumentation.py,
+    benchmarks/stable_rank.py)."""
     if _get(spec, "layer_every", 0):
         return int(_get(spec, "layer_every"))
     steps, batch = int(_get(spec, "steps", 300)), int(_get(spec, "batch_size", 128))
-    probe_steps = 1 + 128 / batch
-    return max(1, steps // MAX_LAYER_RECORDS, math.ceil(probe_steps / LAYER_BUDGET))
+    budget = math.ceil(probe_steps(batch) / LAYER_BUDGET)
+    resolution = max(LAYER_MIN_EVERY, math.ceil(steps / LAYER_COLUMNS))
+    return max(1, steps // MAX_LAYER_RECORDS, min(budget, resolution))
+
+
+def probe_steps(batch_size: int) -> float:
+    """What one per-layer probe costs, in training steps at `batch_size` (resolved_layer_every)."""
+    return PROBE_FIXED_STEPS + PROBE_BATCH_STEPS * 128 / max(1, int(batch_size))
 
 
 def resolved_boundary_every(spec: Any, grid_points: int) -> int:

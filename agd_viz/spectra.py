@@ -117,14 +117,26 @@ def stable_rank(m: Tensor) -> Tensor:
 
 
 def _lower_inverse(gram: Tensor, eps: Tensor) -> Tensor:
-    """L⁻¹ for L Lᵀ = gram + εI (B, r, r), by Cholesky and a triangular solve against I.
+    """L⁻¹ for L Lᵀ = gram + εI (B, r, r), by Cholesky and a triangular solve against I. Adds εI
+    to `gram` in place.
 
     Applying L⁻¹ as a matrix product afterwards is 3-4x faster on the CPU than a triangular solve
     against a long right-hand side (r × n), which LAPACK runs matrix by matrix."""
-    r = gram.shape[-1]
-    eye = torch.eye(r, dtype=gram.dtype, device=gram.device)
-    chol, _ = torch.linalg.cholesky_ex(gram + eps[:, None, None] * eye)
+    gram.diagonal(dim1=1, dim2=2).add_(eps[:, None])  # in place: the callers' grams are their own
+    chol, _ = torch.linalg.cholesky_ex(gram)
+    eye = _eye(gram.shape[-1], gram.dtype, gram.device)
     return torch.linalg.solve_triangular(chol, eye.expand_as(chol), upper=False)
+
+
+_EYES: dict[tuple, Tensor] = {}
+
+
+def _eye(r: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """I (r × r), made once per size, dtype and device."""
+    key = (r, dtype, device)
+    if key not in _EYES:
+        _EYES[key] = torch.eye(r, dtype=dtype, device=device)
+    return _EYES[key]
 
 
 def _orthonormalize(y: Tensor, scale: Tensor | None = None) -> Tensor:
@@ -171,11 +183,9 @@ def _ritz(h: Tensor, k: int, sync_free: bool) -> tuple[Tensor, Tensor]:
     coordinates, those of V_0): the old directions re-weighted towards the top.
     """
     if not sync_free:
-        # eigh raises on NaN; a NaN matrix must yield a NaN estimate instead.
-        finite = torch.isfinite(h).all(dim=(1, 2))
-        evals, evecs = torch.linalg.eigh(torch.where(finite[:, None, None], h, torch.zeros_like(h)))
-        top = torch.where(finite, evals[:, -1].clamp_min(0), torch.full_like(evals[:, -1], float("nan")))
-        return top, evecs[:, :, -k:].flip(-1).transpose(1, 2)  # largest first
+        # eigh raises on NaN. (A non-finite matrix still gets a NaN estimate: its scale is NaN.)
+        evals, evecs = torch.linalg.eigh(torch.nan_to_num(h, nan=0.0, posinf=0.0, neginf=0.0))
+        return evals[:, -1].clamp_min(0), evecs[:, :, -k:].flip(-1).transpose(1, 2)  # largest first
     tiny = torch.finfo(h.dtype).tiny
     filt = h / h.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(tiny)[:, None, None]
     for _ in range(3):
@@ -211,7 +221,7 @@ class _Layout:
     def of(cls, order, shapes, block: int, device, dtype) -> "_Layout":
         rows, cols = max(m for m, _ in shapes), max(n for _, n in shapes)
         k = min(block, cols)
-        if rows * cols * len(shapes) <= PAD_WASTE * sum(m * n for m, n in shapes):
+        if cls.pads(shapes):
             # Every matrix zero-padded to (rows, cols): one batch of products per pass instead of a
             # slice, a product and a pad per shape (a first and a last layer of an MLP, 2-3 small
             # ops each per pass), for a few per cent more multiply-adds.
@@ -226,6 +236,12 @@ class _Layout:
                 start = end
         spans = [-(-n // min(k, n)) - 1 for _, n in shapes]
         return cls(order, shapes, k, rows, cols, runs, spans, device, dtype)
+
+    @staticmethod
+    def pads(shapes) -> bool:
+        """Whether matrices of these shapes are padded to one (then their order does not matter)."""
+        rows, cols = max(m for m, _ in shapes), max(n for _, n in shapes)
+        return rows * cols * len(shapes) <= PAD_WASTE * sum(m * n for m, n in shapes)
 
     def step_mask(self, j: int) -> Tensor | None:
         """(B, 1, 1): 1 for the matrices whose space is not yet spanned at Lanczos step j, else None
@@ -317,7 +333,7 @@ def _block_lanczos(m: _Operands, v: Tensor, iters: int, sync_free: bool) -> tupl
     # Gram matrices square the entries: float32 overflows for σ above ~1e19 and underflows below
     # ~1e-19. Working with M/s, s = max|M V_0| (<= σ, and near σ once V_0 is warm), fixes both; the
     # factor is applied to the thin (k, n) blocks, never to M, which costs no pass over the matrix.
-    s = torch.linalg.vector_norm(y, ord=float("inf"), dim=(1, 2)).clamp_min(torch.finfo(y.dtype).tiny)
+    s = y.abs().amax(dim=(1, 2)).clamp_min(torch.finfo(y.dtype).tiny)
     inv = s.reciprocal()[:, None, None]
     y = y * inv
     images = []  # (M/s) V_j, as rows
@@ -342,8 +358,8 @@ def _block_lanczos(m: _Operands, v: Tensor, iters: int, sync_free: bool) -> tupl
     x = linv @ my  # rows of (M/s) Q̂ᵀ
     sigma2, coeffs = _ritz(x @ x.transpose(1, 2), k, sync_free)
     v_new = (coeffs @ linv) @ q  # C Q̂ = (C L⁻¹) Q
-    sigma = sigma2.sqrt() * s
-    ok = (sigma > 0) & torch.isfinite(sigma) & torch.isfinite(v_new).all(dim=(1, 2))
+    sigma = sigma2.sqrt() * s  # NaN for a non-finite matrix, through s
+    ok = torch.isfinite(sigma) & (sigma > 0)  # then v_new is finite too
     spanned = layout.spanned()
     if spanned is not None:  # a block that spans its matrix's space already is kept as it is
         ok = ok & ~spanned
@@ -389,6 +405,7 @@ class PowerIteration:
         self.sync_free = sync_free
         # Per device and dtype: the chain's layout and its blocks (B, k, N), kept between calls.
         self._chains: dict[tuple, tuple[_Layout, Tensor]] = {}
+        self._perm: tuple[tuple, Tensor] | None = None  # chain rows -> the callers' order
 
     def reset(self) -> None:
         """Forget all blocks; the next call starts cold."""
@@ -439,19 +456,27 @@ class PowerIteration:
             if key not in chains:
                 del self._chains[key]
 
-        out_device = mats[0].device
-        sigmas = [None] * len(mats)
+        out = []
         for key, idx in chains.items():
             device, dtype = key
-            order = sorted(idx, key=lambda i: (tuple(mats[i].shape), i))
+            order = idx if _Layout.pads([tuple(mats[i].shape) for i in idx]) else \
+                sorted(idx, key=lambda i: (tuple(mats[i].shape), i))
             layout, v, cold = self._start(key, order, [tuple(mats[i].shape) for i in order])
             sync_free = device.type != "cpu" if self.sync_free is None else self.sync_free
-            ops = _Operands(layout, [mats[i].to(dtype) for i in order])
+            ops = _Operands(layout, [mats[i] if mats[i].dtype == dtype else mats[i].to(dtype) for i in order])
             sigma, v = _block_lanczos(ops, v, iters + (self.warmup_iters if cold else 0), sync_free)
             self._chains[key] = (layout, v)
-            for j, i in enumerate(order):
-                sigmas[i] = sigma[j]
-        return torch.stack([s.to(device=out_device, dtype=torch.float32) for s in sigmas])
+            out.append((order, sigma.float()))
+        if len(out) == 1 and out[0][0] == list(range(len(mats))):
+            return out[0][1]  # one chain, in order (an MLP's layers, padded to one shape)
+        # Back in the callers' order, by a permutation made once per layout (a tensor made from a
+        # list is a copy to the device).
+        orders = tuple(tuple(order) for order, _ in out)
+        if self._perm is None or self._perm[0] != orders:
+            flat = [i for order in orders for i in order]
+            perm = sorted(range(len(flat)), key=flat.__getitem__)
+            self._perm = (orders, torch.tensor(perm).to(mats[0].device))
+        return torch.cat([sigma.to(mats[0].device) for _, sigma in out])[self._perm[1]]
 
 
 def _check_int(value, name: str, minimum: int) -> int:

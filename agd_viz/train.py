@@ -243,10 +243,11 @@ class _Batches:
 # Vectors per block of the spectral estimates (spectra.PowerIteration), measured along 1,000 steps
 # at depth 8 x 256 (benchmarks/stable_rank.py). A gradient is new each step: one Lanczos step from
 # a block of 12 (3 passes over it) kept its stable rank within 0.03%, where 8 needed two steps (5
-# passes; one: up to 0.8% off). A weight is tracked from the last probe: 6 kept it within 0.4%
-# at the steps of cost.probe_iters, where 4 was up to 4% off under Adam.
+# passes; one: up to 0.8% off); 10 costs less per probe and kept every probe of a 300-step run at
+# depth 6 x 128 within 0.06% (tests/test_spectra.py). A weight is tracked from the last probe: 6
+# kept it within 0.4% at the steps of cost.probe_iters, where 4 was up to 4% off under Adam.
 WEIGHT_BLOCK = 6
-GRADIENT_BLOCK = 12
+GRADIENT_BLOCK = 10
 
 
 class _LayerProbe:
