@@ -8,6 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
+import app_resources
+
 st.set_page_config(page_title="AGD Explorer", page_icon=":material/neurology:", layout="wide")
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
@@ -34,4 +36,7 @@ def _pages() -> list:
     ]
 
 
+# The job manager, and with it the pre-started worker, before the page itself: its imports then
+# run while the first page a person opens draws and is read.
+app_resources.prestart()
 st.navigation(_pages()).run()

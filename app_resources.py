@@ -47,6 +47,17 @@ def job_manager() -> JobManager:
         st.stop()
 
 
+def prestart() -> None:
+    """Create the shared job manager now, if it can be: app.py calls this on every page's run, so
+    the first page a person opens starts the pre-started worker (seconds of imports) while the page
+    draws and is read, before Start is pressed (benchmarks/first_point.py). A store that cannot be
+    opened is left for the page that needs it to report."""
+    try:
+        _job_manager(str(db_path()))
+    except (StoreError, ValueError):
+        pass
+
+
 def session_id() -> str:
     """This browser session's tag for the job manager's per-session queue limit: random, kept in
     the session's state (a reload of the tab is a new session, as it is for Streamlit)."""
