@@ -269,6 +269,9 @@ _write_url(state, group_id, present)
 if group_id is None:
     st.info("No runs yet. Load a preset (“Adam fails at depth 32” is the classic) and press **Start training**.",
             icon=":material/rocket_launch:")
+    # Where the curves will appear; drawing a chart now also has the browser load its plotting code
+    # (~2 s on a 2-core laptop) before Start instead of after it (benchmarks/first_point.py).
+    plot(charts.loss_figure([]), "lv_chart_empty", present, panel.CHART_HELP["loss"])
 else:
     shown_spec = (store.get_group(group_id) or {}).get("spec") or (rows[0]["spec"] if rows else {})
     st.subheader(f"Comparison {group_id}")
