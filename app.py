@@ -37,6 +37,9 @@ def _pages() -> list:
     ]
 
 
+# The job manager, and with it the pre-started worker, before the page itself: its imports then
+# run while the first page a person opens draws and is read.
+app_resources.prestart()
 page = st.navigation(_pages())
 # On every page: who this browser is (its owner cookie), whether the run store can record runs, and
 # the operator's key box (only on a server with AGD_VIZ_ADMIN_KEY).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from agd_viz import fmt
+from agd_viz import charts, fmt
 from agd_viz.views import boundary, replay
 from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form as form
@@ -195,3 +195,6 @@ def landing(start_headline, args: tuple, disabled: bool, description: str) -> No
                        "network) on the left and press **Start training**.")
         if LANDING_PICTURE.is_file():
             picture.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION, width="stretch")
+    # Where the curves will appear; drawing a chart now also has the browser load its plotting code
+    # (~2 s on a 2-core laptop) before Start instead of after it (benchmarks/first_point.py).
+    plot(charts.loss_figure([]), "lv_chart_empty", False, panel.CHART_HELP["loss"])

@@ -96,6 +96,17 @@ def job_manager() -> JobManager:
         st.stop()
 
 
+def prestart() -> None:
+    """Create the shared job manager now, if it can be: app.py calls this on every page's run, so
+    the first page a person opens starts the pre-started worker (seconds of imports) while the page
+    draws and is read, before Start is pressed (benchmarks/first_point.py). A store that cannot be
+    opened is left for the page that needs it to report."""
+    try:
+        _job_manager(str(db_path()))
+    except (StoreError, ValueError):
+        pass
+
+
 def store_notice() -> None:
     """On every page (app.py): say so when the run store cannot record runs any more (read-only,
     or its file deleted while the server runs). Nothing when the store cannot even be opened:

@@ -58,7 +58,7 @@ from agd_viz import datasets, fmt, optspec, shapes
 __all__ = [
     "estimate_params", "estimate_memory_bytes", "layer_sizes", "network_macs", "run_flops",
     "run_seconds", "Speed", "calibrate", "matmul_flops_per_s", "resolved_eval_every",
-    "resolved_layer_every", "resolved_boundary_every", "probe_iters", "STARTUP_S", "metric_bytes",
+    "resolved_layer_every", "resolved_boundary_every", "probe_iters", "probe_steps", "STARTUP_S", "metric_bytes",
     "cell_overhead",
 ]
 
@@ -82,7 +82,12 @@ CALIBRATION_SWEEPS = 5  # recent sweeps the start-up per cell is the median over
 LAYER_BUDGET = 0.05
 EVAL_BUDGET = 0.04
 MAX_LAYER_RECORDS = 1000  # per-layer records per run at most (a long run thins them out)
+LAYER_COLUMNS = 100  # per-layer records of a run of up to 2,000 steps, at least (resolved_layer_every)
+LAYER_MIN_EVERY = 5  # the smallest automatic gap between them
+PROBE_FIXED_STEPS = 0.2  # a probe's cost in training steps: this + PROBE_BATCH_STEPS · 128 / batch
+PROBE_BATCH_STEPS = 0.3
 PROBE_ITERS = 2  # = spectra.DEFAULT_ITERS
+WEIGHT_SETTLE_STEPS = 50  # before this step weights are probed as closely as gradients (probe_iters)
 # Decision-boundary pictures of 2-D sets (a forward pass over a grid): the Live page's replay steps
 # through them. A 2-D run trains in a second or two, so even half its training time in pictures
 # (one every ~50 steps for the spirals preset, 17 where 0.10 gave 5) is little beside its worker's
@@ -184,17 +189,30 @@ def resolved_eval_every(spec: Any, n_eval: int | None = None) -> int:
 
 
 def resolved_layer_every(spec: Any) -> int:
-    """`layer_every`, else the smallest gap at which per-layer metrics cost at most
-    LAYER_BUDGET of the training time (and at most MAX_LAYER_RECORDS records per run). One probe
-    costs about 1 + 128/batch_size training steps on a CPU: its spectral estimates read every
-    weight and gradient matrix 10-14 times (memory-bound, like a step's forward-backward over
-    ~128 examples) plus ~2 ms of small ops (measured at depth 8-32, width 128-1024, batch
-    32-512). Steps 1 and the last are always logged."""
+    """`layer_every`, else the gap between per-layer records: as small as LAYER_BUDGET of the
+    training time allows, and small enough for the layer charts to have resolution, whatever it
+    costs, in runs short enough for that to cost seconds: at least LAYER_COLUMNS columns by step
+    2,000 (a gap of steps / LAYER_COLUMNS), but no gap under LAYER_MIN_EVERY (60 columns for a
+    300-step run); never more than MAX_LAYER_RECORDS records. Steps 0, 1 and the last are always
+    logged.
+
+    One probe (norms, the update's norm, warm block-Lanczos estimates of every weight's and
+    gradient's spectral norm: train._LayerProbe) costs about PROBE_FIXED_STEPS + PROBE_BATCH_STEPS
+    · 128 / batch_size training steps on a CPU: its products with thin blocks do a fixed amount of
+    work per matrix where a step does work in proportion to the batch, and its small ops and norms
+    cost a share of a step that hardly depends on the network (benchmarks/instrumentation.py,
+    benchmarks/stable_rank.py)."""
     if _get(spec, "layer_every", 0):
         return int(_get(spec, "layer_every"))
     steps, batch = int(_get(spec, "steps", 300)), int(_get(spec, "batch_size", 128))
-    probe_steps = 1 + 128 / batch
-    return max(1, steps // MAX_LAYER_RECORDS, math.ceil(probe_steps / LAYER_BUDGET))
+    budget = math.ceil(probe_steps(batch) / LAYER_BUDGET)
+    resolution = max(LAYER_MIN_EVERY, math.ceil(steps / LAYER_COLUMNS))
+    return max(1, steps // MAX_LAYER_RECORDS, min(budget, resolution))
+
+
+def probe_steps(batch_size: int) -> float:
+    """What one per-layer probe costs, in training steps at `batch_size` (resolved_layer_every)."""
+    return PROBE_FIXED_STEPS + PROBE_BATCH_STEPS * 128 / max(1, int(batch_size))
 
 
 def resolved_boundary_every(spec: Any, grid_points: int) -> int:
@@ -208,13 +226,25 @@ def resolved_boundary_every(spec: Any, grid_points: int) -> int:
     return max(1, steps // BOUNDARY_FRAMES, math.ceil(grid_points / (3 * batch) / BOUNDARY_BUDGET))
 
 
-def probe_iters(layer_every: int) -> int:
-    """Block Lanczos steps per probe call. Called every few steps, the warm start is close and
-    the default keeps stable ranks within ~0.01%; tens of steps apart it can be stale (Adam moves
-    every weight by about lr per step, so early in a run the top singular direction may be new),
-    where one step more brings the worst error along a 1,000-step run from ~0.8% to well under 1%
-    (benchmarks/stable_rank.py)."""
-    return PROBE_ITERS if layer_every < 10 else PROBE_ITERS + 1
+def probe_iters(layer_every: int, kind: str = "gradients", step: int | None = None) -> int:
+    """Block Lanczos steps per probe call (spectra.PowerIteration) for `kind` ("weights" or
+    "gradients"), probes being `layer_every` steps apart, at training step `step` (None: early).
+
+    Measured along runs of 300-1,000 steps on digits (depth 8-16 x 256; AGD, Adam, SGD;
+    benchmarks/stable_rank.py, tests/test_spectra.py):
+    - A gradient is a new matrix each step, but its top directions persist enough that one step
+      from the last probe's block of train.GRADIENT_BLOCK vectors keeps its stable rank within
+      0.03%, at any gap.
+    - A weight moves little once training has settled: one step from the last probe's block keeps
+      it within 0.4% (one step of plain subspace iteration instead: up to 1% under Adam at depth
+      16, 3.5% at a gap of 40). In the first WEIGHT_SETTLE_STEPS steps a new top direction can rise
+      out of the initial spectrum within a few steps (Adam's first steps add a near rank-one
+      lr·sign(G) to every layer): there a weight takes PROBE_ITERS steps, one more at gaps of 10 or
+      more (one step: up to 2% off at step 10; two: 0.2%, but ~1% at gaps of 20-40, where three
+      give 0.1%)."""
+    if kind == "gradients" or (step is not None and step > WEIGHT_SETTLE_STEPS):
+        return 1
+    return PROBE_ITERS + 1 if layer_every >= 10 else PROBE_ITERS
 
 
 # -------------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ Decisions
 - With several GPUs each worker gets its GPU through CUDA_VISIBLE_DEVICES.
 - Workers run at a lower CPU priority (`nice`, default +10) with OMP_NUM_THREADS set to their share
   of the cores but one (`worker_threads`), so a laptop demo keeps a responsive page while two runs
-  train.
+  train. A pre-started worker is lowered when it is handed a job: its imports, made while nothing
+  trains, run at normal priority so that it is ready by the time a person presses Start.
 - Pre-started workers (`prewarm`, the app keeps one; `$AGD_VIZ_PREWARM`): while nothing trains or
   waits, the manager starts `agd_viz.worker --from-stdin`, which imports torch and the training path
   and waits; the next job's run ids are handed to it on its stdin, so Start skips the seconds a new
@@ -1012,7 +1013,6 @@ class JobManager:
             log.exception("agd_viz job scheduler: could not start a spare worker")
             self.prewarm = 0  # do not retry every poll
             return
-        self._renice(proc.pid)
         self._spares.append(_Spare(proc, path))
 
     def _hand_to_spare(self, job: _Job, path: Path) -> subprocess.Popen | None:
@@ -1051,10 +1051,17 @@ class JobManager:
 
     def _renice(self, pid: int) -> None:
         if self.nice and hasattr(os, "setpriority"):
-            try:  # set from here, not preexec_fn (unsafe with threads): a few ms at normal priority
-                os.setpriority(os.PRIO_PROCESS, pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
-            except OSError:
-                pass
+            # Linux sets priority per thread: a pre-started worker has threads already (torch's),
+            # each lowered; a fresh one has only its first, whose threads inherit it.
+            try:
+                tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+            except (OSError, ValueError):
+                tids = [pid]
+            for tid in tids:
+                try:  # set from here, not preexec_fn (unsafe with threads): a few ms at normal priority
+                    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
+                except OSError:
+                    pass
 
     def _reap(self, kill_now: bool = False) -> None:
         """Record workers that exited; SIGKILL stopped ones overdue (all stopped ones if
@@ -1194,7 +1201,7 @@ class JobManager:
                     # handler stops the workers, instead of killing them mid-write.
                     start_new_session=True, close_fds=True,
                 )
-            self._renice(proc.pid)
+        self._renice(proc.pid)
         job.proc, job.log, job.started = proc, path, time.monotonic()
         self._jobs[job.id] = job
         # Running from now on, owned by the worker's pid; the worker re-stamps started and

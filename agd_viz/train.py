@@ -240,6 +240,16 @@ class _Batches:
 # Measuring
 
 
+# Vectors per block of the spectral estimates (spectra.PowerIteration), measured along 1,000 steps
+# at depth 8 x 256 (benchmarks/stable_rank.py). A gradient is new each step: one Lanczos step from
+# a block of 12 (3 passes over it) kept its stable rank within 0.03%, where 8 needed two steps (5
+# passes; one: up to 0.8% off); 10 costs less per probe and kept every probe of a 300-step run at
+# depth 6 x 128 within 0.06% (tests/test_spectra.py). A weight is tracked from the last probe: 6
+# kept it within 0.4% at the steps of cost.probe_iters, where 4 was up to 4% off under Adam.
+WEIGHT_BLOCK = 6
+GRADIENT_BLOCK = 10
+
+
 class _LayerProbe:
     """Per-layer metrics of one model, computed with multi-tensor ops and no host sync."""
 
@@ -249,9 +259,14 @@ class _LayerProbe:
         # gradient's stable rank: no third spectral estimate per layer is needed for it.
         self.update_is_gradient = update_is_gradient
         self.prev = [w.detach().clone() for w in weights]
-        # One estimator for weights and gradients (positions 0..L-1 and L..2L-1): a weight and a
-        # gradient of equal shape share one batched block Lanczos call, which halves the calls.
-        self.power = spectra.PowerIteration(iters=cost.probe_iters(layer_every))
+        # One estimator per kind, each with every layer in one chain of batched small ops: a
+        # weight moves little between probes and is tracked from the last probe's block with few
+        # steps, a gradient is a new matrix every step and needs more (cost.probe_iters).
+        self.layer_every = layer_every
+        self.w_power = spectra.PowerIteration(iters=cost.probe_iters(layer_every, "weights"), block=WEIGHT_BLOCK)
+        self.g_power = spectra.PowerIteration(iters=cost.probe_iters(layer_every, "gradients"), block=GRADIENT_BLOCK)
+        self.u_power = spectra.PowerIteration(iters=cost.probe_iters(layer_every, "gradients"), block=GRADIENT_BLOCK)
+        self.probes = 0  # probes so far after init: step 1, then one every layer_every steps
         # sqrt(out/in) in channels for a conv kernel too: under AGD's init (each of the kh*kw slices
         # semi-orthogonal, scale sqrt(out/in)/sqrt(kh*kw)) the unfolded (out, in*kh*kw) matrix that
         # w_spec measures has spectral norm exactly sqrt(out/in) when out <= in.
@@ -275,14 +290,19 @@ class _LayerProbe:
         # page faults on the CPU as large as the subtraction itself.
         torch._foreach_sub_(self.prev, ws)
         d_fro = torch.stack(torch._foreach_norm(self.prev))
-        # The update's own spectral norm too (positions 2L..3L-1): its stable rank tells AGD's
-        # normalised gradient (srank of the gradient) from Muon's orthogonalised one (far higher).
-        updates = [] if self.update_is_gradient else [spectra.as_matrix(d) for d in self.prev]
-        spec = self.power([spectra.as_matrix(w) for w in ws] + [spectra.as_matrix(g) for g in gs] + updates)
-        w_spec, g_spec = spec[:L], spec[L:2 * L]
+        # Which step this is, near enough for cost.probe_iters (the cadence probes step 1, then
+        # every layer_every steps; training steps do not tell the probe their number).
+        self.probes += 1
+        step = 1 if self.probes == 1 else (self.probes - 1) * self.layer_every
+        w_spec = self.w_power(ws, iters=cost.probe_iters(self.layer_every, "weights", step))
+        g_spec = self.g_power(gs)
+        # The update's own spectral norm too: its stable rank tells AGD's normalised gradient (the
+        # gradient's) from Muon's orthogonalised one (far higher). An update is a new matrix each
+        # step, like a gradient, so it is tracked as one.
+        u_spec = None if self.update_is_gradient else self.u_power(self.prev)
         w_srank = spectra.stable_rank_from(w_fro, w_spec)
         g_srank = spectra.stable_rank_from(g_fro, g_spec)
-        u_srank = g_srank if self.update_is_gradient else spectra.stable_rank_from(d_fro, spec[2 * L:])
+        u_srank = g_srank if u_spec is None else spectra.stable_rank_from(d_fro, u_spec)
         rel = d_fro / w_fro.clamp_min(torch.finfo(w_fro.dtype).tiny)
         out = torch.stack([w_fro, w_spec, w_srank, w_spec / self.target, g_fro, g_srank, rel, u_srank])
         assert out.shape == (len(LAYER_METRICS), L)
@@ -292,7 +312,7 @@ class _LayerProbe:
         """Weight metrics before the first step; gradient and update columns are NaN."""
         ws = [w.detach() for w in self.weights]
         w_fro = torch.stack(torch._foreach_norm(ws))
-        w_spec = self.power([spectra.as_matrix(w) for w in ws])
+        w_spec = self.w_power(ws)
         nan = torch.full_like(w_fro, NAN)
         srank = spectra.stable_rank_from(w_fro, w_spec)
         return torch.stack([w_fro, w_spec, srank, w_spec / self.target, nan, nan, nan, nan])

@@ -1,26 +1,26 @@
 """What do the per-step metrics cost? Training with every metric (docs/architecture.md) vs the same loop with none.
 
-    python -m benchmarks.instrumentation [--rounds 3] [--threads N] [--tiny]
+    python -m benchmarks.instrumentation [--rounds 3] [--steps 300] [--threads N] [--tiny]
 
 Variants, each `agd_viz.train.run` of AGD on digits, batch 128, on the CPU:
   none   metrics="none" and no evaluation inside the loop (only at step 0 and the end): the
          baseline, a loop that logs only what it computes anyway (loss, accuracy, η, G);
-  auto   metrics="full" with the default cadences: per-layer metrics every `cost.resolved_layer_every`
-         steps, train/test evaluation every `cost.resolved_eval_every` steps (targets: ratio <= 1.15);
+  auto   metrics="full" with the default cadences of a `--steps`-step run (the default 300 steps:
+         per-layer metrics every `cost.resolved_layer_every` = 5 steps, 60 columns per layer chart;
+         train/test evaluation every `cost.resolved_eval_every` steps) (target: ratio <= 1.15);
   every  metrics="full" with per-layer metrics at every step (layer_every=1), timed over a
          shorter window (30 steps) that holds no evaluation.
 Time per step is read from the records' own clock (`t`, taken at the start of each step), from
-step 2 to the last step: setup, the cold first estimates and the forced probe of step 1 are left out,
-and the window is a whole number of probe periods spanning an evaluation period, so it holds the
-steady-state share of both. The clock is this process's CPU time by default (`--clock`), which other
-people's processes on a shared machine do not inflate. Variants are interleaved round by round; the
-ratio is the median over rounds.
+step 2 to the last step: setup, the cold first estimates and the forced probe of step 1 are left
+out; the whole rest of the run is in, with its mix of probes (those of the first
+`cost.WEIGHT_SETTLE_STEPS` steps cost more) and evaluations. The clock is this process's CPU time
+by default (`--clock`), which other people's processes on a shared machine do not inflate.
+Variants are interleaved round by round; the ratio is the median over rounds.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 try:
@@ -45,26 +45,20 @@ def per_step_seconds(spec, clock: str = "cpu") -> float:
     return (t[last] - t[2]) / (last - 2)
 
 
-def measure(depth: int, width: int, rounds: int, periods: int, clock: str = "cpu",
-            tiny: bool = False) -> dict:
+def measure(depth: int, width: int, rounds: int, steps: int, clock: str = "cpu", tiny: bool = False) -> dict:
     from agd_viz import cost, data
     from agd_viz.spec import RunSpec
 
     base = RunSpec(dataset="digits", depth=depth, width=width, batch_size=128, device="cpu",
-                         optimizers=("agd",), seed=0)
+                   optimizers=("agd",), seed=0, steps=steps)
     ds = data.load("digits")
     n_eval = min(ds.x_train.shape[0], cost.EVAL_MAX) + min(ds.x_test.shape[0], cost.EVAL_MAX)
-    eval_every, layer_every = cost.resolved_eval_every(base, n_eval), cost.resolved_layer_every(base)
-    # A whole number of probe periods that spans an evaluation period: the window then holds the
-    # steady-state number of probes, and of evaluations to within one part in its length.
-    window = periods * layer_every * math.ceil(eval_every / layer_every) if not tiny else 6
-    steps = 2 + window
     specs = {
-        "none": base.replace(steps=steps, metrics="none", eval_every=steps),
-        "auto": base.replace(steps=steps, metrics="full"),
+        "none": base.replace(metrics="none", eval_every=steps),
+        "auto": base.replace(metrics="full"),
         # Every step is slow and its cost per step is steady: a short window, which holds no
         # evaluation, so this ratio is the per-layer metrics' cost alone.
-        "every": base.replace(steps=2 + min(window, EVERY_WINDOW), metrics="full", layer_every=1),
+        "every": base.replace(steps=2 + min(steps - 2, EVERY_WINDOW), metrics="full", layer_every=1),
     }
     if tiny:
         specs["auto"] = specs["auto"].replace(eval_every=3, layer_every=3)
@@ -75,10 +69,10 @@ def measure(depth: int, width: int, rounds: int, periods: int, clock: str = "cpu
         per_step_seconds(s, clock)
     times = C.interleaved({k: (lambda s=s: per_step_seconds(s, clock)) for k, s in specs.items()},
                           rounds=rounds, warmup=0)
-    layer_every = cost.resolved_layer_every(specs["auto"])
     return {
         "depth": depth, "width": width, "batch": 128, "steps": steps,
-        "layer_every_auto": layer_every, "eval_every_auto": cost.resolved_eval_every(specs["auto"], n_eval),
+        "layer_every_auto": cost.resolved_layer_every(specs["auto"]),
+        "eval_every_auto": cost.resolved_eval_every(specs["auto"], n_eval),
         "ms_per_step": {k: C.rounded(1000 * C.median(v)) for k, v in times.items()},
         "ratio_auto": C.rounded(C.paired_ratio(times["auto"], times["none"])),
         "ratio_every": C.rounded(C.paired_ratio(times["every"], times["none"])),
@@ -92,8 +86,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clock", choices=C.CLOCKS, default="cpu",
                     help="cpu: this process's CPU time (robust on a shared machine); wall: elapsed time")
-    ap.add_argument("--periods", type=int, default=1,
-                    help="evaluation periods per timed window (each about 90 steps at batch 128)")
+    ap.add_argument("--steps", type=int, default=300, help="the run timed (its cadence is the one measured)")
     C.add_thread_args(ap)
     ap.add_argument("--config", action="append", default=None, metavar="DEPTHxWIDTH",
                     help="e.g. 16x256 (repeatable; default 16x256 and 8x1024)")
@@ -102,10 +95,11 @@ def main(argv=None) -> int:
     threads = C.setup_torch(args.threads)
     configs = [tuple(int(v) for v in c.lower().split("x")) for c in args.config] if args.config else CONFIGS
     if args.tiny:
-        configs, args.rounds = [(3, 16)], 1
-    results = [measure(d, w, args.rounds, args.periods, args.clock, args.tiny) for d, w in configs]
-    print(f"instrumentation: AGD on digits, batch 128, CPU, {threads} thread(s), {args.clock} clock; "
-          f"ms/step median of {args.rounds} interleaved rounds; ratio = median over rounds of full/none")
+        configs, args.rounds, args.steps = [(3, 16)], 1, 8
+    results = [measure(d, w, args.rounds, args.steps, args.clock, args.tiny) for d, w in configs]
+    print(f"instrumentation: AGD on digits, batch 128, {args.steps}-step runs timed from step 2, CPU, "
+          f"{threads} thread(s), {args.clock} clock; ms/step median of {args.rounds} interleaved rounds; "
+          f"ratio = median over rounds of full/none")
     rows = []
     for r in results:
         name = f"{r['depth']}x{r['width']}"

@@ -72,6 +72,7 @@ def _on_start(manager) -> None:
         st.session_state["live_start_error"] = str(exc)
         return
     st.session_state["live_group"] = group_id
+    st.session_state["live_wait_first"] = group_id  # this rerun's panel waits for the first step
     st.session_state.pop("live_start_error", None)
     st.session_state.update(lv_replay=False, keep_lv_replay=False, lv_replay_play=False)  # show it live
 
@@ -115,6 +116,9 @@ def _panel(manager, group_id: int, present: bool, interval: float | None, playin
         st.info(f"Comparison {group_id} has no runs (it may have been deleted).")
         return
     run_ids = [r["id"] for r in rows]
+    if ss.pop("live_wait_first", None) == group_id:
+        panel.wait_first_step(store, run_ids)
+        started = time.perf_counter()  # the wait is not the refresh's cost
     progress = manager.progress(run_ids)
     if ss.get("live_frames") is None or ss.get("live_frames_group") != group_id:
         ss["live_frames"], ss["live_frames_group"] = panel.LiveFrames(), group_id

@@ -218,3 +218,24 @@ def test_lemma8_names_the_conditions_a_comparison_does_not_meet():
     full = live_panel.lemma8_gaps({"dataset": "digits", "batch_size": 4096, "loss": "square"})
     assert full == "Assumption 1 and Assumption 2 are not checked"
     assert "CNN" in live_panel.lemma8_gaps({"dataset": "digits", "batch_size": 8, "arch": "cnn"})
+
+
+def test_right_after_start_the_panel_waits_for_the_first_step_or_for_the_runs_to_end(tmp_path):
+    import threading
+
+    store = Store(tmp_path / "runs.db")
+    a = store.create_run({"dataset": "digits", "depth": 3, "width": 8}, "agd")
+    b = store.create_run({"dataset": "digits", "depth": 3, "width": 8}, "adam:lr=0.001")
+    store.set_status(a, "running")
+    store.set_status(b, "running")
+    # Another writer (the worker) stores step 0 and the first training step with its progress, a moment later.
+    writer = threading.Timer(0.2, lambda: Store(tmp_path / "runs.db").append_metrics(b, _records([0, 1]), progress={}))
+    writer.start()
+    assert panel.wait_first_step(store, [a, b], timeout=60)
+    writer.join()
+    store.finish_run(a, "cancelled")
+    store.finish_run(b, "cancelled")
+    c = store.create_run({"dataset": "digits", "depth": 3, "width": 8}, "agd")
+    store.finish_run(c, "failed", error="boom")
+    assert not panel.wait_first_step(store, [c], timeout=60)  # ended without a step: no wait
+    store.close()

@@ -54,6 +54,12 @@ def test_a_run_goes_to_the_pre_started_worker_and_shutdown_leaves_no_process(tmp
         submitted = time.time()
         _, (rid,) = manager.submit(SPEC)
         assert manager.worker_pid(rid) == spare
+        # Handed a job, it trains at the workers' lower priority, every thread of it (a laptop
+        # demo keeps a responsive page); it imported at normal priority while nothing trained.
+        if manager.nice and hasattr(os, "getpriority"):
+            mine = os.getpriority(os.PRIO_PROCESS, 0)
+            niceness = [os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir(f"/proc/{spare}/task")]
+            assert niceness and all(n > mine for n in niceness), niceness
         started = procs.proc_stat(spare)[1]
         assert started is None or started < submitted  # the process existed before the run
         store = Store(db)

@@ -285,30 +285,25 @@ def _layer_view(run: RunData) -> _LayerView | None:
 
 
 def _bin_steps(steps: np.ndarray, M: np.ndarray, max_cols: int):
-    """Mean of (T, L) values over ≤max_cols groups of consecutive steps; returns (x, z (L, bins)).
-    x is the mean step of each group, so the cells sit where their data came from."""
+    """Mean of (T, L) values over min(T, max_cols) groups of consecutive steps; returns (x, z (L, bins)).
+    x is the mean step of each group, so the cells sit where their data came from. Groups hold
+    floor or ceil of T / max_cols steps, so T > max_cols always gives max_cols columns (groups of one
+    size would give only ~max_cols/2 for T a little above it: 121 records, 61 columns)."""
     T, L = M.shape
     if T <= max_cols:
         return steps, M.T.astype(np.float32)
-    size = -(-T // max_cols)
-    full = T // size
-    blocks = [(M[:full * size].reshape(full, size, L), steps[:full * size].reshape(full, size))]
-    if T > full * size:
-        blocks.append((M[full * size:][None], steps[full * size:][None]))
-    zs, xs = [], []
-    for block, st in blocks:
-        total = block.sum(axis=1)
-        if np.isfinite(total).all():
-            zs.append(total / block.shape[1])
+    starts = np.linspace(0, T, max_cols + 1).round().astype(np.int64)[:-1]
+    sizes = np.diff(np.append(starts, T))
+    finite = np.isfinite(M)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if finite.all():
+            z = np.add.reduceat(M, starts, axis=0) / sizes[:, None]
         else:
-            finite = np.isfinite(block)
-            count = finite.sum(axis=1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                zs.append(np.where(count > 0, np.where(finite, block, 0.0).sum(axis=1) / count,
-                                   np.nan))
-        xs.append(st.mean(axis=1))
-    z = np.ascontiguousarray(np.concatenate(zs).T, dtype=np.float32)
-    return np.concatenate(xs).astype(np.float32), z
+            count = np.add.reduceat(finite, starts, axis=0)
+            total = np.add.reduceat(np.where(finite, M, 0.0), starts, axis=0)
+            z = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    x = np.add.reduceat(steps.astype(np.float64), starts) / sizes
+    return x.astype(np.float32), np.ascontiguousarray(z.T, dtype=np.float32)
 
 
 def _finite_range(arrays) -> tuple[float, float]:

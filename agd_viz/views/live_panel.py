@@ -7,6 +7,7 @@ No streamlit, no torch (docs/architecture.md).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -24,6 +25,7 @@ ETA_MIN_SHARE = 0.05
 ETA_MIN_STEPS = 20
 REFRESH_S = 1.0  # seconds between chart refreshes while runs train (longer on a busy server)
 FIRST_POINTS_REFRESH_S = 0.25  # while a run trains but no step has reached the charts yet
+FIRST_STEP_WAIT_S = 1.5  # right after Start, the panel waits at most this long for the first step
 
 
 def progress_fraction(p: Mapping[str, Any]) -> float:
@@ -73,6 +75,24 @@ def next_interval(any_step_read: bool, rows: Iterable[Mapping[str, Any]], tick_s
     if not any_step_read and any(r.get("status") == "running" for r in rows):
         return FIRST_POINTS_REFRESH_S
     return refresh_interval(tick_s, REFRESH_S)
+
+
+def wait_first_step(store, run_ids: Iterable[int], timeout: float = FIRST_STEP_WAIT_S,
+                    period: float = 0.02) -> bool:
+    """Right after Start: wait until a training step of one of the runs is stored (True), or they
+    have all ended, or `timeout` s have passed (False). A pre-started worker stores its first step
+    a fraction of a second after the click, so the panel drawn by Start's own rerun can hold the
+    first point instead of leaving it to the next poll, a poll interval and a redraw later
+    (benchmarks/first_point.py). One small query per `period`."""
+    ids = [int(r) for r in run_ids]
+    end = time.monotonic() + timeout
+    while True:
+        progress = store.progress(ids)
+        if any(((progress.get(r) or {}).get("step") or 0) >= 1 for r in ids):
+            return True
+        if all_final(progress, ids) or time.monotonic() >= end:
+            return False
+        time.sleep(period)
 
 
 def interval_drifted(current: float, wanted: float) -> bool:

@@ -4,6 +4,7 @@ CI (env CI set), where a missing browser is a failure."""
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,16 +21,13 @@ def _need_chromium():
         pytest.skip("chromium is not installed (/usr/bin/chromium); browser tests skipped locally")
 
 
-@pytest.fixture
-def app_url(tmp_path):
+def _app(tmp_path, workers: int):
     _need_chromium()
-    # Two workers: AGD and its baseline train side by side, as on a laptop with 4+ cores.
-    with running_app(tmp_path / "runs.db", tmp_path / "streamlit.log", env={"AGD_VIZ_MAX_WORKERS": "2"}) as url:
-        yield url
+    return running_app(tmp_path / "runs.db", tmp_path / "streamlit.log", env={"AGD_VIZ_MAX_WORKERS": str(workers)})
 
 
-@pytest.fixture
-def page(app_url):
+@contextmanager
+def _page_at(url: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -37,7 +35,27 @@ def page(app_url):
         context = browser.new_context(viewport={"width": 1500, "height": 1000})
         pg = context.new_page()
         pg.set_default_timeout(60_000)
-        pg.base_url = app_url
+        pg.base_url = url
         yield pg
         context.close()
         browser.close()
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    # Two worker slots, as on a laptop with 4+ cores.
+    with _app(tmp_path, 2) as url:
+        yield url
+
+
+@pytest.fixture
+def page(app_url):
+    with _page_at(app_url) as pg:
+        yield pg
+
+
+@pytest.fixture
+def one_slot_page(tmp_path):
+    """The app with one worker slot (the default on a 2-core laptop and on a one-GPU box)."""
+    with _app(tmp_path, 1) as url, _page_at(url) as pg:
+        yield pg

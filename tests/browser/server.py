@@ -84,10 +84,8 @@ def wait_idle(page, timeout_ms: float = 60_000) -> None:
     page.wait_for_selector(IDLE, timeout=timeout_ms)
 
 
-# Each chart's trace count, total x values and largest x, read from the plotly div's `data`.
 # Plotly ships long arrays as {dtype, bdata: base64} (decoded here), short ones as plain lists.
-PLOT_POINTS_JS = """
-() => {
+_VALUES_JS = """
   const kinds = {f4: Float32Array, f8: Float64Array, i1: Int8Array, u1: Uint8Array, i2: Int16Array,
                  u2: Uint16Array, i4: Int32Array, u4: Uint32Array};
   const values = (a) => {
@@ -99,19 +97,43 @@ PLOT_POINTS_JS = """
     }
     return [];
   };
+  const top = (xs) => {
+    let m = null;
+    for (let i = 0; i < xs.length; i++) {
+      const v = Number(xs[i]);
+      if (Number.isFinite(v) && (m === null || v > m)) m = v;
+    }
+    return m;
+  };
+"""
+
+# Each chart's trace count, total x values and largest x, read from the plotly div's `data`.
+PLOT_POINTS_JS = """
+() => {""" + _VALUES_JS + """
   return Array.from(document.querySelectorAll('.js-plotly-plot')).map(div => {
     const traces = div.data || [];
     let points = 0, maxX = null;
     for (const t of traces) {
       const xs = values(t.x);
       points += xs.length;
-      for (let i = 0; i < xs.length; i++) {
-        const v = Number(xs[i]);
-        if (Number.isFinite(v) && (maxX === null || v > maxX)) maxX = v;
-      }
+      const m = top(xs);
+      if (m !== null && (maxX === null || m > maxX)) maxX = m;
     }
     return {points, maxX, traces: traces.length};
   });
+}
+"""
+
+# The first chart's (the loss chart's) largest x per trace name: the step each run has reached on it.
+RUN_STEPS_JS = """
+() => {""" + _VALUES_JS + """
+  const div = document.querySelector('.js-plotly-plot');
+  const out = {};
+  for (const t of (div && div.data) || []) {
+    const m = top(values(t.x));
+    if (m !== null) out[t.name] = Math.max(out[t.name] ?? m, m);
+  }
+  return out;
 }
 """
 
