@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from agd_viz import charts
 from agd_viz.store import Store
 from agd_viz.views import live_view as view
 from apptest_util import app_store, clean, figures, open_page, wait_final
@@ -61,12 +62,12 @@ def test_replay_draws_every_chart_and_the_numbers_at_its_step(db):
     gid, _ = seed_group(db, steps=30)
     at = clean(open_page(PAGE, {"group": str(gid), "layers": "1"}))
     full = figures(at)
-    assert len(full) == 7 and all(max_x(f) == 30 for f in full)
+    assert len(full) == len(charts.LIVE_FIGURES) == 8 and all(max_x(f) == 30 for f in full)
     at.toggle(key="lv_replay").set_value(True).run()
     at.slider(key="lv_replay_step").set_value(12).run()
     clean(at)
     cut = figures(at)
-    assert len(cut) == 7
+    assert len(cut) == 8
     for fig in cut:  # every chart ends at the replay's step, on the whole run's axis
         assert max_x(fig) <= 12, fig["layout"].get("title")
         assert fig["layout"]["xaxis"]["range"] == [0, 30]

@@ -143,7 +143,7 @@ def test_an_invalid_field_disables_start(page):
 
 
 def test_replay_moves_every_chart_and_the_decision_boundaries(page):
-    open_page(page, "group=2&layers=1", charts=9)  # 4 lines, 2 boundaries, 3 per-layer charts
+    open_page(page, "group=2&layers=1", charts=10)  # 4 lines, 2 boundaries, 4 per-layer charts
     full = page.evaluate(PLOT_POINTS_JS)
     assert all(c["points"] > 0 for c in full)
     assert [c["title"] for c in page.evaluate(GEOMETRY_JS) if c["title"]] == [
@@ -163,7 +163,7 @@ def test_replay_moves_every_chart_and_the_decision_boundaries(page):
     def moved():
         now = page.evaluate(PLOT_POINTS_JS)
         lines = [c for c in now if c["maxX"] is not None and c["maxX"] > 10]  # boundaries: x in the plane
-        return len(now) == 9 and all(c["maxX"] <= step for c in lines[:4] + lines[-3:]) and now
+        return len(now) == 10 and all(c["maxX"] <= step for c in lines[:4] + lines[-4:]) and now
 
     until(page, moved, what="the replayed charts")
     titles = [c["title"] for c in page.evaluate(GEOMETRY_JS) if c["title"]]
