@@ -1201,7 +1201,8 @@ class JobManager:
                     # handler stops the workers, instead of killing them mid-write.
                     start_new_session=True, close_fds=True,
                 )
-        self._renice(proc.pid)
+        if self.backend is None:  # a cluster job's handle carries this process's own pid
+            self._renice(proc.pid)
         job.proc, job.log, job.started = proc, path, time.monotonic()
         self._jobs[job.id] = job
         # Running from now on, owned by the worker's pid; the worker re-stamps started and

@@ -218,7 +218,11 @@ def ended(store: Store, ids) -> bool:
 @pytest.mark.slow
 def test_a_sweep_through_ray_equals_the_same_sweep_run_here(ray_cluster, local_sweep, tmp_path, capsys):
     db = tmp_path / "runs.db"
+    before = sorted(os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task"))
     assert cli.main(["sweep", *SWEEP, "--db", str(db), "--ray", ray_cluster.address]) == 0
+    # The driver (the app's server, here the command line) is not lowered to a worker's priority:
+    # a cluster job's handle carries the driver's pid, and only local workers are reniced.
+    assert max(os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")) <= max(before)
     store = Store(db)
     ours, ref = by_cell(store), by_cell(local_sweep)
     assert len(ours) == 8 and ours.keys() == ref.keys()

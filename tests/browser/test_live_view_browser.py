@@ -155,9 +155,15 @@ def test_replay_moves_every_chart_and_the_decision_boundaries(page):
     slider.focus()
     page.keyboard.press("Home")
     wait_idle(page)
-    page.keyboard.press("PageUp")  # a tenth of the run
-    wait_idle(page)
-    step = int(slider.input_value())
+
+    def paged_up():  # a tenth of the run; a key pressed while a rerun redraws the slider can be lost
+        if int(slider.input_value()) == 0:
+            slider.focus()
+            page.keyboard.press("PageUp")
+            wait_idle(page)
+        return int(slider.input_value())
+
+    step = until(page, paged_up, what="the slider to move on")
     assert 0 < step < SPIRAL_STEPS / 2
 
     def moved():
@@ -165,16 +171,25 @@ def test_replay_moves_every_chart_and_the_decision_boundaries(page):
         lines = [c for c in now if c["maxX"] is not None and c["maxX"] > 10]  # boundaries: x in the plane
         return len(now) == 10 and all(c["maxX"] <= step for c in lines[:4] + lines[-4:]) and now
 
+    # The status chips name the replay's step once the page has drawn it (charts cut at an earlier
+    # step would pass `moved` too).
+    until(page, lambda: page.get_by_text(f"step {step}", exact=True).count() >= 2, what="the status chips")
     until(page, moved, what="the replayed charts")
     titles = [c["title"] for c in page.evaluate(GEOMETRY_JS) if c["title"]]
     assert len(titles) == 2 and all(int(t.rsplit(" ", 1)[1]) <= step for t in titles), titles
-    assert page.get_by_text(f"step {step}", exact=True).count() >= 2  # the status chips follow too
 
     # Play moves the slider on by itself; Pause stops it, and the page stops rerunning.
     page.get_by_role("button", name="Play", exact=True).click()
     until(page, lambda: int(slider.input_value()) > step, what="Play")
-    page.get_by_role("button", name="Pause", exact=True).click()
-    wait_idle(page)
+
+    def paused():  # the button is redrawn every tick while playing: a click can land on the old one
+        if not page.get_by_role("button", name="Play", exact=True).count():
+            page.get_by_role("button", name="Pause", exact=True).click()
+            wait_idle(page)
+        return page.get_by_role("button", name="Play", exact=True).count() > 0
+
+    until(page, paused, what="Pause")
+    assert int(slider.input_value()) < SPIRAL_STEPS  # stopped by Pause, not by reaching the end
     # A tick already on its way when Pause was pressed may still land; after that, none comes
     # (playing, a tick comes every replay.TICK_S).
     page.wait_for_timeout(1500)
