@@ -134,7 +134,8 @@ def test_an_invalid_field_disables_start(page):
     depth.press("Tab")
     wait_idle(page)
     until(page, start.is_disabled, what="Start")
-    assert page.get_by_text("Depth (weight matrices) must be between 1 and 64").is_visible()
+    # The form, and the note under the box, are drawn after the page's top (its Start) in each rerun.
+    until(page, page.get_by_text("Depth (weight matrices) must be between 1 and 64").is_visible, what="the note")
     assert depth.input_value() == "0"  # what the box shows is what the page checked
     depth.fill("5")
     depth.press("Tab")
@@ -199,7 +200,8 @@ def test_replay_moves_every_chart_and_the_decision_boundaries(page):
 
 def test_a_reloaded_url_restores_form_chart_options_and_comparison(page):
     open_page(page, "group=1", charts=4)
-    assert page.get_by_role("spinbutton", name="Width").input_value() == "16"  # the form follows ?group=1
+    until(page, lambda: page.get_by_role("spinbutton", name="Width").input_value() == "16",
+          what="the form to follow ?group=1")  # the sidebar is drawn after the charts
     width = page.get_by_role("spinbutton", name="Width")
     width.fill("32")
     width.press("Tab")
