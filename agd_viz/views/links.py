@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from agd_viz import fmt
 
-__all__ = ["Param", "read", "write"]
+__all__ = ["parse_scalar", "Param", "read", "write"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,32 @@ def _encode(p: Param, value: Any) -> str:
     return str(value)
 
 
+def parse_scalar(kind: str, raw: Any, lo: float | None = None, hi: float | None = None,
+                 choices: Sequence = ()) -> Any:
+    """A link's "float", "bool" or "choice" value from its text (the Live form's fields read theirs
+    with it too). ValueError says what is wrong, quoting at most the start of the text."""
+    text = str(raw)
+    if kind == "bool":
+        value = fmt.truth(text)
+        if value is None:
+            raise ValueError(f"{text[:20]!r} is not 0 or 1")
+        return value
+    if kind == "float":
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text[:20]!r} is not a number") from None
+        lo, hi = lo if lo is not None else -math.inf, hi if hi is not None else math.inf
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"{text[:20]} is outside {lo:g}–{hi:g}")
+        return value
+    if kind == "choice":
+        if text not in tuple(str(c) for c in choices):
+            raise ValueError(f"{text[:40]!r} is not one of {', '.join(str(c) for c in choices if str(c))}")
+        return text
+    raise AssertionError(f"not a scalar kind: {kind}")
+
+
 def _decode(p: Param, raw: str, choices: Sequence | None) -> Any:
     allowed = tuple(choices) if choices is not None else p.choices
     if p.kind in ("list", "ints"):
@@ -55,22 +81,8 @@ def _decode(p: Param, raw: str, choices: Sequence | None) -> Any:
         if unknown:
             raise ValueError(f"{str(unknown[0])[:40]!r} is not among the values here")
         return list(dict.fromkeys(items))
-    if p.kind == "bool":
-        value = fmt.truth(raw)
-        if value is None:
-            raise ValueError(f"{str(raw)[:20]!r} is not 0 or 1")
-        return value
-    if p.kind == "float":
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"{str(raw)[:20]!r} is not a number") from None
-        lo, hi = p.lo if p.lo is not None else -math.inf, p.hi if p.hi is not None else math.inf
-        if not (math.isfinite(value) and lo <= value <= hi):
-            raise ValueError(f"{str(raw)[:20]} is outside {lo:g}–{hi:g}")
-        return value
-    if p.kind == "choice" and str(raw) not in allowed:
-        raise ValueError(f"{str(raw)[:40]!r} is not one of {', '.join(str(a) for a in allowed if str(a))}")
+    if p.kind in ("bool", "float", "choice"):
+        return parse_scalar(p.kind, raw, p.lo, p.hi, allowed)
     return str(raw)[:200]
 
 

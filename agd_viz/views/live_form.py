@@ -17,6 +17,7 @@ import numpy as np
 from agd_viz import cost, fmt, optspec, paper
 from agd_viz import datasets as catalog
 from agd_viz import spec as spec_mod
+from agd_viz.views import links
 
 # -------------------------------------------------------------------------------------------------
 # Form fields
@@ -291,24 +292,8 @@ def parse_value(f: Field, raw: Any, choices: Sequence[str] | None = None) -> Any
         if not f.lo <= v <= f.hi:
             raise ValueError(f"{v:,} is outside {int(f.lo):,}–{int(f.hi):,}")
         return v
-    if f.kind == "float":
-        try:
-            v = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if not math.isfinite(v) or not f.lo <= v <= f.hi:
-            raise ValueError(f"{text} is outside {f.lo:g}–{f.hi:g}")
-        return v
-    if f.kind == "bool":
-        value = fmt.truth(text)
-        if value is None:
-            raise ValueError(f"{text!r} is not 0 or 1")
-        return value
-    if f.kind == "choice":
-        valid = tuple(choices or f.choices)
-        if text not in valid:
-            raise ValueError(f"{text!r} is not one of {', '.join(valid)}")
-        return text
+    if f.kind in ("float", "bool", "choice"):  # the grammar of every link value (views.links)
+        return links.parse_scalar(f.kind, text, f.lo, f.hi, tuple(choices or f.choices))
     if f.kind == "multi":
         items = raw if isinstance(raw, (list, tuple)) else text.split(",")
         names = [str(i).strip().lower() for i in items if str(i).strip()]
