@@ -41,9 +41,12 @@ def _pages() -> list:
 # run while the first page a person opens draws and is read.
 app_resources.prestart()
 page = st.navigation(_pages())
-# On every page: who this browser is (its owner cookie), whether the run store can record runs, and
-# the operator's key box (only on a server with AGD_VIZ_ADMIN_KEY).
-app_resources.keep_owner_cookie()
+# On every page: whether the run store can record runs, and the operator's key box (only on a
+# server with AGD_VIZ_ADMIN_KEY).
 app_resources.store_notice()
 app_resources.operator_box()
 page.run()
+# Who this browser is (its owner cookie), after the page: a new browser has no cookie, and the
+# component that writes it brings ~200 kB of code that would otherwise load before the page's
+# charts (benchmarks/cold_draw.py). A run the page ends early (st.rerun) writes it on the next.
+app_resources.keep_owner_cookie()

@@ -16,9 +16,9 @@ from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form as form
 from agd_viz.views import live_panel as panel
 from agd_viz.views import live_view as view
-from app_widgets import FormBinding, download_box, optimizer_picker, paper_presets, plot, show_notes
+from app_widgets import FormBinding, download_box, optimizer_picker, paper_presets, plot, show_notes, switch
 
-__all__ = ["BIND", "form_sidebar", "replay_bar", "live_charts", "view_options", "landing"]
+__all__ = ["BIND", "FOLDED", "form_sidebar", "replay_bar", "live_charts", "view_options", "landing"]
 
 LANDING_PICTURE = Path(__file__).resolve().parent / "docs" / "landing.png"
 
@@ -26,14 +26,25 @@ LANDING_PICTURE = Path(__file__).resolve().parent / "docs" / "landing.png"
 BIND = FormBinding("live_form", "lv_", form.FIELDS, form.OPTIMIZER_NAMES)
 
 
+# Set when a session's first view of the page is a link to a comparison (pages/live.py): the form
+# then starts folded, one click away, and stays as the person leaves it.
+FOLDED = "lv_form_folded"
+
+
+def _unfold() -> None:
+    st.session_state[FOLDED] = False
+
+
 def _load_preset(name: str) -> None:
     BIND.set(form.PRESETS[name].state())
     st.session_state["live_preset_note"] = name
+    _unfold()  # a preset changes the form: show what it set
 
 
 def _load_paper_preset(key: str) -> None:
     BIND.set(form.paper_preset_state(key))
     st.session_state["live_paper_note"] = key
+    _unfold()
 
 
 def form_sidebar(notes: dict, state: dict, data, available: dict) -> None:
@@ -54,6 +65,16 @@ def form_sidebar(notes: dict, state: dict, data, available: dict) -> None:
                    "paper, one click each on digits: the Paper page."),
                   key_prefix="lv_paper_", loaded_key="live_paper_note", on_click=_load_paper_preset)
 
+    if st.session_state.get(FOLDED) and not form.has_errors(notes):
+        # Someone following a link to a comparison: its charts first, the form's forty-odd widgets
+        # (and their code, loaded before the page can finish) only when asked for
+        # (benchmarks/cold_draw.py). A form with an error is never folded: Start says to fix it.
+        sb.subheader("Settings")
+        sb.caption("The form holds the settings of the comparison shown (the line above its charts). "
+                   "Open it to change them and start your own.")
+        sb.button("Edit the settings", key="lv_form_unfold", icon=":material/tune:", width="stretch",
+                  on_click=_unfold)
+        return
     sb.subheader("Data and network")
     sb.selectbox("Dataset", form.DATASET_CHOICES, key=key("dataset"), format_func=data_view.title)
     show_notes(notes.get("dataset", []), sb)
@@ -167,19 +188,23 @@ def _link_options() -> None:
         ss["live_written"] = {**written, "options": wanted}
 
 
-def view_options() -> None:
-    """Beside a comparison: the chart options (in the link), one chart full screen, pause, replay."""
+def view_options(training: bool) -> None:
+    """Beside a comparison: the chart options (in the link), one chart full screen, pause (while
+    `training`: a finished comparison has nothing to pause), replay."""
+    # Full screen sits in the popover, which mounts its widgets only when opened: a list box in the
+    # top row would load its code (the largest of the page's widgets) on every cold page.
     with st.popover("Chart options", icon=":material/tune:"):
+        st.selectbox("Full screen", tuple(view.FOCUS), key="lv_focus", format_func=view.FOCUS.get,
+                     help="Show one chart alone, as large as the screen allows.")
         st.slider("Smoothing (EMA)", 0.0, 0.99, step=0.01, key="lv_smooth")
         st.toggle("Log-scale loss", key="lv_logy")
         st.radio("x axis", ("step", "time"), key="lv_x", horizontal=True,
                  format_func=lambda v: "step" if v == "step" else "wall time")
         st.radio("Loss and accuracy on", ("batch", "train", "test"), key="lv_split", horizontal=True,
                  format_func=lambda v: {"batch": "minibatch", "train": "train set", "test": "test set"}[v])
-    st.selectbox("Full screen", tuple(view.FOCUS), key="lv_focus", format_func=view.FOCUS.get, width=170,
-                 label_visibility="collapsed", help="Show one chart alone, as large as the screen allows.")
-    st.toggle("Pause charts", key="lv_pause", help="Stop refreshing so you can zoom; training goes on.")
-    st.toggle("Replay", key="lv_replay", help="A step slider and a Play button: every chart as it was at that step.")
+    if training:
+        switch("Pause charts", "lv_pause", "Stop refreshing so you can zoom; training goes on.")
+    switch("Replay", "lv_replay", "A step slider and a Play button: every chart as it was at that step.")
 
 
 def landing(start_headline, args: tuple, disabled: bool, description: str) -> None:

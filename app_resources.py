@@ -7,7 +7,7 @@ test (or a second server) pointing the variable elsewhere gets its own manager.
 
 Who a session is (docs/reliability.md, "Sessions own their work"): a random owner token, kept in
 the session's state and, so that a reload of the tab is the same attendee, in a browser cookie
-(`agd_owner`, written by a tiny script component, read back through `st.context.cookies` when the
+(`agd_owner`, written by a tiny same-origin iframe, read back through `st.context.cookies` when the
 next session connects). The job manager records a hash of it (`owner_id`) with every group and
 run the session starts, shares the queue by it, and stops or deletes only runs recorded with it,
 unless the session holds the server's operator key ($AGD_VIZ_ADMIN_KEY, entered in the sidebar).
@@ -36,18 +36,15 @@ from agd_viz.store import StoreError, default_db_path
 SESSION_KEY = "agd_session_id"  # this session's owner token
 OPERATOR_KEY = "agd_operator_key"  # the operator key this session entered, once it matched
 OWNER_COOKIE = "agd_owner"
+_FIRST_PAGE_DRAWN = "agd_first_page_drawn"
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
-# A module constant (docs/reliability.md, audit): the token arrives as data and is checked to be
-# 32 hex digits before it is written.
-_COOKIE_JS = """
-export default function (component) {
-  const token = component.data && component.data.token;
-  if (typeof token === "string" && /^[0-9a-f]{32}$/.test(token)) {
-    document.cookie = "agd_owner=" + token + "; path=/; max-age=31536000; SameSite=Strict";
-  }
-}
-"""
-_COOKIE_WRITER: list = []  # the component, registered on first use (it needs the running app)
+# An iframe of the page's own origin (Streamlit's sandbox allows same-origin scripts) writing the
+# page's cookie: the IFrame code is already loaded for the Live page's Copy link, where a script
+# component would bring ~200 kB more to every cold page (benchmarks/cold_draw.py). TOKEN is
+# replaced by a token checked against _TOKEN first: 32 hex digits, nothing else reaches the script.
+_COOKIE_HTML = """<script>
+window.parent.document.cookie = "agd_owner=TOKEN; path=/; max-age=31536000; SameSite=Strict";
+</script>"""
 log = logging.getLogger("agd_viz.app")
 _LOGGED: set[str] = set()  # messages already in the server log: one line per incident
 
@@ -150,14 +147,17 @@ def session_id() -> str:
 
 def keep_owner_cookie() -> None:
     """Called by app.py on every run: while the browser's cookie does not hold this session's
-    token, draw the invisible component that writes it (the next session of this browser then
-    reads it back)."""
+    token, draw the invisible frame that writes it (the next session of this browser then reads
+    it back). Not on a session's first page: someone who only opened a link has nothing to keep
+    yet, and a cold page draws its charts sooner without the frame (benchmarks/cold_draw.py); any
+    click (Start among them) reruns the page, which writes it."""
+    ss = st.session_state
+    if not ss.get(_FIRST_PAGE_DRAWN):
+        ss[_FIRST_PAGE_DRAWN] = True
+        return
     token = _token()
-    if _cookie_token() != token:
-        if not _COOKIE_WRITER:
-            _COOKIE_WRITER.append(st.components.v2.component("agd_viz_owner_cookie", js=_COOKIE_JS))
-        with st.sidebar:
-            _COOKIE_WRITER[0](data={"token": token}, key="agd_owner_cookie", height=1)
+    if _cookie_token() != token and _TOKEN.match(token):
+        st.sidebar.iframe(_COOKIE_HTML.replace("TOKEN", token), height=1, width=1)
 
 
 # -------------------------------------------------------------------------------------------------

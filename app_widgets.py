@@ -86,17 +86,28 @@ def download_box(status: data_views.DataStatus | None, key: str, container=None)
         st.rerun()
 
 
+def lazy_expander(container, label: str, key: str, icon: str | None = None):
+    """A folded expander whose content is built only while it is open (else None). A folded
+    expander's widgets would all reach the browser, which loads their code and draws them hidden:
+    on a cold page that is time before the charts (benchmarks/cold_draw.py). Opening it reruns the
+    page, which then builds the content."""
+    box = container.expander(label, key=key, on_change="rerun", icon=icon)
+    return box if box.open else None
+
+
 def paper_presets(presets, note_of, caption: str, key_prefix: str, loaded_key: str, on_click) -> None:
     """In the sidebar: one button per preset (`presets`: key -> preset with title/description;
     `note_of(key)`: its GPU warning or None) calling `on_click(key)`; then, if `loaded_key` names
     the preset just loaded, what it is and its warning."""
     sb = st.sidebar
-    with sb.expander(caption[0], icon=":material/menu_book:"):
-        st.caption(caption[1])
-        for key, preset in presets.items():
-            gpu = note_of(key)
-            st.button(preset.title, key=f"{key_prefix}{key}", on_click=on_click, args=(key,),
-                      help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
+    box = lazy_expander(sb, caption[0], f"{key_prefix}open", icon=":material/menu_book:")
+    if box is not None:
+        with box:
+            st.caption(caption[1])
+            for key, preset in presets.items():
+                gpu = note_of(key)
+                st.button(preset.title, key=f"{key_prefix}{key}", on_click=on_click, args=(key,),
+                          help=preset.description + (f" {gpu}" if gpu else ""), width="stretch")
     loaded = st.session_state.pop(loaded_key, None)
     if loaded:
         preset = presets[loaded]
@@ -167,6 +178,21 @@ def show_notes(notes, container=None) -> None:
                 st.caption(note.text)
 
 
+def _flip(key: str) -> None:
+    st.session_state[key] = st.session_state[f"keep_{key}"] = not st.session_state.get(key)
+
+
+def switch(label: str, key: str, help_text: str) -> bool:
+    """An on/off switch drawn as a button (its icon a switch; the state in
+    `st.session_state[key]`, kept like a `sticky` value): the page's buttons have their code
+    loaded already, where a toggle would bring eight more files to every cold page
+    (benchmarks/cold_draw.py). Returns the state."""
+    on = bool(sticky(key, False))
+    st.button(label, key=f"{key}_switch", help=help_text, on_click=_flip, args=(key,),
+              icon=":material/toggle_on:" if on else ":material/toggle_off:")
+    return on
+
+
 def sticky(key: str, default):
     """A widget value that survives the widget not being drawn (presenter view, another page):
     Streamlit drops a widget's state then, so a plain session key keeps a copy."""
@@ -205,6 +231,31 @@ h3 { font-size: 1.6rem !important; padding: 0 !important; }
 """
 
 
+_TEMPLATE: list = []  # the charts' template, built on first use
+
+
+def _template():
+    """Streamlit's Plotly template (its colour scales and category colours) with the charts' look
+    on top (charts.chart_style, titles in the app theme's text colour)."""
+    if not _TEMPLATE:
+        import plotly.graph_objects as go
+        import plotly.io as pio
+
+        base = pio.templates["streamlit"] if "streamlit" in pio.templates else go.layout.Template()
+        template = go.layout.Template(base)
+        template.layout.update(charts.chart_style(st.get_option("theme.textColor") or "#31333f"))
+        _TEMPLATE.append(template)
+    return _TEMPLATE[0]
+
+
+def chart(fig, container=None, **kwargs):
+    """`st.plotly_chart` for every chart of the app: the figure carries its look
+    (charts.chart_style) and the browser skips Streamlit's theme pass, about 30 ms a chart on a
+    cold page and again on each live refresh (benchmarks/cold_draw.py)."""
+    fig.update_layout(template=_template())
+    return (container or st).plotly_chart(fig, theme=None, **kwargs)
+
+
 def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None = None, config=None,
          height: int | None = None) -> None:
     """A chart with its bold title and help (a (title, help) pair), styled for the presenter view
@@ -215,7 +266,7 @@ def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None
         fig = charts.presenter_style(fig, height=height)
     elif height is not None:
         fig.update_layout(height=height)
-    st.plotly_chart(fig, key=key, width="stretch", config=config or {"displaylogo": False})
+    chart(fig, key=key, width="stretch", config=config or {"displaylogo": False})
 
 
 def status_line(label: str, color: str, progress_text: str, fraction: float, chips, present: bool = False) -> None:
@@ -298,9 +349,11 @@ def limits_lines(manager, device: str = "auto", page_steps: int | None = None, m
     return lines
 
 
-def limits_expander(manager, container=None, **kwargs) -> None:
+def limits_expander(manager, key: str, container=None, **kwargs) -> None:
     """A small "Server limits" expander (Live and Sweep pages); settings via environment variables."""
-    box = (container or st).expander("Server limits", icon=":material/shield:")
+    box = lazy_expander(container or st, "Server limits", key, icon=":material/shield:")
+    if box is None:
+        return
     with box:
         try:
             lines = limits_lines(manager, **kwargs)

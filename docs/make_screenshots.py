@@ -123,7 +123,7 @@ def main() -> None:
             wait_done(db)
             page.goto(f"{base}/?group=2&present=1&focus=boundary")
             settle(page, 2)
-            page.get_by_text("Replay", exact=True).click()
+            page.get_by_role("button", name="Replay", exact=True).click()
             slider = page.get_by_role("slider", name="Replay step")
             slider.wait_for()
             wait_idle(page)

@@ -13,6 +13,7 @@ from agd_viz.charts import explain as figs
 from agd_viz.fmt import md_escape
 from agd_viz.views import explain as ex
 from agd_viz.views.explain_text import HEADERS, LATEX, TEXT, counterexample
+from app_widgets import chart
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -36,7 +37,7 @@ def _latest_agd_curve():
 
 
 def _chart(fig, key: str) -> None:
-    st.plotly_chart(fig, width="stretch", key=key)
+    chart(fig, width="stretch", key=key)
 
 
 st.title("How AGD works")

@@ -24,16 +24,16 @@ from agd_viz.views import live_panel as panel
 from agd_viz.views import live_view as view
 from agd_viz.views import paper as paper_view
 from agd_viz.views import replay
-from app_live import BIND, form_sidebar, landing, live_charts, replay_bar, view_options
+from app_live import BIND, FOLDED, form_sidebar, landing, live_charts, replay_bar, view_options
 from app_resources import job_manager, operator_key, session_id
 from app_widgets import (PAGE_CSS, PRESENTER_CSS, copy_link_button, limits_expander, paper_table, show_notes,
-                         status_line, sticky, stop_runs)
+                         status_line, sticky, stop_runs, switch)
 
 def _apply_url(store) -> None:
     """A pasted or edited link wins over the session's form and chart options; the page's own link
     changes nothing; a link opening a comparison puts its settings in the form."""
     ss, params = st.session_state, st.query_params.to_dict()
-    written = ss.get("live_written", {})
+    first, written = "live_written" not in ss, ss.get("live_written", {})
     link = form.read_link(params, written, form.stored_form(store, form.parse_group(params.get(form.GROUP_PARAM))))
     if link.state is not None:
         BIND.set(link.state)
@@ -41,6 +41,8 @@ def _apply_url(store) -> None:
         ss["lv_present"] = ss["keep_lv_present"] = link.present
     if link.group is not None:
         ss["live_group"] = link.group
+        if first and not form.form_params(params):
+            ss[FOLDED] = True  # a link to a comparison, as it ran: its charts first (app_live.form_sidebar)
     options, notes = view.read_options(params, written.get("options"))
     for key, value in (options or {}).items():
         ss[key] = ss[f"keep_{key}"] = value
@@ -167,48 +169,24 @@ notes = form.check(state, devices=manager.devices(), device_kind=manager.device_
 
 st.html(PRESENTER_CSS if present else PAGE_CSS)
 
+# The page's top (title, buttons, notes) is a container filled after the comparison's charts: in a
+# cold browser the first elements to arrive decide which code it fetches first, and the charts'
+# library (the largest by far) then no longer queues behind the top's widgets
+# (benchmarks/cold_draw.py).
+head = st.container()
+
 # The comparisons this browser started (recorded with them in the store, so a reload keeps them).
 owned = [g["id"] for g in store.list_groups(kind="compare", owner=session_id())]
 group_id, why = panel.shown_group(store, st.session_state.get("live_group"), owned)
 if why:
     st.session_state.setdefault("live_url_notes", []).append(why)
 st.session_state["live_group"] = group_id
-
-if not present:
-    st.title("Live training")
-    st.caption("AGD trains with no learning rate. Pick a preset or set up a comparison on the left, press "
-               "Start, and watch the step size AGD chooses, how far each layer's weight norm moves and the stable ranks of "
-               "weights and gradients, layer by layer.")
-for text in st.session_state.pop("live_url_notes", []):
-    st.warning(fmt.md_escape(text), icon=":material/link_off:")
-
 rows = panel.group_runs(store, group_id)
 # Only this session's own comparison holds its Start and Stop: another attendee's, opened by a
 # link, is watched, never stopped from here.
 training = [r["id"] for r in rows if r["status"] in ("queued", "running")]
 active = training if group_id in owned or operator_key() else []
 blocked = form.has_errors(notes)
-with st.container(horizontal=True, vertical_alignment="center", key="lv_top"):
-    st.button("Start training", type="primary", key="lv_start", disabled=blocked or bool(active),
-              icon=":material/play_arrow:", on_click=_on_start, args=(manager,))
-    st.button("Stop", key="lv_stop", disabled=not active, icon=":material/stop:", on_click=stop_runs,
-              args=(manager, active, "live_stop_error"))
-    st.toggle("Presenter view", key="lv_present",
-              help="Hide the controls; large numbers and charts for a projector. Link: ?present=1")
-    copy_link_button()
-    if group_id is not None:
-        view_options()
-if blocked and data is not None and not data.downloaded and not present:
-    st.caption(f"{fmt.md_escape(data.title)} is not downloaded yet: see the note under Dataset.")
-elif blocked:
-    st.caption("Fix the settings marked in red to start." if not present
-               else "The configuration has errors: turn off the presenter view to fix them.")
-elif active:
-    st.caption("This comparison is still training: Stop it to start another.")
-show_notes(notes.get("start", []))
-for verb in ("start", "stop"):
-    if error := st.session_state.pop(f"live_{verb}_error", None):
-        st.error(f"Could not {verb}: {fmt.md_escape(error)}", icon=":material/error:")
 shown_form = form.stored_form(store, group_id)
 _write_url(state, group_id, present, shown_form)
 
@@ -231,8 +209,40 @@ else:
     paper_table(paper_view.comparison_table(shown_spec, rows), "lv_paper_table", "Final test accuracy reported "
                 "by Bernstein et al. (2023) for this setting, beside this comparison's once its runs finish.")
 
+with head:
+    if not present:
+        st.title("Live training")
+        st.caption("AGD trains with no learning rate. Pick a preset or set up a comparison on the left, press "
+                   "Start, and watch the step size AGD chooses, how far each layer's weight norm moves and the stable ranks of "
+                   "weights and gradients, layer by layer.")
+    for text in st.session_state.pop("live_url_notes", []):
+        st.warning(fmt.md_escape(text), icon=":material/link_off:")
+
+    with st.container(horizontal=True, vertical_alignment="center", key="lv_top"):
+        st.button("Start training", type="primary", key="lv_start", disabled=blocked or bool(active),
+                  icon=":material/play_arrow:", on_click=_on_start, args=(manager,))
+        st.button("Stop", key="lv_stop", disabled=not active, icon=":material/stop:", on_click=stop_runs,
+                  args=(manager, active, "live_stop_error"))
+        switch("Presenter view", "lv_present",
+               "Hide the controls; large numbers and charts for a projector. Link: ?present=1")
+        copy_link_button()
+        if group_id is not None:
+            view_options(bool(training))
+    if blocked and data is not None and not data.downloaded and not present:
+        st.caption(f"{fmt.md_escape(data.title)} is not downloaded yet: see the note under Dataset.")
+    elif blocked:
+        st.caption("Fix the settings marked in red to start." if not present
+                   else "The configuration has errors: turn off the presenter view to fix them.")
+    elif active:
+        st.caption("This comparison is still training: Stop it to start another.")
+    show_notes(notes.get("start", []))
+    for verb in ("start", "stop"):
+        if error := st.session_state.pop(f"live_{verb}_error", None):
+            st.error(f"Could not {verb}: {fmt.md_escape(error)}", icon=":material/error:")
+
+
 # The form last: its forty-odd widgets reach the browser after the charts, so a link to a finished
 # comparison starts loading the chart library and drawing first (benchmarks/cold_draw.py).
 if not present:
     form_sidebar(notes, state, data, available)
-    limits_expander(manager, st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])
+    limits_expander(manager, "lv_limits", st.sidebar, device=state.get("device", "auto"), page_steps=form.UI_LIMITS["steps"][1])

@@ -17,6 +17,7 @@ from agd_viz import fmt, paper
 from agd_viz.jobs import QueueFull
 from agd_viz.views import figures as vf
 from app_resources import job_manager, session_id
+from app_widgets import chart
 
 REFRESH_S = 1.5
 FIGURE_PARAM = "figure"
@@ -44,7 +45,7 @@ def _panel(manager, group_id: int, interval: float | None) -> None:
     done = sum(v for k, v in counts.items() if k not in ("queued", "running"))
     st.progress(done / max(len(data.rows), 1), text=fmt.md_escape(vf.progress_text(data)))
     for name, fig in vf.figures(data):
-        st.plotly_chart(fig, key=f"pp_fig_{name}", width="stretch", config={"displaylogo": False})
+        chart(fig, key=f"pp_fig_{name}", width="stretch", config={"displaylogo": False})
     rows = vf.comparison(data)
     if rows:
         st.markdown("**Paper vs measured here**",

@@ -18,6 +18,7 @@ from agd_viz.views import links
 from agd_viz.views import runs as rv
 from agd_viz.jobs import Refused
 from app_resources import job_manager, operator_key, session_id
+from app_widgets import chart
 
 SEL = "rn_sel"  # run ids overlaid, the page's selection
 PAGE_SIZE = 1000  # newest runs listed; older ones stay reachable through ?run=
@@ -196,8 +197,8 @@ if rows:
     h1, h2, _ = st.columns([1, 1.3, 2])
     hx = h1.selectbox("x", rv.HPARAM_X, key="rn_hp_x", format_func=lambda v: v.replace("_", " "))
     hm = h2.selectbox("Final value of", rv.HPARAM_METRICS, key="rn_hp_metric", format_func=charts.metric_name)
-    st.plotly_chart(charts.hparam_figure(rv.hparam_frame([by_id[int(i)] for i in shown["id"]], hx, hm), hx, hm),
-                    key="rn_hparams", width="stretch", config=rv.image_config(image_format, f"agd-{hm}-vs-{hx}"))
+    chart(charts.hparam_figure(rv.hparam_frame([by_id[int(i)] for i in shown["id"]], hx, hm), hx, hm),
+          key="rn_hparams", width="stretch", config=rv.image_config(image_format, f"agd-{hm}-vs-{hx}"))
     st.caption("The finished runs of the table (its filters apply): each line is an optimiser, and the other "
                "settings that vary; runs that differ only in their seed are averaged, the band spans them.")
 
@@ -228,7 +229,7 @@ if selected:
         fig = rv.overlay_figure(runs, metrics[0], layers=layers, smoothing=smoothing, log_y=log_y, x=x)
     else:
         fig = charts.dashboard_figure(runs, metrics, smoothing=smoothing, log_y=log_y, x=x)
-    st.plotly_chart(fig, key="rn_chart", width="stretch", config=rv.image_config(
+    chart(fig, key="rn_chart", width="stretch", config=rv.image_config(
         image_format, f"agd-{'-'.join(metrics) or 'runs'}-runs-{rv.format_run_param(selected)}"))
 
     st.subheader("Export")

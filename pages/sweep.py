@@ -26,7 +26,7 @@ from agd_viz.views import paper as paper_view
 from agd_viz.views import runs as rv
 from agd_viz.views import sweep as sw
 from app_resources import job_manager, operator_key, session_id
-from app_widgets import (download_box, limits_expander, new_selection, optimizer_picker, paper_presets, paper_table,
+from app_widgets import (chart, download_box, limits_expander, new_selection, optimizer_picker, paper_presets, paper_table,
                          stop_runs)
 
 REFRESH_S = 1.5
@@ -122,7 +122,7 @@ def _on_start(manager, config: SweepConfig) -> None:
 
 
 def _heatmap(fig, key: str, config: dict) -> None:
-    st.plotly_chart(fig, key=key, width="stretch", on_select="rerun", selection_mode="points", config=config)
+    chart(fig, key=key, width="stretch", on_select="rerun", selection_mode="points", config=config)
 
 
 def _cell_curves(store, df, cell: tuple[int, int], image: str) -> None:
@@ -136,10 +136,10 @@ def _cell_curves(store, df, cell: tuple[int, int], image: str) -> None:
     c1, c2 = st.columns(2)
     # The minibatch values of every step (a sweep without per-layer metrics evaluates the full
     # training set only at its start and end: two points).
-    c1.plotly_chart(charts.loss_figure(runs, "loss", "batch", 0.6, True), key="sw_cell_loss", width="stretch",
-                    config=rv.image_config(image, f"{name}-loss"))
-    c2.plotly_chart(charts.loss_figure(runs, "acc", "batch", 0.6), key="sw_cell_acc", width="stretch",
-                    config=rv.image_config(image, f"{name}-acc"))
+    chart(charts.loss_figure(runs, "loss", "batch", 0.6, True), c1, key="sw_cell_loss", width="stretch",
+          config=rv.image_config(image, f"{name}-loss"))
+    chart(charts.loss_figure(runs, "acc", "batch", 0.6), c2, key="sw_cell_acc", width="stretch",
+          config=rv.image_config(image, f"{name}-acc"))
     for r in rows:
         if r.get("error") and r["status"] != "finished":
             st.text(f"#{r['id']} {r.get('label') or r['optimizer']}: {r['status']}: {r['error']}")
@@ -268,7 +268,7 @@ try:
     grid_limit = max_grid()
 except ValueError:
     grid_limit = None  # config.check() above has said what is wrong with AGD_VIZ_MAX_GRID
-limits_expander(manager, st.sidebar, device=st.session_state.get("sw_device", "auto"), max_grid=grid_limit)
+limits_expander(manager, "sw_limits", st.sidebar, device=st.session_state.get("sw_device", "auto"), max_grid=grid_limit)
 image = st.sidebar.radio("Chart download format", ("png", "svg"), key="sw_img", horizontal=True,
                          format_func=str.upper, help="The camera button on each chart saves it in this format.")
 

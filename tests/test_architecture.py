@@ -180,6 +180,18 @@ def test_pages_stay_thin():
         assert n < 300, f"{page.name} has {n} lines; move logic into agd_viz/views"
 
 
+def test_every_chart_goes_through_one_helper():
+    """The charts' look is set in one place (app_widgets.chart: the figure's template, Streamlit's
+    theme pass off); a page calling st.plotly_chart itself would draw in another style, and pay
+    the theme pass on every cold page."""
+    calls = []
+    for name in SERVER_ROOTS:
+        for node in ast.walk(ast.parse((ROOT / name).read_text())):
+            if isinstance(node, ast.Attribute) and node.attr == "plotly_chart":
+                calls.append(f"{name}:{node.lineno}")
+    assert len(calls) == 1 and calls[0].startswith("app_widgets.py:"), calls
+
+
 SERVER_SCRIPT = textwrap.dedent("""
     import sys, time
     from streamlit.testing.v1 import AppTest

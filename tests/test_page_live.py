@@ -181,6 +181,43 @@ def test_a_link_opens_its_comparison_and_a_new_session_starts_clean(db):
     assert f"Run group {sweep} is a sweep, not a comparison" in " ".join(texts(at.warning))
 
 
+def test_a_link_to_a_comparison_opens_with_its_charts_and_the_form_folded(db):
+    """Someone following a link (the session's first view of the page) gets the comparison's charts
+    and a folded form: its forty-odd widgets are not sent until asked for (benchmarks/cold_draw.py).
+    A link that changes a field, a preset, or a form with an error shows the form."""
+    gid, _ = seed_group(db)
+
+    def first_view(query):  # a new browser session whose first page is this link
+        at = AppTest.from_file(APP, default_timeout=60)
+        at.query_params.update(query)
+        return clean(at.run())
+
+    at = first_view({"group": str(gid)})
+    assert f"Comparison {gid}" in texts(at.subheader) and len(figures(at)) == 4
+    assert not at.sidebar.number_input and not at.sidebar.checkbox and not at.sidebar.selectbox
+    assert not start_button(at).disabled  # Start trains the comparison's settings, shown above its charts
+    clean(at.button(key="lv_form_unfold").click().run())
+    assert at.number_input(key="lv_depth").value == 3 and at.number_input(key="lv_steps").value == 30
+    assert at.checkbox(key="lv_use_adam").value and dict(at.query_params) == {"group": str(gid)}
+    clean(at.run())
+    assert at.sidebar.number_input  # it stays open
+
+    at = first_view({"group": str(gid), "depth": "5"})
+    assert at.number_input(key="lv_depth").value == 5  # the link changes the form: shown
+
+    at = first_view({"group": str(gid)})
+    clean(at.button(key="lv_preset_Adam fails at depth 32").click().run())
+    assert at.number_input(key="lv_depth").value == 32  # a preset shows what it set
+
+    store = Store(db)
+    cifar = store.create_group("compare", None, {"dataset": "cifar10", "depth": 3, "width": 16, "steps": 30,
+                                                  "batch_size": 32, "seed": 0, "device": "cpu",
+                                                  "optimizers": ["agd"]})
+    store.close()
+    at = first_view({"group": str(cifar)})
+    assert start_button(at).disabled and at.sidebar.selectbox  # an error to fix: never folded
+
+
 def test_showing_stored_runs_does_not_import_torch(db):
     """Opening the page (form, charts of a finished comparison) stays light: torch is imported
     only to start runs or to draw a 2-D decision boundary."""
@@ -210,7 +247,7 @@ def test_a_failed_run_says_why(db):
 def test_presenter_view_hides_the_controls_and_keeps_big_numbers(db):
     gid, _ = seed_group(db)
     at = clean(live_page({"present": "1", "group": str(gid)}))
-    assert at.toggle(key="lv_present").value
+    assert at.session_state["lv_present"] and at.button(key="lv_present_switch").icon == ":material/toggle_on:"
     assert not at.sidebar.number_input and not at.sidebar.button  # no form, no presets
     agd, adam = status_lines(at)  # one line per run: name, chips, progress
     assert "agd" in agd and "step 30" in agd and "loss" in agd and "acc" in agd and "η 0.3" in agd
@@ -220,7 +257,7 @@ def test_presenter_view_hides_the_controls_and_keeps_big_numbers(db):
     layout = figs[0]["layout"]
     assert layout["legend"]["font"]["size"] >= 18 and layout["xaxis"]["tickfont"]["size"] >= 18
     assert layout["yaxis"]["tickfont"]["size"] >= 18 and 300 <= layout["height"] <= 440  # fits 720 px
-    at.toggle(key="lv_present").set_value(False).run()
+    at.button(key="lv_present_switch").click().run()
     assert at.sidebar.number_input and "present" not in at.query_params
     assert at.number_input(key="lv_depth").value == 3  # the form (the comparison's settings) survived being hidden
 
@@ -238,6 +275,7 @@ def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
     assert at.session_state["live_group"] == group and at.query_params["group"] == str(group)
     assert len(status_lines(at)) == 2  # a progress line per run while it trains
     assert start_button(at).disabled and not at.button(key="lv_stop").disabled
+    assert "lv_pause_switch" in [b.key for b in at.button]  # Pause charts, while it trains
 
     runs = wait_final(db)
     assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
@@ -252,6 +290,7 @@ def test_start_trains_every_optimiser_and_the_charts_fill_in(db):
     progress = status_lines(at)
     assert all("finished · step 40 / 40" in t for t in progress), progress
     assert not start_button(at).disabled and at.button(key="lv_stop").disabled
+    assert "lv_pause_switch" not in [b.key for b in at.button]  # nothing left to pause
     # The page's frames were filled incrementally: every step once.
     frames = at.session_state["live_frames"].runs
     assert all(list(fr.scalars["step"]) == list(range(41)) for fr in frames.values())

@@ -274,6 +274,10 @@ def test_architecture_choice_for_image_data_and_its_link(db):
 
 def test_a_paper_preset_fills_the_form_and_shows_the_papers_numbers(db):
     at = clean(page(LIVE))
+    # Folded, the paper's presets are not sent at all (a cold page loads and draws less).
+    assert not [b for b in at.button if b.key.startswith("lv_paper_")]
+    at.session_state["lv_paper_open"] = True  # the expander, opened
+    clean(at.run())
     clean(at.button(key="lv_paper_paper-fcn16-cifar10").click().run())
     assert at.selectbox(key="lv_dataset").value == "cifar10"
     assert (at.number_input(key="lv_depth").value, at.number_input(key="lv_width").value) == (16, 512)
@@ -299,6 +303,8 @@ def test_a_paper_preset_fills_the_form_and_shows_the_papers_numbers(db):
 def test_sweep_page_offers_the_papers_depth_sweep_and_its_numbers(db, missing_package):
     at = clean(page(SWEEP))
     assert at.checkbox(key="sw_use_dadapt-adam").disabled  # the same install hint as on Live
+    at.session_state["sw_paper_open"] = True  # the paper's presets' expander, opened
+    clean(at.run())
     clean(at.button(key="sw_paper_paper-depth-sweep-cifar10").click().run())
     assert at.text_input(key="sw_depths").value == "2, 4, 8, 16, 32" and at.text_input(key="sw_widths").value == "512"
     assert at.selectbox(key="sw_dataset").value == "cifar10" and at.text_input(key="sw_lr_adam").value == "1e-4"

@@ -46,6 +46,11 @@ def test_chart_options_and_the_comparison_come_back_from_the_link(db):
     assert at.radio(key="lv_x").value == "time"
     loss = figures(at)[0]
     assert loss["layout"]["yaxis"]["type"] == "log" and loss["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
+    # Each chart carries its look, and the browser is spared Streamlit's theme pass (cold_draw).
+    assert all(c.proto.theme == "" for c in at.get("plotly_chart"))
+    style = loss["layout"]["template"]["layout"]
+    assert style["font"]["family"] == charts.chart_style("#000")["font"]["family"]
+    assert style["title"]["font"]["color"] == "#1f2430"  # the app theme's text colour (.streamlit/config.toml)
     # The form follows the comparison; the link stays short.
     assert at.number_input(key="lv_depth").value == 3 and at.number_input(key="lv_steps").value == 30
     assert dict(at.query_params) == {"group": str(gid), "logy": "1", "smooth": "0.2", "x": "time"}
@@ -63,7 +68,7 @@ def test_replay_draws_every_chart_and_the_numbers_at_its_step(db):
     at = clean(open_page(PAGE, {"group": str(gid), "layers": "1"}))
     full = figures(at)
     assert len(full) == len(charts.LIVE_FIGURES) == 8 and all(max_x(f) == 30 for f in full)
-    at.toggle(key="lv_replay").set_value(True).run()
+    at.button(key="lv_replay_switch").click().run()
     at.slider(key="lv_replay_step").set_value(12).run()
     clean(at)
     cut = figures(at)

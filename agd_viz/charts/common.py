@@ -437,6 +437,32 @@ def _no_runs(runs: Sequence[RunData], frame: str = "scalars") -> bool:
     return not any(_has_rows(getattr(r, frame)) for r in runs)
 
 
+# The charts' look (fonts, greys, grid), set on each figure by the app (app_widgets.chart) in
+# place of Streamlit's chart theme, which the browser would otherwise apply chart by chart: about
+# 30 ms a chart on a cold page and again on every live refresh (benchmarks/cold_draw.py). Close to
+# that theme: Streamlit's font, faded axis text, a light grid on y only.
+FONT_FAMILY = '"Source Sans", "Source Sans Pro", sans-serif'
+FADED_TEXT = "#808495"
+GRID_COLOR = "#e6eaf1"
+
+
+def chart_style(text_color: str) -> dict:
+    """Layout defaults for a figure template: `text_color` for titles and legends (the app's
+    theme), faded greys for axes."""
+    font = dict(family=FONT_FAMILY, size=12, color=FADED_TEXT)
+    axis = dict(gridcolor=GRID_COLOR, zerolinecolor=GRID_COLOR, tickcolor=GRID_COLOR,
+                tickfont=dict(size=12, color=FADED_TEXT), title=dict(font=dict(size=14, color=FADED_TEXT)),
+                minor=dict(gridcolor=GRID_COLOR))
+    return dict(
+        font=font, paper_bgcolor="#ffffff", plot_bgcolor="#ffffff",
+        title=dict(font=dict(family=FONT_FAMILY, size=16, color=text_color), x=0, xanchor="left", pad=dict(l=4)),
+        legend=dict(font=dict(size=12, color=text_color), bordercolor="rgba(0,0,0,0)", borderwidth=0),
+        xaxis=dict(axis, showgrid=False, zeroline=False, title=dict(axis["title"], standoff=20)),
+        yaxis=dict(axis, title=dict(axis["title"], standoff=24)),
+        hoverlabel=dict(bgcolor="#ffffff", bordercolor="rgba(31, 36, 48, 0.2)", font=dict(family=FONT_FAMILY, size=12)),
+    )
+
+
 PRESENTER_SCALE = 1.35
 # A projector at 1280×720 seen from the back of a room: ticks and legends at 18 px or more.
 PRESENTER_FONT = 20
