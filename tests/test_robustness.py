@@ -266,6 +266,9 @@ def test_a_full_queue_is_a_polite_sentence_and_limits_are_on_the_page(app_db, mo
     monkeypatch.setenv("AGD_VIZ_MAX_QUEUED_PER_SESSION", "1")
     monkeypatch.setenv("AGD_VIZ_MAX_STEPS", "5000")
     at = page("live", {"depth": "2", "width": "8", "steps": "10", "optimizers": "agd,adam"})
+    assert not at.sidebar.expander[-1].caption  # folded, the limits are not even sent
+    at.session_state["lv_limits"] = True  # the "Server limits" expander, opened
+    at.run()
     limits = " ".join(c.value for c in at.sidebar.expander[-1].caption)
     assert "Steps: at most 5,000 per run." in limits and "1 per browser session (yours: 0)" in limits
     at.button(key="lv_start").click().run()
@@ -279,6 +282,8 @@ def test_a_full_queue_is_a_polite_sentence_and_limits_are_on_the_page(app_db, mo
     assert at.button(key="lv_start").disabled
 
     at = page("sweep")
+    at.session_state["sw_limits"] = True
+    at.run()
     limits = " ".join(c.value for c in at.sidebar.expander[-1].caption)
     assert "Sweeps: at most 200 runs each." in limits
     at.text_input(key="sw_depths").input("1, 2").run()
