@@ -46,7 +46,7 @@ page = st.navigation(_pages())
 app_resources.store_notice()
 app_resources.operator_box()
 page.run()
-# Who this browser is (its owner cookie), after the page: a new browser has no cookie, and the
-# component that writes it brings ~200 kB of code that would otherwise load before the page's
-# charts (benchmarks/cold_draw.py). A run the page ends early (st.rerun) writes it on the next.
+# Who this browser is (its owner cookie), after the page: the frame that writes it then reaches
+# the browser after the page's charts (benchmarks/cold_draw.py). A run the page ends early
+# (st.rerun) writes it on the next.
 app_resources.keep_owner_cookie()

@@ -1,10 +1,11 @@
 """Widgets shared by the pages (the logic behind them lives in agd_viz.views).
 
 `FormBinding`, `show_notes`, `sticky`: a form held in session state and mirrored in its widgets,
-its notes under each control, and values that survive their widget not being drawn. `plot`: a
-chart with its title and help, styled for the presenter view. `status_line`: a run's progress and
-latest numbers on one line. `copy_link_button`: the page's URL to the clipboard.
-`limits_expander`: the server's limits.
+its notes under each control, and values that survive their widget not being drawn; `switch`: an
+on/off button. `chart`: every chart of the app, in the charts' own look; `plot`: a chart with its
+title and help, styled for the presenter view. `status_line`: a run's progress and latest numbers
+on one line. `copy_link_button`: the page's URL to the clipboard. `lazy_expander`: a folded
+expander that builds its content only while open; `limits_expander`: the server's limits in one.
 
 `download_box`: under a data set control, the Download button of a downloadable data set that is
 not in the cache yet. It fetches only on click, in the script thread, with a progress bar fed by
