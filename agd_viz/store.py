@@ -329,6 +329,11 @@ def _key(value: Any) -> int | None:
     return i if -_MAX_ID <= i <= _MAX_ID else None
 
 
+def _check_final(status: str) -> None:
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"{status!r} is not a final status; valid: {', '.join(FINAL_STATUSES)}")
+
+
 def _run_key(run_id: Any) -> int:
     key = _key(run_id)
     if key is None:
@@ -829,9 +834,7 @@ class Store:
         self, run_id: int, status: str, summary: Mapping | None = None, error: str | None = None
     ) -> None:
         """End a run with a final status, its summary and error (now = ended)."""
-        if status not in FINAL_STATUSES:
-            valid = ", ".join(FINAL_STATUSES)
-            raise ValueError(f"{status!r} is not a final status; valid: {valid}")
+        _check_final(status)
         now = time.time()
         with self._write() as conn:
             cur = conn.execute(
@@ -901,8 +904,7 @@ class Store:
         """End a run with `new_status` and `error` only if it is still `status` and owned by `pid`
         (None: no pid), in one statement: a liveness check that judged the run ownerless never
         overwrites an end its owner wrote meanwhile. Whether it was ended."""
-        if new_status not in FINAL_STATUSES:
-            raise ValueError(f"{new_status!r} is not a final status")
+        _check_final(new_status)
         now = time.time()
         with self._write() as conn:
             cur = conn.execute(
