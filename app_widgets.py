@@ -180,7 +180,7 @@ def show_notes(notes, container=None) -> None:
 
 
 def _flip(key: str) -> None:
-    st.session_state[key] = st.session_state[f"keep_{key}"] = not st.session_state.get(key)
+    st.session_state[key] = not st.session_state.get(key)  # `sticky` keeps its copy on the run
 
 
 def switch(label: str, key: str, help_text: str) -> bool:
