@@ -20,6 +20,7 @@ one loaded (with its "slow on a CPU" warning for presets made for a GPU).
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import streamlit as st
 
@@ -29,6 +30,8 @@ from agd_viz.fmt import md_escape
 from agd_viz.jobs import Refused
 from agd_viz.views import datasets as data_views
 from app_resources import operator_key, session_id
+
+ROOT = Path(__file__).resolve().parent
 
 
 def stop_runs(manager, run_ids, error_key: str) -> None:
@@ -249,12 +252,97 @@ def _template():
     return _TEMPLATE[0]
 
 
-def chart(fig, container=None, **kwargs):
-    """`st.plotly_chart` for every chart of the app: the figure carries its look
-    (charts.chart_style) and the browser skips Streamlit's theme pass, about 30 ms a chart on a
-    cold page and again on each live refresh (benchmarks/cold_draw.py)."""
+# The charts' own renderer: a Streamlit component (no iframe) drawing with Plotly.js's cartesian
+# bundle (static/, 1.5 MB: scatter, bar, heatmap and the rest of the 2-D traces this app draws),
+# where st.plotly_chart loads the full 4.7 MB bundle (maps, 3-D, WebGL) on every cold page: about
+# 0.5 s of a 2-core laptop's first view of a comparison (benchmarks/cold_draw.py, docs/performance.md
+# §9). Served by Streamlit's static serving (.streamlit/config.toml); the file name carries the
+# version, so a browser never runs a cached older bundle. Selection events (the sweep's heatmap)
+# stay with st.plotly_chart, which reports them.
+PLOTLY_BUNDLE = ROOT / "static" / "plotly-cartesian-4.1.1.min.js"
+# Trace types in that bundle (its README; tests/browser checks them against the bundle itself).
+BUNDLE_TRACES = frozenset({"scatter", "bar", "box", "heatmap", "histogram", "histogram2d",
+                           "histogram2dcontour", "contour", "image", "pie", "violin"})
+_CHART_JS = """
+// One copy of Plotly.js for the page, loaded by whichever chart comes first.
+function plotly(src) {
+  if (!window.__agdVizPlotly) {
+    window.__agdVizPlotly = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = src;
+      s.onload = () => window.Plotly ? resolve(window.Plotly) : reject(new Error("no Plotly in " + src));
+      s.onerror = () => { window.__agdVizPlotly = null; reject(new Error("could not load " + src)); };
+      document.head.appendChild(s);
+    });
+  }
+  return window.__agdVizPlotly;
+}
+
+// Called again with the same parent on every new figure (a live refresh, a replay step): the
+// chart is updated in place (Plotly.react keeps zoom through the figure's uirevision).
+export default function ({ parentElement, data }) {
+  let el = parentElement.querySelector(":scope > div.agd-viz-chart");
+  if (!el) {
+    el = document.createElement("div");
+    el.className = "agd-viz-chart";
+    parentElement.appendChild(el);
+  }
+  if (data.key) el.dataset.key = data.key;
+  el.dataset.spec = (+el.dataset.spec || 0) + 1;
+  const mine = el.dataset.spec;
+  const fig = JSON.parse(data.spec);
+  // The chart's height from the start, so nothing below it moves when the library arrives.
+  el.style.minHeight = (fig.layout.height || 450) + "px";
+  const drawn = plotly(data.src).then((P) => {
+    if (el.dataset.spec !== mine) return P;  // a newer figure came while the library loaded
+    P.react(el, fig.data, fig.layout, data.config);
+    if (!el.agdResize) {  // the container's width, not only the window's (sidebar, full screen)
+      el.agdResize = new ResizeObserver(() => { if (el.data) P.Plots.resize(el); });
+      el.agdResize.observe(el);
+    }
+    return P;
+  }).catch((err) => {
+    el.textContent = "This chart could not be drawn: " + err.message;
+  });
+  return () => {
+    if (el.agdResize) el.agdResize.disconnect();
+    drawn.then((P) => P && P.purge(el));
+  };
+}
+"""
+_CHART = []
+
+
+def _chart_component():
+    if not _CHART:
+        _CHART.append(st.components.v2.component("agd_viz_chart", js=_CHART_JS, isolate_styles=False))
+    return _CHART[0]
+
+
+def own_renderer(fig, on_select=None) -> bool:
+    """Whether `fig` is drawn by the app's renderer: the server serves static/ (a server started
+    from another folder than the app's may not), the bundle is there, the figure's traces are in
+    it, and no selection is asked for."""
+    return (on_select is None and bool(st.get_option("server.enableStaticServing")) and PLOTLY_BUNDLE.is_file()
+            and all((t.type or "scatter") in BUNDLE_TRACES for t in fig.data))
+
+
+def chart(fig, container=None, *, key: str | None = None, width="stretch", config: dict | None = None,
+          on_select=None, **kwargs):
+    """Every chart of the app: the figure carries its look (charts.chart_style, Streamlit's theme
+    pass off: ~30 ms a chart on a cold page and on each live refresh) and is drawn by the app's
+    renderer (above) where it can be, else by st.plotly_chart (which returns a selection)."""
     fig.update_layout(template=_template())
-    return (container or st).plotly_chart(fig, theme=None, **kwargs)
+    if not own_renderer(fig, on_select):
+        return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config,
+                                              **({"on_select": on_select} if on_select else {}), **kwargs)
+    base = st.get_option("server.baseUrlPath").strip("/")
+    data = {"spec": fig.to_json(), "config": {"displaylogo": False, **(config or {})}, "key": key,
+            "src": f"/{base + '/' if base else ''}app/static/{PLOTLY_BUNDLE.name}"}
+    if container is None:
+        return _chart_component()(key=key, data=data, width=width, height="content")
+    with container:
+        return _chart_component()(key=key, data=data, width=width, height="content")
 
 
 def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None = None, config=None,

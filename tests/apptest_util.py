@@ -3,6 +3,7 @@
 import json
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -29,8 +30,32 @@ def clean(at):
     return at
 
 
+@dataclass
+class Chart:
+    """A chart as the page sent it: by the app's renderer (app_widgets.chart) or st.plotly_chart."""
+
+    key: str | None
+    figure: dict
+    config: dict
+    renderer: str  # "app" or "plotly_chart"
+    theme: str = ""  # st.plotly_chart's theme ("" = off)
+
+
+def charts_of(at) -> list[Chart]:
+    """Every chart of the page, in page order."""
+    out = []
+    for el in at._tree:
+        if el.type == "plotly_chart":
+            out.append(Chart(el.key, json.loads(el.proto.spec), json.loads(el.proto.config or "{}"), "plotly_chart",
+                             el.proto.theme))
+        elif el.type == "bidi_component" and el.proto.component_name == "agd_viz_chart":
+            data = json.loads(el.proto.json)
+            out.append(Chart(data["key"], json.loads(data["spec"]), data["config"], "app"))
+    return out
+
+
 def figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return [c.figure for c in charts_of(at)]
 
 
 @contextmanager

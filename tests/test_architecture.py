@@ -181,9 +181,9 @@ def test_pages_stay_thin():
 
 
 def test_every_chart_goes_through_one_helper():
-    """The charts' look is set in one place (app_widgets.chart: the figure's template, Streamlit's
-    theme pass off); a page calling st.plotly_chart itself would draw in another style, and pay
-    the theme pass on every cold page."""
+    """The charts' look and renderer are set in one place (app_widgets.chart: the figure's template,
+    the app's Plotly.js bundle); a page calling st.plotly_chart itself would draw in another style,
+    and load the full Plotly.js and Streamlit's theme pass on every cold page."""
     calls = []
     for name in SERVER_ROOTS:
         for node in ast.walk(ast.parse((ROOT / name).read_text())):
@@ -191,6 +191,41 @@ def test_every_chart_goes_through_one_helper():
                 calls.append(f"{name}:{node.lineno}")
     assert len(calls) == 1 and calls[0].startswith("app_widgets.py:"), calls
 
+
+
+def test_the_chart_bundle_is_the_plotly_js_the_figures_are_written_for():
+    """The app's renderer draws with static/'s cartesian bundle of Plotly.js; the figures are
+    written by the Python plotly package for its own Plotly.js. A plotly upgrade without a new
+    bundle (attributes the old one ignores, or misreads) fails here."""
+    import plotly.offline
+
+    import app_widgets
+
+    bundle = app_widgets.PLOTLY_BUNDLE
+    head = bundle.read_text()[:300]
+    version = plotly.offline.get_plotlyjs_version()
+    assert f"plotly.js (cartesian - minified) v{version}" in head, head
+    assert bundle.name == f"plotly-cartesian-{version}.min.js"  # a new version is a new URL: no stale cache
+    assert "MIT License" in (bundle.parent / "plotly-LICENSE.txt").read_text()
+
+
+def test_every_trace_type_the_app_draws_is_in_the_bundle():
+    """A trace type outside static/'s bundle makes its chart fall back to st.plotly_chart, which
+    loads the full 4.7 MB Plotly.js on the page (benchmarks/cold_draw.py): name it here first."""
+    import plotly.graph_objects as go
+    from plotly.basedatatypes import BaseTraceType
+
+    import app_widgets
+
+    used = set()
+    for path in [*(ROOT / "agd_viz").rglob("*.py"), *(ROOT / name for name in SERVER_ROOTS)]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "go"
+                    and isinstance(getattr(go, node.attr, None), type)
+                    and issubclass(getattr(go, node.attr), BaseTraceType)):
+                used.add(getattr(go, node.attr)().type)
+    assert used >= {"scatter", "bar", "heatmap"}, used  # the walk finds what the charts draw
+    assert used <= app_widgets.BUNDLE_TRACES, used - app_widgets.BUNDLE_TRACES
 
 SERVER_SCRIPT = textwrap.dedent("""
     import sys, time

@@ -486,7 +486,7 @@ APP_SCRIPT = textwrap.dedent("""
     runs = store.list_runs()
     assert [r["status"] for r in runs] == ["finished"] * 2, [(r["status"], r["error"]) for r in runs]
     assert all(r["summary"]["node"] == "127.0.0.1" for r in runs)
-    charts = at.get("plotly_chart")
+    charts = at.get("bidi_component") + at.get("plotly_chart")
     print("TORCH" if "torch" in sys.modules else "NO-TORCH", len(charts), where[0].replace(chr(92), ""))
 """)
 

@@ -1,7 +1,6 @@
 """AppTest of pages/how_agd_works.py: it renders, every control works, a stored AGD run is marked,
 and the page never imports torch."""
 
-import json
 import os
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from agd_viz.views import explain as ex
+from apptest_util import figures
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "how_agd_works.py")
 
@@ -44,8 +44,7 @@ def _array(v):
 
 
 def _figures(at) -> dict:
-    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return {spec["layout"]["title"]["text"]: spec for spec in specs}
+    return {spec["layout"]["title"]["text"]: spec for spec in figures(at)}
 
 
 def _shown(at) -> tuple:
@@ -172,7 +171,8 @@ import json, sys
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
 assert not at.exception, [e.value for e in at.exception]
-titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+titles = [json.loads(c.proto.json)["spec"] for c in at.get("bidi_component")]
+titles = [json.loads(t)["layout"]["title"]["text"] for t in titles]
 assert "Lemma 4's factor ∏(1 + ‖ΔW_k‖*/‖W_k‖*) − 1 against depth" in titles, titles
 print("torch" in sys.modules)
 """

@@ -229,7 +229,7 @@ def test_showing_stored_runs_does_not_import_torch(db):
         f"at.query_params['group'] = '{gid}'\n"
         f"at.switch_page({PAGE!r}).run()\n"
         "assert not at.exception, [e.value for e in at.exception]\n"
-        "assert len(at.get('plotly_chart')) == 4\n"
+        "assert len(at.get('bidi_component')) == 4\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

@@ -7,7 +7,6 @@ optimiser package is simulated through the vocabulary itself (`optspec.register`
 that does not exist), never by patching the availability check.
 """
 
-import json
 import re
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from agd_viz.views import datasets as data_view
 from agd_viz.views import live_form as live
 from agd_viz.views import paper as paper_view
 from agd_viz.store import Store
-from apptest_util import app_store, clean, open_page, wait_final
+from apptest_util import app_store, clean, figures, open_page, wait_final
 from test_downloads import Server, free_port, mnist_files, source_for
 
 # Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
@@ -190,7 +189,7 @@ def test_lr_free_optimisers_train_from_the_page_and_show_their_step_size(db):
     assert [r["optimizer"] for r in runs] == ["agd", "prodigy:d_coef=0.5", "schedulefree-adamw"]
     assert all(r["status"] == "finished" for r in runs), [(r["status"], r["error"]) for r in runs]
     clean(at.run())
-    step = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][2]
+    step = figures(at)[2]
     names = {t.get("name") for t in step["data"]}
     assert {"agd η", "prodigy lr=1 d_coef=0.5 d·lr", "schedulefree-adamw lr=0.0025 lr"} <= names
     colours = {t["name"]: t["line"]["color"] for t in step["data"] if t.get("name") and "line" in t}

@@ -9,7 +9,7 @@ import pytest
 from agd_viz import charts
 from agd_viz.store import Store
 from agd_viz.views import live_view as view
-from apptest_util import app_store, clean, figures, open_page, wait_final
+from apptest_util import app_store, charts_of, clean, figures, open_page, wait_final
 from test_page_live import seed_group, status_lines
 
 pytestmark = pytest.mark.slow
@@ -39,6 +39,26 @@ def max_x(fig) -> float:
     return top
 
 
+
+def test_without_static_serving_the_same_charts_are_drawn_by_streamlits_plotly(db):
+    """The app's renderer needs static/ served (.streamlit/config.toml); a server started without
+    that file (from another folder) still draws every chart, the same figures through
+    st.plotly_chart with its theme off."""
+    from streamlit import config
+
+    gid, _ = seed_group(db)
+    own = charts_of(clean(open_page(PAGE, {"group": str(gid)})))
+    was = config.get_option("server.enableStaticServing")
+    config.set_option("server.enableStaticServing", False)
+    try:
+        fallback = charts_of(clean(open_page(PAGE, {"group": str(gid)})))
+    finally:
+        config.set_option("server.enableStaticServing", was)
+    assert [c.renderer for c in own] == ["app"] * 4 and [c.renderer for c in fallback] == ["plotly_chart"] * 4
+    assert [c.key for c in fallback] == [c.key for c in own] == [f"lv_chart_{n}" for n in view.figures_shown()]
+    assert [c.figure for c in fallback] == [c.figure for c in own]
+    assert all(c.theme == "" and c.config["displaylogo"] is False for c in fallback)
+
 def test_chart_options_and_the_comparison_come_back_from_the_link(db):
     gid, _ = seed_group(db)
     at = clean(open_page(PAGE, {"group": str(gid), "logy": "1", "smooth": "0.2", "x": "time"}))
@@ -46,8 +66,9 @@ def test_chart_options_and_the_comparison_come_back_from_the_link(db):
     assert at.radio(key="lv_x").value == "time"
     loss = figures(at)[0]
     assert loss["layout"]["yaxis"]["type"] == "log" and loss["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
-    # Each chart carries its look, and the browser is spared Streamlit's theme pass (cold_draw).
-    assert all(c.proto.theme == "" for c in at.get("plotly_chart"))
+    # Each chart carries its look and is drawn by the app's own renderer (Plotly.js's cartesian
+    # bundle, not st.plotly_chart's full one and its theme pass: benchmarks/cold_draw.py).
+    assert [c.renderer for c in charts_of(at)] == ["app"] * 4
     style = loss["layout"]["template"]["layout"]
     assert style["font"]["family"] == charts.chart_style("#000")["font"]["family"]
     assert style["title"]["font"]["color"] == "#1f2430"  # the app theme's text colour (.streamlit/config.toml)

@@ -21,7 +21,7 @@ from agd_viz import cli, jobs
 from agd_viz.store import Store
 from agd_viz.spec import RunSpec
 from agd_viz.views import runs as rv
-from apptest_util import app_store, clean, open_page
+from apptest_util import app_store, charts_of, clean, open_page
 
 # Real worker processes and servers, seconds each: left out of the quick loop (README, "Tests").
 pytestmark = pytest.mark.slow
@@ -63,8 +63,8 @@ def table_ids(at) -> list[int]:
 
 
 def chart(at, key: str) -> dict:
-    (el,) = [c for c in at.get("plotly_chart") if c.key == key]
-    return json.loads(el.proto.spec)
+    (el,) = [c for c in charts_of(at) if c.key == key]
+    return el.figure
 
 
 # -------------------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_the_table_lists_filters_and_sorts_the_runs(db):
     at = clean(runs_page())
     assert texts(at.title) == ["Runs"]
     assert table_ids(at) == [4, 3, 2, 1] and "4 of 4 runs shown" in texts(at.caption)
-    assert [c.key for c in at.get("plotly_chart")] == ["rn_hparams"]  # nothing selected, no dashboard
+    assert [c.key for c in charts_of(at)] == ["rn_hparams"]  # nothing selected, no dashboard
 
     at.multiselect(key="rn_f_opt").set_value(["adam lr=0.01"]).run()
     assert table_ids(at) == [2]
@@ -107,7 +107,7 @@ def test_a_link_puts_its_runs_on_a_dashboard_with_exports_and_rerun_commands(db,
     assert [t["name"] for t in in_legend] == ["#1 agd · 3×16", "#2 adam lr=0.01 · 3×16"] * 2
     assert {t["yaxis"] for t in fig["data"]} == {"y", "y2"} and {t.get("xaxis", "x") for t in fig["data"]} == {"x"}
     assert fig["layout"]["yaxis2"]["anchor"] == "x"  # zooming one panel zooms both
-    config = json.loads([c for c in at.get("plotly_chart") if c.key == "rn_chart"][0].proto.config)
+    config = [c for c in charts_of(at) if c.key == "rn_chart"][0].config
     assert config["toImageButtonOptions"]["format"] == "png" and config["displayModeBar"]
     assert [b.proto.label for b in at.get("download_button")] == ["Metrics as CSV", "Metrics as JSON"]
 
@@ -135,7 +135,7 @@ def test_a_link_puts_its_runs_on_a_dashboard_with_exports_and_rerun_commands(db,
     assert len(fig["data"]) == 2  # layer 2 of each run
     assert fig["layout"]["xaxis"]["title"]["text"] == "wall time (s)"
     assert fig["layout"]["yaxis"]["type"] == "log" and "EMA 0.5" in fig["layout"]["yaxis"]["title"]["text"]
-    config = json.loads([c for c in at.get("plotly_chart") if c.key == "rn_chart"][0].proto.config)
+    config = [c for c in charts_of(at) if c.key == "rn_chart"][0].config
     assert config["toImageButtonOptions"]["format"] == "svg"
 
     # picking more runs rewrites the link, which keeps only what differs from the defaults

@@ -233,9 +233,9 @@ def test_a_diverging_baseline_says_diverged_on_the_chart_while_agd_finishes(app_
     at.run()
     assert not at.exception
     assert any(e.value.startswith("Diverged: loss became non\\-finite at step") for e in at.error)
-    import json
+    from apptest_util import figures
 
-    loss = json.loads(at.get("plotly_chart")[0].proto.spec)
+    loss = figures(at)[0]
     assert [a["text"] for a in loss["layout"]["annotations"]] == ["diverged"]
     marker = [t for t in loss["data"] if t.get("name") == "sgd lr=10 diverged"]
     assert marker and marker[0]["marker"]["symbol"] == "x"

@@ -233,10 +233,23 @@ def test_a_reloaded_url_restores_form_chart_options_and_comparison(page):
 
 
 def test_a_finished_comparison_sends_only_what_it_draws(page):
-    """The cold page of a finished comparison holds the four charts it shows; the four per-layer
-    charts come when their expander opens (benchmarks/cold_draw.py times both)."""
+    """The cold page of a finished comparison holds the four charts it shows, drawn with the app's
+    own Plotly.js bundle (1.5 MB, loaded once), not Streamlit's full one (4.7 MB); the four
+    per-layer charts come when their expander opens (benchmarks/cold_draw.py times both)."""
+    import app_widgets
+
+    scripts, elsewhere = [], []
+    page.on("request", lambda r: scripts.append(r.url.rsplit("/", 1)[-1]) if r.resource_type == "script" else None)
+    page.on("request", lambda r: None if r.url.startswith((page.base_url, "data:", "blob:")) else elsewhere.append(r.url))
     open_page(page, "group=1", charts=4)
+    assert not elsewhere  # nothing but this server: the app works in a room without internet
     assert len(page.evaluate(PLOT_POINTS_JS)) == 4
+    assert scripts.count(app_widgets.PLOTLY_BUNDLE.name) == 1
+    assert not [s for s in scripts if s.startswith("PlotlyChart")], scripts  # st.plotly_chart's element
+    bundle = set(page.evaluate("Object.keys(Plotly.PlotSchema.get().traces)"))
+    assert app_widgets.BUNDLE_TRACES <= bundle, app_widgets.BUNDLE_TRACES - bundle
+    assert page.evaluate("Array.from(document.querySelectorAll('.agd-viz-chart')).map(d => d.dataset.key)") == [
+        "lv_chart_loss", "lv_chart_acc", "lv_chart_step_size", "lv_chart_rel_update"]
     page.get_by_text("Layer by layer: weight norms and stable ranks").click()
     until(page, lambda: len(page.evaluate(PLOT_POINTS_JS)) == 8 and all(
         c["points"] > 0 for c in page.evaluate(PLOT_POINTS_JS)), what="the per-layer charts")
