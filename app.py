@@ -10,7 +10,10 @@ import streamlit as st
 
 import app_resources
 
-st.set_page_config(page_title="AGD Explorer", page_icon=":material/neurology:", layout="wide")
+# The tab's icon is a file of ours: a Material icon there is fetched by the browser from Google's
+# font servers, which a room without internet (or a privacy-minded one) does not reach.
+st.set_page_config(page_title="AGD Explorer", page_icon=str(Path(__file__).resolve().parent / "static" / "favicon.svg"),
+                   layout="wide")
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 
