@@ -328,17 +328,18 @@ def own_renderer(fig, on_select=None) -> bool:
 
 
 def chart(fig, container=None, *, key: str | None = None, width="stretch", config: dict | None = None,
-          on_select=None, **kwargs):
+          on_select=None, selection_mode=None):
     """Every chart of the app: the figure carries its look (charts.chart_style, Streamlit's theme
     pass off: ~30 ms a chart on a cold page and on each live refresh) and is drawn by the app's
-    renderer (above) where it can be, else by st.plotly_chart (which returns a selection)."""
+    renderer (above) where it can be, else by st.plotly_chart (which returns the selection that
+    `on_select`, with its `selection_mode`, asks for)."""
     fig.update_layout(template=_template())
     if not own_renderer(fig, on_select):
-        return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config,
-                                              **({"on_select": on_select} if on_select else {}), **kwargs)
+        selection = {"on_select": on_select, "selection_mode": selection_mode} if on_select else {}
+        return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config, **selection)
     base = st.get_option("server.baseUrlPath").strip("/")
     data = {"spec": fig.to_json(), "config": {"displaylogo": False, **(config or {})}, "key": key,
-            "src": f"/{base + '/' if base else ''}app/static/{PLOTLY_BUNDLE.name}"}
+            "src": f"/{base}/app/static/{PLOTLY_BUNDLE.name}" if base else f"/app/static/{PLOTLY_BUNDLE.name}"}
     if container is None:
         return _chart_component()(key=key, data=data, width=width, height="content")
     with container:

@@ -59,6 +59,23 @@ def test_without_static_serving_the_same_charts_are_drawn_by_streamlits_plotly(d
     assert [c.figure for c in fallback] == [c.figure for c in own]
     assert all(c.theme == "" and c.config["displaylogo"] is False for c in fallback)
 
+
+def test_the_chart_library_is_fetched_under_the_servers_base_path(db):
+    """Behind a proxy at /demo (server.baseUrlPath) static files are served under /demo too."""
+    from streamlit import config
+
+    import app_widgets
+
+    gid, _ = seed_group(db)
+    was = config.get_option("server.baseUrlPath")
+    config.set_option("server.baseUrlPath", "demo")
+    try:
+        at = clean(open_page(PAGE, {"group": str(gid)}))
+    finally:
+        config.set_option("server.baseUrlPath", was)
+    sources = {json.loads(el.proto.json)["src"] for el in at.get("bidi_component")}
+    assert sources == {f"/demo/app/static/{app_widgets.PLOTLY_BUNDLE.name}"}
+
 def test_chart_options_and_the_comparison_come_back_from_the_link(db):
     gid, _ = seed_group(db)
     at = clean(open_page(PAGE, {"group": str(gid), "logy": "1", "smooth": "0.2", "x": "time"}))
