@@ -43,21 +43,6 @@ def stop_runs(manager, run_ids, error_key: str) -> None:
         st.session_state[error_key] = str(exc)
 
 
-def new_selection(key: str, seen_key: str) -> list:
-    """The points chart `key`'s selection picked, once per click, else []: a selection persists
-    between reruns, and applying it again would undo a later choice made elsewhere."""
-    try:
-        points = list(st.session_state[key].selection.points)
-    except (KeyError, AttributeError):
-        points = []
-    signature = tuple(str(p.get("customdata")) for p in points if isinstance(p, dict))
-    seen = st.session_state.setdefault(seen_key, {})
-    if seen.get(key) == signature:
-        return []
-    seen[key] = signature
-    return points
-
-
 def download_box(status: data_views.DataStatus | None, key: str, container=None) -> None:
     """Draw, in `container` (default: the main area), the outcome of the last download and, for a
     data set not downloaded yet on a server that allows downloads, its Download button. `key`:
@@ -257,8 +242,7 @@ def _template():
 # where st.plotly_chart loads the full 4.7 MB bundle (maps, 3-D, WebGL) on every cold page: about
 # 0.5 s of a 2-core laptop's first view of a comparison (benchmarks/cold_draw.py, docs/performance.md
 # §9). Served by Streamlit's static serving (.streamlit/config.toml); the file name carries the
-# version, so a browser never runs a cached older bundle. Selection events (the sweep's heatmap)
-# stay with st.plotly_chart, which reports them.
+# version, so a browser never runs a cached older bundle.
 PLOTLY_BUNDLE = ROOT / "static" / "plotly-cartesian-4.1.1.min.js"
 # Trace types in that bundle (its README; tests/browser checks them against the bundle itself).
 BUNDLE_TRACES = frozenset({"scatter", "bar", "box", "heatmap", "histogram", "histogram2d",
@@ -280,7 +264,7 @@ function plotly(src) {
 
 // Called again with the same parent on every new figure (a live refresh, a replay step): the
 // chart is updated in place (Plotly.react keeps zoom through the figure's uirevision).
-export default function ({ parentElement, data }) {
+export default function ({ parentElement, data, setTriggerValue }) {
   let el = parentElement.querySelector(":scope > div.agd-viz-chart");
   if (!el) {
     el = document.createElement("div");
@@ -299,6 +283,12 @@ export default function ({ parentElement, data }) {
     if (!el.agdResize) {  // the container's width, not only the window's (sidebar, full screen)
       el.agdResize = new ResizeObserver(() => { if (el.data) P.Plots.resize(el); });
       el.agdResize.observe(el);
+    }
+    if (data.click && !el.agdClick) {  // chart(on_click=...): the points clicked, to the server
+      el.agdClick = true;
+      const plain = (v) => (v !== null && typeof v === "object" && v.length !== undefined) ? Array.from(v) : v;
+      el.on("plotly_click", (ev) => setTriggerValue("click", ev.points.map(
+        (pt) => ({customdata: plain(pt.customdata) ?? null, x: pt.x, y: pt.y}))));
     }
     return P;
   }).catch((err) => {
@@ -319,31 +309,38 @@ def _chart_component():
     return _CHART[0]
 
 
-def own_renderer(fig, on_select=None) -> bool:
+def own_renderer(fig) -> bool:
     """Whether `fig` is drawn by the app's renderer: the server serves static/ (a server started
-    from another folder than the app's may not), the bundle is there, the figure's traces are in
-    it, and no selection is asked for."""
-    return (on_select is None and bool(st.get_option("server.enableStaticServing")) and PLOTLY_BUNDLE.is_file()
+    from another folder than the app's may not), the bundle is there, and the figure's traces are
+    in it."""
+    return (bool(st.get_option("server.enableStaticServing")) and PLOTLY_BUNDLE.is_file()
             and all((t.type or "scatter") in BUNDLE_TRACES for t in fig.data))
 
 
 def chart(fig, container=None, *, key: str | None = None, width="stretch", config: dict | None = None,
-          on_select=None, selection_mode=None):
+          on_click=None):
     """Every chart of the app: the figure carries its look (charts.chart_style, Streamlit's theme
     pass off: ~30 ms a chart on a cold page and on each live refresh) and is drawn by the app's
-    renderer (above) where it can be, else by st.plotly_chart (which returns the selection that
-    `on_select`, with its `selection_mode`, asks for)."""
+    renderer (above) where it can be, else by st.plotly_chart. `on_click(points)`, with a `key`:
+    called (as a widget callback, before the script reruns) with the points a click picked, each
+    a dict with its `customdata`, `x` and `y`."""
     fig.update_layout(template=_template())
-    if not own_renderer(fig, on_select):
-        selection = {"on_select": on_select, "selection_mode": selection_mode} if on_select else {}
-        return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config, **selection)
+    if not own_renderer(fig):
+        clicks = {}
+        if on_click is not None:  # a click selects a point; its selection comes back to the callback
+            clicks = {"on_select": lambda: on_click(list(st.session_state[key].selection.points)),
+                      "selection_mode": "points"}
+        return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config, **clicks)
     base = st.get_option("server.baseUrlPath").strip("/")
     data = {"spec": fig.to_json(), "config": {"displaylogo": False, **(config or {})}, "key": key,
+            "click": on_click is not None,
             "src": f"/{base}/app/static/{PLOTLY_BUNDLE.name}" if base else f"/app/static/{PLOTLY_BUNDLE.name}"}
+    mount = _chart_component()
+    callback = (lambda: on_click(list(st.session_state[key]["click"] or []))) if on_click is not None else None
     if container is None:
-        return _chart_component()(key=key, data=data, width=width, height="content")
+        return mount(key=key, data=data, width=width, height="content", on_click_change=callback)
     with container:
-        return _chart_component()(key=key, data=data, width=width, height="content")
+        return mount(key=key, data=data, width=width, height="content", on_click_change=callback)
 
 
 def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None = None, config=None,

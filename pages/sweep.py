@@ -26,7 +26,7 @@ from agd_viz.views import paper as paper_view
 from agd_viz.views import runs as rv
 from agd_viz.views import sweep as sw
 from app_resources import job_manager, operator_key, session_id
-from app_widgets import (chart, download_box, limits_expander, new_selection, optimizer_picker, paper_presets, paper_table,
+from app_widgets import (chart, download_box, limits_expander, optimizer_picker, paper_presets, paper_table,
                          stop_runs)
 
 REFRESH_S = 1.5
@@ -121,8 +121,15 @@ def _on_start(manager, config: SweepConfig) -> None:
     st.session_state.pop("sw_cell", None)
 
 
+def _pick_cell(points) -> None:
+    """A click on a heatmap: its cell's curves below (the figures, drawn after, outline it)."""
+    cell = sw.clicked_cell(points)
+    if cell is not None:
+        st.session_state["sw_cell"] = cell
+
+
 def _heatmap(fig, key: str, config: dict) -> None:
-    chart(fig, key=key, width="stretch", on_select="rerun", selection_mode="points", config=config)
+    chart(fig, key=key, width="stretch", config=config, on_click=_pick_cell)
 
 
 def _cell_curves(store, df, cell: tuple[int, int], image: str) -> None:
@@ -161,11 +168,6 @@ def _panel(manager, group_id: int, interval: float | None, image: str) -> None:
                 "What Bernstein et al. (2023) report for this grid, beside this sweep's finished AGD runs.")
 
     panels = sw.panel_order(df, config)
-    # A click picks a cell before the figures are drawn, so they outline the cell just picked.
-    for key in [f"sw_hm_{v}" for v, _ in HEATMAPS] + ["sw_hm_best", "sw_hm_eta"]:
-        cell = sw.clicked_cell(new_selection(key, "sw_clicks"))
-        if cell is not None:
-            st.session_state["sw_cell"] = cell
     options = sw.cell_options(df)
     if options and st.session_state.get("sw_cell") not in options:
         st.session_state["sw_cell"] = options[-1]

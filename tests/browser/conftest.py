@@ -21,9 +21,10 @@ def _need_chromium():
         pytest.skip("chromium is not installed (/usr/bin/chromium); browser tests skipped locally")
 
 
-def _app(tmp_path, workers: int):
+def _app(tmp_path, workers: int, env: dict | None = None):
     _need_chromium()
-    return running_app(tmp_path / "runs.db", tmp_path / "streamlit.log", env={"AGD_VIZ_MAX_WORKERS": str(workers)})
+    return running_app(tmp_path / "runs.db", tmp_path / "streamlit.log",
+                       env={"AGD_VIZ_MAX_WORKERS": str(workers), **(env or {})})
 
 
 @contextmanager
@@ -58,4 +59,16 @@ def page(app_url):
 def one_slot_page(tmp_path):
     """The app with one worker slot (the default on a 2-core laptop and on a one-GPU box)."""
     with _app(tmp_path, 1) as url, _page_at(url) as pg:
+        yield pg
+
+
+@pytest.fixture(params=["app", "plotly_chart"])
+def renderer_page(request, tmp_path):
+    """The app drawing its charts with each renderer of app_widgets.chart: its own (static/
+    served, as .streamlit/config.toml says) and st.plotly_chart (a server without static serving).
+    `page.renderer` names it; `page.scripts` lists the script files the page fetched."""
+    env = {} if request.param == "app" else {"STREAMLIT_SERVER_ENABLE_STATIC_SERVING": "false"}
+    with _app(tmp_path, 2, env) as url, _page_at(url) as pg:
+        pg.renderer, pg.scripts = request.param, []
+        pg.on("request", lambda r: pg.scripts.append(r.url.rsplit("/", 1)[-1]) if r.resource_type == "script" else None)
         yield pg

@@ -1,5 +1,6 @@
 """The sweep page in a real browser: a 2 × 2 sweep runs to the end in the background, its
-heatmaps fill in cell by cell, and clicking a cell opens that cell's curves."""
+heatmaps fill in cell by cell, and clicking a cell opens that cell's curves; with either of
+app_widgets.chart's renderers."""
 
 import re
 import time
@@ -40,7 +41,10 @@ def fill(page, label, value):
     wait_idle(page)
 
 
-def test_a_small_sweep_fills_four_heatmap_cells_and_a_click_opens_a_cell(page):
+def test_a_small_sweep_fills_four_heatmap_cells_and_a_click_opens_a_cell(renderer_page):
+    import app_widgets
+
+    page = renderer_page
     page.goto(page.base_url)
     wait_idle(page)
     page.get_by_role("link", name="Depth × width sweep").click()
@@ -93,3 +97,7 @@ def test_a_small_sweep_fills_four_heatmap_cells_and_a_click_opens_a_cell(page):
         page.wait_for_timeout(250)
     wait_idle(page)
     assert "#3 agd · 1×16" in page.locator(".js-plotly-plot").nth(4).inner_text()  # its curves
+    # One Plotly.js for the page: the app's bundle, or (no static serving) Streamlit's.
+    ours = page.scripts.count(app_widgets.PLOTLY_BUNDLE.name)
+    streamlits = len([s for s in page.scripts if s.startswith("PlotlyChart")])
+    assert (ours, streamlits) == ((1, 0) if page.renderer == "app" else (0, 1)), page.scripts
