@@ -247,6 +247,10 @@ PLOTLY_BUNDLE = ROOT / "static" / "plotly-cartesian-4.1.1.min.js"
 # Trace types in that bundle (its README; tests/browser checks them against the bundle itself).
 BUNDLE_TRACES = frozenset({"scatter", "bar", "box", "heatmap", "histogram", "histogram2d",
                            "histogram2dcontour", "contour", "image", "pie", "violin"})
+# Mode bar buttons the charts never show: Plotly 4's "Share chart" uploads the figure to Plotly's
+# cloud (the app sends nothing off the machine), and box and lasso select, which report nothing
+# here (a click does: chart's on_click). st.plotly_chart hides the same ones.
+HIDDEN_BUTTONS = ("sendChartToCloud", "select2d", "lasso2d")
 _CHART_JS = """
 // One copy of Plotly.js for the page, loaded by whichever chart comes first.
 function plotly(src) {
@@ -332,7 +336,9 @@ def chart(fig, container=None, *, key: str | None = None, width="stretch", confi
                       "selection_mode": "points"}
         return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config, **clicks)
     base = st.get_option("server.baseUrlPath").strip("/")
-    data = {"spec": fig.to_json(), "config": {"displaylogo": False, **(config or {})}, "key": key,
+    config = {"displaylogo": False, **(config or {})}
+    config["modeBarButtonsToRemove"] = [*config.get("modeBarButtonsToRemove", ()), *HIDDEN_BUTTONS]
+    data = {"spec": fig.to_json(), "config": config, "key": key,
             "click": on_click is not None,
             "src": f"/{base}/app/static/{PLOTLY_BUNDLE.name}" if base else f"/app/static/{PLOTLY_BUNDLE.name}"}
     mount = _chart_component()

@@ -250,6 +250,9 @@ def test_a_finished_comparison_sends_only_what_it_draws(page):
     assert app_widgets.BUNDLE_TRACES <= bundle, app_widgets.BUNDLE_TRACES - bundle
     assert page.evaluate("Array.from(document.querySelectorAll('.agd-viz-chart')).map(d => d.dataset.key)") == [
         "lv_chart_loss", "lv_chart_acc", "lv_chart_step_size", "lv_chart_rel_update"]
+    buttons = set(page.evaluate("Array.from(document.querySelectorAll('.modebar-btn')).map(b => b.dataset.title)"))
+    assert "Download plot as a PNG" in buttons and "Zoom" in buttons
+    assert not buttons & {"Share chart...", "Box Select", "Lasso Select"}, buttons  # nothing leaves the machine
     page.get_by_text("Layer by layer: weight norms and stable ranks").click()
     until(page, lambda: len(page.evaluate(PLOT_POINTS_JS)) == 8 and all(
         c["points"] > 0 for c in page.evaluate(PLOT_POINTS_JS)), what="the per-layer charts")
