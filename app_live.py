@@ -220,6 +220,7 @@ def landing(start_headline, args: tuple, disabled: bool, description: str) -> No
                        "network) on the left and press **Start training**.")
         if LANDING_PICTURE.is_file():
             picture.image(str(LANDING_PICTURE), caption=view.LANDING_CAPTION, width="stretch")
-    # Where the curves will appear; drawing a chart now also has the browser load its plotting code
-    # (~2 s on a 2-core laptop) before Start instead of after it (benchmarks/first_point.py).
+    # Where the curves will appear; drawing a chart now also has the browser load and run its
+    # plotting code (app_widgets.chart's Plotly.js) before Start instead of after it
+    # (benchmarks/first_point.py).
     plot(charts.loss_figure([]), "lv_chart_empty", False, panel.CHART_HELP["loss"])
