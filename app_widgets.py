@@ -249,7 +249,7 @@ BUNDLE_TRACES = frozenset({"scatter", "bar", "box", "heatmap", "histogram", "his
                            "histogram2dcontour", "contour", "image", "pie", "violin"})
 # Mode bar buttons the charts never show: Plotly 4's "Share chart" uploads the figure to Plotly's
 # cloud (the app sends nothing off the machine), and box and lasso select, which report nothing
-# here (a click does: chart's on_click). st.plotly_chart hides the same ones.
+# here (a click does: chart's on_click). Both renderers get the same configuration.
 HIDDEN_BUTTONS = ("sendChartToCloud", "select2d", "lasso2d")
 _CHART_JS = """
 // One copy of Plotly.js for the page, loaded by whichever chart comes first.
@@ -328,7 +328,11 @@ def chart(fig, container=None, *, key: str | None = None, width="stretch", confi
     renderer (above) where it can be, else by st.plotly_chart. `on_click(points)`, with a `key`:
     called (as a widget callback, before the script reruns) with the points a click picked, each
     a dict with its `customdata`, `x` and `y`."""
+    if on_click is not None and key is None:
+        raise ValueError("chart(on_click=...) needs a key: the click is read back under it")
     fig.update_layout(template=_template())
+    config = {"displaylogo": False, **(config or {})}
+    config["modeBarButtonsToRemove"] = [*config.get("modeBarButtonsToRemove", ()), *HIDDEN_BUTTONS]
     if not own_renderer(fig):
         clicks = {}
         if on_click is not None:  # a click selects a point; its selection comes back to the callback
@@ -336,8 +340,6 @@ def chart(fig, container=None, *, key: str | None = None, width="stretch", confi
                       "selection_mode": "points"}
         return (container or st).plotly_chart(fig, theme=None, key=key, width=width, config=config, **clicks)
     base = st.get_option("server.baseUrlPath").strip("/")
-    config = {"displaylogo": False, **(config or {})}
-    config["modeBarButtonsToRemove"] = [*config.get("modeBarButtonsToRemove", ()), *HIDDEN_BUTTONS]
     data = {"spec": fig.to_json(), "config": config, "key": key,
             "click": on_click is not None,
             "src": f"/{base}/app/static/{PLOTLY_BUNDLE.name}" if base else f"/app/static/{PLOTLY_BUNDLE.name}"}
@@ -359,7 +361,7 @@ def plot(fig, key: str, present: bool = False, help_text: tuple[str, str] | None
         fig = charts.presenter_style(fig, height=height)
     elif height is not None:
         fig.update_layout(height=height)
-    chart(fig, key=key, width="stretch", config=config or {"displaylogo": False})
+    chart(fig, key=key, width="stretch", config=config)
 
 
 def status_line(label: str, color: str, progress_text: str, fraction: float, chips, present: bool = False) -> None:

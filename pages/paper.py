@@ -45,7 +45,7 @@ def _panel(manager, group_id: int, interval: float | None) -> None:
     done = sum(v for k, v in counts.items() if k not in ("queued", "running"))
     st.progress(done / max(len(data.rows), 1), text=fmt.md_escape(vf.progress_text(data)))
     for name, fig in vf.figures(data):
-        chart(fig, key=f"pp_fig_{name}", width="stretch", config={"displaylogo": False})
+        chart(fig, key=f"pp_fig_{name}", width="stretch")
     rows = vf.comparison(data)
     if rows:
         st.markdown("**Paper vs measured here**",

@@ -57,7 +57,9 @@ def test_without_static_serving_the_same_charts_are_drawn_by_streamlits_plotly(d
     assert [c.renderer for c in own] == ["app"] * 4 and [c.renderer for c in fallback] == ["plotly_chart"] * 4
     assert [c.key for c in fallback] == [c.key for c in own] == [f"lv_chart_{n}" for n in view.figures_shown()]
     assert [c.figure for c in fallback] == [c.figure for c in own]
-    assert all(c.theme == "" and c.config["displaylogo"] is False for c in fallback)
+    assert all(c.theme == "" for c in fallback)
+    assert [c.config for c in fallback] == [c.config for c in own]  # the same mode bar, no "Share chart"
+    assert all("sendChartToCloud" in c.config["modeBarButtonsToRemove"] for c in own)
 
 
 def test_the_chart_library_is_fetched_under_the_servers_base_path(db):
