@@ -227,6 +227,16 @@ def test_every_trace_type_the_app_draws_is_in_the_bundle():
     assert used >= {"scatter", "bar", "heatmap"}, used  # the walk finds what the charts draw
     assert used <= app_widgets.BUNDLE_TRACES, used - app_widgets.BUNDLE_TRACES
 
+
+def test_a_chart_that_reports_clicks_needs_a_key():
+    """The click comes back in session state under the chart's key; without one it could not."""
+    import plotly.graph_objects as go
+
+    import app_widgets
+
+    with pytest.raises(ValueError, match="needs a key"):
+        app_widgets.chart(go.Figure(), on_click=print)
+
 SERVER_SCRIPT = textwrap.dedent("""
     import sys, time
     from streamlit.testing.v1 import AppTest
