@@ -9,11 +9,11 @@ from pathlib import Path
 import streamlit as st
 
 import app_resources
+from app_widgets import STATIC
 
 # The tab's icon is a file of ours: a Material icon there is fetched by the browser from Google's
 # font servers, which a room without internet (or a privacy-minded one) does not reach.
-st.set_page_config(page_title="AGD Explorer", page_icon=str(Path(__file__).resolve().parent / "static" / "favicon.svg"),
-                   layout="wide")
+st.set_page_config(page_title="AGD Explorer", page_icon=str(STATIC / "favicon.svg"), layout="wide")
 
 PAGES_DIR = Path(__file__).resolve().parent / "pages"
 

@@ -31,7 +31,8 @@ from agd_viz.jobs import Refused
 from agd_viz.views import datasets as data_views
 from app_resources import operator_key, session_id
 
-ROOT = Path(__file__).resolve().parent
+# What the server serves as files (server.enableStaticServing: Streamlit's `static/` beside app.py).
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 def stop_runs(manager, run_ids, error_key: str) -> None:
@@ -243,7 +244,7 @@ def _template():
 # 0.5 s of a 2-core laptop's first view of a comparison (benchmarks/cold_draw.py, docs/performance.md
 # §9). Served by Streamlit's static serving (.streamlit/config.toml); the file name carries the
 # version, so a browser never runs a cached older bundle.
-PLOTLY_BUNDLE = ROOT / "static" / "plotly-cartesian-4.1.1.min.js"
+PLOTLY_BUNDLE = STATIC / "plotly-cartesian-4.1.1.min.js"
 # Trace types in that bundle (its README; tests/browser checks them against the bundle itself).
 BUNDLE_TRACES = frozenset({"scatter", "bar", "box", "heatmap", "histogram", "histogram2d",
                            "histogram2dcontour", "contour", "image", "pie", "violin"})

@@ -59,6 +59,19 @@ def figures(at) -> list[dict]:
 
 
 @contextmanager
+def option(name: str, value):
+    """Streamlit config option `name` set to `value` inside the block (AppTest runs in-process)."""
+    from streamlit import config
+
+    was = config.get_option(name)
+    config.set_option(name, value)
+    try:
+        yield
+    finally:
+        config.set_option(name, was)
+
+
+@contextmanager
 def app_store(path: Path, monkeypatch, max_workers: int = 2):
     """Point the app at a fresh store; afterwards stop the cached manager's workers and thread."""
     monkeypatch.setenv("AGD_VIZ_DB", str(path))

@@ -9,7 +9,7 @@ import pytest
 from agd_viz import charts
 from agd_viz.store import Store
 from agd_viz.views import live_view as view
-from apptest_util import app_store, charts_of, clean, figures, open_page, wait_final
+from apptest_util import app_store, charts_of, clean, figures, open_page, option, wait_final
 from test_page_live import seed_group, status_lines
 
 pytestmark = pytest.mark.slow
@@ -39,21 +39,14 @@ def max_x(fig) -> float:
     return top
 
 
-
 def test_without_static_serving_the_same_charts_are_drawn_by_streamlits_plotly(db):
     """The app's renderer needs static/ served (.streamlit/config.toml); a server started without
     that file (from another folder) still draws every chart, the same figures through
     st.plotly_chart with its theme off."""
-    from streamlit import config
-
     gid, _ = seed_group(db)
     own = charts_of(clean(open_page(PAGE, {"group": str(gid)})))
-    was = config.get_option("server.enableStaticServing")
-    config.set_option("server.enableStaticServing", False)
-    try:
+    with option("server.enableStaticServing", False):
         fallback = charts_of(clean(open_page(PAGE, {"group": str(gid)})))
-    finally:
-        config.set_option("server.enableStaticServing", was)
     assert [c.renderer for c in own] == ["app"] * 4 and [c.renderer for c in fallback] == ["plotly_chart"] * 4
     assert [c.key for c in fallback] == [c.key for c in own] == [f"lv_chart_{n}" for n in view.figures_shown()]
     assert [c.figure for c in fallback] == [c.figure for c in own]
@@ -64,19 +57,14 @@ def test_without_static_serving_the_same_charts_are_drawn_by_streamlits_plotly(d
 
 def test_the_chart_library_is_fetched_under_the_servers_base_path(db):
     """Behind a proxy at /demo (server.baseUrlPath) static files are served under /demo too."""
-    from streamlit import config
-
     import app_widgets
 
     gid, _ = seed_group(db)
-    was = config.get_option("server.baseUrlPath")
-    config.set_option("server.baseUrlPath", "demo")
-    try:
+    with option("server.baseUrlPath", "demo"):
         at = clean(open_page(PAGE, {"group": str(gid)}))
-    finally:
-        config.set_option("server.baseUrlPath", was)
     sources = {json.loads(el.proto.json)["src"] for el in at.get("bidi_component")}
     assert sources == {f"/demo/app/static/{app_widgets.PLOTLY_BUNDLE.name}"}
+
 
 def test_chart_options_and_the_comparison_come_back_from_the_link(db):
     gid, _ = seed_group(db)
